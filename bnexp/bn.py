@@ -1,0 +1,173 @@
+"""Batch normalization from scratch, interchangeable with `gluon.nn.BatchNorm`.
+
+The maths follows Ioffe & Szegedy (2015) and the source tutorial:
+    mean, var = per-channel statistics of the batch (biased variance)
+    x_hat     = (x - mean) / sqrt(var + eps)
+    y         = gamma * x_hat + beta
+    moving    = momentum * moving + (1 - momentum) * batch statistic
+Training uses the batch statistics and updates the moving averages; inference
+uses the moving averages. The mode follows `autograd.is_training()`.
+
+A hybridized graph is traced once, so a Python `if autograd.is_training()`
+would freeze whichever mode was active at the first call, and a symbolic graph
+cannot assign to the moving averages. Both jobs are done by one tiny custom
+operator, `bnexp_moving_stats`: MXNet hands it the run-time training flag and
+lets it mutate auxiliary states, exactly as it does for its own BatchNorm. All
+arithmetic on the activations stays in ordinary (fusable, hybridizable) ops.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+from mxnet import gluon
+
+VARIANTS = ("none", "scratch", "gluon")
+
+
+class _MovingStatistics(mx.operator.CustomOp):
+    """Training: pass the batch statistics through and fold them into the moving
+    averages. Inference: output the moving averages instead."""
+
+    def __init__(self, momentum: float):
+        super().__init__()
+        self.momentum = momentum
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        batch_mean, batch_var = in_data
+        moving_mean, moving_var = aux
+        if is_train:
+            moving_mean[:] = self.momentum * moving_mean + (1 - self.momentum) * batch_mean
+            moving_var[:] = self.momentum * moving_var + (1 - self.momentum) * batch_var
+            self.assign(out_data[0], req[0], batch_mean)
+            self.assign(out_data[1], req[1], batch_var)
+        else:
+            self.assign(out_data[0], req[0], moving_mean)
+            self.assign(out_data[1], req[1], moving_var)
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        # Gradients flow into the batch statistics only; the moving averages
+        # are state, not parameters.
+        self.assign(in_grad[0], req[0], out_grad[0])
+        self.assign(in_grad[1], req[1], out_grad[1])
+
+
+@mx.operator.register("bnexp_moving_stats")
+class _MovingStatisticsProp(mx.operator.CustomOpProp):
+    def __init__(self, momentum):
+        super().__init__(need_top_grad=True)
+        self.momentum = float(momentum)
+
+    def list_arguments(self):
+        return ["batch_mean", "batch_var"]
+
+    def list_outputs(self):
+        return ["mean", "var"]
+
+    def list_auxiliary_states(self):
+        return ["moving_mean", "moving_var"]
+
+    def infer_shape(self, in_shape):
+        stat = in_shape[0]
+        return [stat, stat], [stat, stat], [stat, stat]
+
+    def declare_backward_dependency(self, out_grad, in_data, out_data):
+        return out_grad
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return _MovingStatistics(self.momentum)
+
+
+class _ChannelLayout:
+    """Per-channel reductions and broadcasts for X3 of shape (N, C, L), as BLAS
+    matrix products. MXNet's CPU kernels for reducing over (or broadcasting
+    along) the non-contiguous axes (0, 2) are about 10x slower than a GEMV, and
+    every broadcast op's gradient is such a reduction."""
+
+    def __init__(self, F, X3):
+        self.F, self.X3 = F, X3
+        self.rows = F.reshape(X3, (-3, 0))                                    # (N*C, L)
+        self.ones = F.ones_like(F.slice_axis(self.rows, axis=0, begin=0, end=1))  # (1, L)
+        self.NC = F.reshape_like(F.slice_axis(self.rows, axis=1, begin=0, end=1), X3,
+                                 rhs_begin=0, rhs_end=2)                      # (N, C)
+
+    def mean(self, rows):
+        """(N*C, L) -> (C,): the mean over samples and positions of each channel."""
+        F = self.F
+        per_row = F.dot(rows, F.broadcast_div(self.ones, F.sum(self.ones)), transpose_b=True)
+        return F.mean(F.reshape_like(per_row, self.NC), axis=0)
+
+    def broadcast(self, v):
+        """(C,) -> (N*C, L): v[c] at every sample and position of channel c."""
+        F = self.F
+        per_sample = F.broadcast_like(F.reshape(v, (1, -1)), self.NC)         # (N, C)
+        return F.dot(F.reshape(per_sample, (-1, 1)), self.ones)
+
+
+def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: float,
+               eps: float):
+    """Normalize X per feature (2-D input) or per channel (4-D NCHW input).
+
+    `axis` is the feature/channel axis; statistics are taken over all others.
+    Works with F = mx.nd (imperative) and F = mx.sym (hybridized).
+    """
+    if axis != 1:
+        X = F.swapaxes(X, dim1=1, dim2=axis)
+    X3 = F.reshape(X, (0, 0, -1))   # (N, C, L): L = H*W for images, 1 for features
+    layout = _ChannelLayout(F, X3)
+    X_rows = layout.rows
+    mean = layout.mean(X_rows)
+    var = layout.mean(F.square(X_rows - layout.broadcast(mean)))  # biased variance
+    # Batch statistics in training, moving averages in inference (decided at run time).
+    used_mean, used_var = F.Custom(mean, var, moving_mean, moving_var,
+                                   op_type="bnexp_moving_stats", momentum=momentum)
+    X_hat = (X_rows - layout.broadcast(used_mean)) * layout.broadcast(1.0 / F.sqrt(used_var + eps))
+    # The elementwise ops on gamma and beta let MXNet infer their shapes, so the
+    # layer supports deferred initialization inside a hybridized network.
+    gamma_rows = layout.broadcast(F.elemwise_add(gamma, F.zeros_like(mean)))
+    beta_rows = layout.broadcast(F.elemwise_add(beta, F.zeros_like(mean)))
+    Y = F.reshape_like(X_hat * gamma_rows + beta_rows, X)
+    return F.swapaxes(Y, dim1=1, dim2=axis) if axis != 1 else Y
+
+
+class ScratchBatchNorm(gluon.HybridBlock):
+    """From-scratch BN with the constructor and parameters of `gluon.nn.BatchNorm`."""
+
+    def __init__(self, axis: int = 1, momentum: float = 0.9, epsilon: float = 1e-5,
+                 in_channels: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self._axis, self._momentum, self._epsilon = axis, momentum, epsilon
+        shape = (in_channels,)
+        with self.name_scope():
+            self.gamma = self.params.get("gamma", shape=shape, init="ones",
+                                         allow_deferred_init=True)
+            self.beta = self.params.get("beta", shape=shape, init="zeros",
+                                        allow_deferred_init=True)
+            self.running_mean = self.params.get("running_mean", shape=shape, init="zeros",
+                                                grad_req="null", differentiable=False,
+                                                allow_deferred_init=True)
+            self.running_var = self.params.get("running_var", shape=shape, init="ones",
+                                               grad_req="null", differentiable=False,
+                                               allow_deferred_init=True)
+
+    def infer_shape(self, x, *args):
+        channels = x.shape[self._axis]
+        for param in (self.gamma, self.beta, self.running_mean, self.running_var):
+            param.shape = (channels,)
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        return batch_norm(F, x, gamma, beta, running_mean, running_var,
+                          axis=self._axis, momentum=self._momentum, eps=self._epsilon)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(axis={self._axis}, momentum={self._momentum}, "
+                f"eps={self._epsilon}, in_channels={self.gamma.shape[0]})")
+
+
+def make_bn(variant: str, momentum: float, eps: float) -> gluon.HybridBlock | None:
+    """The BN layer for a variant name, or None for `none`."""
+    if variant == "scratch":
+        return ScratchBatchNorm(momentum=momentum, epsilon=eps)
+    if variant == "gluon":
+        return gluon.nn.BatchNorm(momentum=momentum, epsilon=eps)
+    if variant == "none":
+        return None
+    raise ValueError(f"unknown BN variant {variant!r}; expected one of {VARIANTS}")

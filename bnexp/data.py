@@ -1,0 +1,210 @@
+"""Fashion-MNIST from the official IDX files: find, verify, load, fetch.
+
+The files are read directly (gzip + numpy) instead of through gluon's
+FashionMNIST class, which checks the SHA-1 of the *compressed* files and tries
+to download on a mismatch. Here the *decompressed* content is verified, so any
+faithful copy (Debian's package, the official download, a re-compressed file)
+is accepted and anything else is refused with a message naming the file.
+
+    python -m bnexp.data check [ROOT]   # find and verify, print where
+    python -m bnexp.data fetch          # make the data available (apt, else download)
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bnexp.errors import DataError
+
+NUM_CLASSES = 10
+IMAGE_SIDE = 28
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    """One of the four official files and what its decompressed content must be."""
+    name: str
+    magic: int  # 2051 = uint8 images (3 dims), 2049 = uint8 labels (1 dim)
+    count: int
+    sha256: str
+
+
+FILES = {
+    "train_images": IdxFile("train-images-idx3-ubyte.gz", 2051, 60000,
+                            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train_labels": IdxFile("train-labels-idx1-ubyte.gz", 2049, 60000,
+                            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "test_images": IdxFile("t10k-images-idx3-ubyte.gz", 2051, 10000,
+                           "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "test_labels": IdxFile("t10k-labels-idx1-ubyte.gz", 2049, 10000,
+                           "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # package dataset-fashion-mnist
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bnexp" / "fashion-mnist"
+OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+HOW_TO_GET = ("Get the official files with `make data` (Debian package dataset-fashion-mnist, "
+              "else the official download), or set data.root to a folder holding the four "
+              ".gz files.")
+
+
+def search_paths() -> list[Path]:
+    """Where the data is looked for when data.root is null, first match wins."""
+    paths = [Path(os.environ["BNEXP_DATA"])] if os.environ.get("BNEXP_DATA") else []
+    return paths + [DEBIAN_DIR, CACHE_DIR]
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # uint8, (N, 28, 28)
+    labels: np.ndarray  # uint8, (N,)
+
+
+@dataclass(frozen=True)
+class FashionMNIST:
+    root: Path
+    train: Split
+    test: Split
+
+
+def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
+    """Decompress and verify one IDX file; raise DataError naming it if anything is off."""
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found. {HOW_TO_GET}") from None
+    except PermissionError:
+        raise DataError(f"{path}: not readable (permission denied).") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a .gz file. {HOW_TO_GET}") from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: not a valid gzip file ({err}); it is truncated or corrupt. "
+                        f"{HOW_TO_GET}") from None
+    header = 16 if spec.magic == 2051 else 8
+    if len(raw) < header:
+        raise DataError(f"{path}: only {len(raw)} bytes, shorter than an IDX header. {HOW_TO_GET}")
+    magic, count = int.from_bytes(raw[0:4], "big"), int.from_bytes(raw[4:8], "big")
+    if magic != spec.magic:
+        raise DataError(f"{path}: IDX magic number {magic}, expected {spec.magic}; "
+                        f"this is not the {spec.name} file. {HOW_TO_GET}")
+    if count != spec.count:
+        raise DataError(f"{path}: holds {count} items, expected {spec.count}. {HOW_TO_GET}")
+    shape: tuple[int, ...] = (count,)
+    if spec.magic == 2051:
+        rows, cols = int.from_bytes(raw[8:12], "big"), int.from_bytes(raw[12:16], "big")
+        if (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE):
+            raise DataError(f"{path}: images are {rows}x{cols}, expected 28x28. {HOW_TO_GET}")
+        shape = (count, rows, cols)
+    expected_len = header + int(np.prod(shape))
+    if len(raw) != expected_len:
+        raise DataError(f"{path}: {len(raw)} bytes after decompression, expected {expected_len}; "
+                        f"the file is truncated or padded. {HOW_TO_GET}")
+    data = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    if spec.magic == 2049 and data.max() >= NUM_CLASSES:
+        raise DataError(f"{path}: label {int(data.max())} is out of range 0..{NUM_CLASSES - 1}. "
+                        f"{HOW_TO_GET}")
+    if hashlib.sha256(raw).hexdigest() != spec.sha256:
+        raise DataError(f"{path}: content differs from the official Fashion-MNIST file "
+                        f"(SHA-256 of the decompressed data). {HOW_TO_GET}")
+    return data
+
+
+def find_root(root: str | Path | None) -> Path:
+    """The folder to read: `root` if given, else the first search path holding all four files."""
+    if root is not None:
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data.root={root}: not a directory. {HOW_TO_GET}")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise DataError(f"data.root={root}: not readable (permission denied).")
+        return root
+    for candidate in search_paths():
+        if all((candidate / spec.name).is_file() for spec in FILES.values()):
+            return candidate
+    looked = ", ".join(str(p) for p in search_paths())
+    raise DataError(f"Fashion-MNIST not found (looked in {looked}). {HOW_TO_GET}")
+
+
+def load(root: str | Path | None = None) -> FashionMNIST:
+    """Find, verify and load the whole dataset; nothing partial is ever returned."""
+    folder = find_root(root)
+    arrays = {key: read_idx(folder / spec.name, spec) for key, spec in FILES.items()}
+    return FashionMNIST(
+        root=folder,
+        train=Split(arrays["train_images"], arrays["train_labels"]),
+        test=Split(arrays["test_images"], arrays["test_labels"]),
+    )
+
+
+def _install_debian_package() -> bool:
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return False
+    print("installing Debian package dataset-fashion-mnist", flush=True)
+    for cmd in (["apt-get", "update", "-q"],
+                ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]):
+        if subprocess.run(cmd, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode:
+            return False
+    return True
+
+
+def _download_official(dest: Path) -> bool:
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        for spec in FILES.values():
+            print(f"downloading {OFFICIAL_URL}{spec.name}", flush=True)
+            with urllib.request.urlopen(OFFICIAL_URL + spec.name, timeout=60) as resp, \
+                    tempfile.NamedTemporaryFile(dir=dest, delete=False) as tmp:
+                shutil.copyfileobj(resp, tmp)
+            os.replace(tmp.name, dest / spec.name)  # never leave a half-written file
+    except OSError as err:
+        print(f"download failed: {err}", file=sys.stderr)
+        return False
+    return True
+
+
+def fetch() -> Path:
+    """Make verified data available: already there, else apt package, else official download."""
+    try:
+        return load().root
+    except DataError as err:
+        print(f"{err}", flush=True)
+    if _install_debian_package() or _download_official(CACHE_DIR):
+        return load().root
+    raise DataError(f"Could not install or download Fashion-MNIST. Download the four .gz files "
+                    f"from {OFFICIAL_URL} into {CACHE_DIR} (or any folder, then set "
+                    f"BNEXP_DATA or data.root to it).")
+
+
+def main(argv: list[str]) -> int:
+    usage = "usage: python -m bnexp.data {check [ROOT] | fetch}"
+    if not argv or argv[0] not in ("check", "fetch"):
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "fetch":
+            root = fetch()
+        else:
+            root = load(argv[1] if len(argv) > 1 else None).root
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"Fashion-MNIST verified in {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,97 @@
+"""Run results: convergence milestones and the run's `metrics.json`.
+
+`metrics.json` is the one record a sweep report reads; it is written
+atomically (temporary file, then rename) so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TARGETS = (0.70, 0.80, 0.85)  # test accuracies whose first crossing is recorded
+STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class EvalPoint:
+    step: int
+    images: int
+    seconds: float     # training seconds so far (evaluation time excluded)
+    test_acc: float
+    test_loss: float
+
+
+@dataclass
+class TrainPoint:
+    step: int
+    loss: float        # mean over the steps since the previous point
+    acc: float
+
+
+@dataclass
+class RunRecord:
+    """Everything `metrics.json` holds about one run."""
+    status: str = "running"
+    config: dict = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    steps: int = 0
+    images_seen: int = 0
+    train_seconds: float = 0.0       # optimizer steps only
+    wall_seconds: float = 0.0        # from process start, evaluation and setup included
+    final: dict = field(default_factory=dict)   # train_loss, train_acc, test_loss, test_acc
+    eval_curve: list[EvalPoint] = field(default_factory=list)
+    train_curve: list[TrainPoint] = field(default_factory=list)
+    diverged_at_step: int | None = None
+    error: str | None = None
+
+    def milestones(self) -> dict[str, dict[str, float | int | None]]:
+        """First evaluation reaching each target accuracy: its step, images and seconds."""
+        out = {}
+        for target in TARGETS:
+            hit = next((p for p in self.eval_curve if p.test_acc >= target), None)
+            out[f"{target:.2f}"] = {
+                "step": hit.step if hit else None,
+                "images": hit.images if hit else None,
+                "seconds": round(hit.seconds, 3) if hit else None,
+            }
+        return out
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["to_accuracy"] = self.milestones()
+        return _finite(data)
+
+
+def _finite(value):
+    """JSON has no NaN/Infinity: write them as null (a diverged loss, say)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON so that `path` holds either the old or the new content, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read(run_dir: Path) -> dict:
+    with open(run_dir / METRICS_FILE) as f:
+        return json.load(f)

@@ -1,0 +1,60 @@
+"""Command-line entry point: `python -m bnexp.run [overrides]`.
+
+    python -m bnexp.run bn=scratch lr=0.2
+    python -m bnexp.run --multirun bn=none,scratch,gluon seed=0,1,2
+"""
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from bnexp import config, experiment
+from bnexp.errors import UserError
+
+PROCESS_START = time.time()
+log = logging.getLogger("bnexp")
+
+config.register()
+# A random component in output folder names: two runs started in the same second
+# must not share a folder (cached, so one run resolves it to one value).
+OmegaConf.register_new_resolver("bnexp_uid", lambda: secrets.token_hex(3), use_cache=True)
+# A sweep job's folder is named by its overrides; a job without any gets "default".
+OmegaConf.register_new_resolver("bnexp_job_name", lambda overrides: overrides or "default")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Train once; return the final test accuracy (0.0 if the run failed or diverged)."""
+    hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        settings = config.load(cfg)
+        record = experiment.run(settings, Path(hydra_cfg.runtime.output_dir),
+                                list(hydra_cfg.overrides.task), PROCESS_START)
+    except UserError as err:
+        log.error("%s", err)
+        if in_sweep:
+            return 0.0  # the other jobs of the sweep go on; metrics.json says why
+        sys.exit(2)
+    except Exception:
+        if not in_sweep:
+            raise
+        log.exception("job failed; the sweep goes on")
+        return 0.0
+    accuracy = record.final.get("test_acc", 0.0)
+    if record.status == "diverged" or not math.isfinite(accuracy):
+        return 0.0  # a diverged network's weights are not finite any more
+    return float(accuracy)
+
+
+if __name__ == "__main__":
+    main()

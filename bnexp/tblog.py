@@ -1,0 +1,56 @@
+"""TensorBoard logging: one writer per run, writing into the run's own folder.
+
+Hyperparameters go into the same event file as the curves (experiment, session
+start and session end summaries written through the run's writer, as PyTorch
+Lightning does), so TensorBoard's HParams tab lists each run exactly once;
+`SummaryWriter.add_hparams()` would add an extra sub-run per call.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tensorboardX import SummaryWriter
+from tensorboardX.summary import hparams as hparams_summary
+
+# Scalars that the HParams tab shows as metrics, written once at the end of a run.
+HPARAM_METRICS = ("hparams/final_test_acc", "hparams/steps_to_0.80")
+
+
+class RunLogger:
+    """Scalars on the optimizer-step axis plus this run's hyperparameters."""
+
+    def __init__(self, run_dir: Path, hparams: dict[str, str | int | float | bool],
+                 enabled: bool = True, flush_secs: int = 10):
+        self.writer = SummaryWriter(logdir=str(run_dir), flush_secs=flush_secs) if enabled else None
+        self.hparams = hparams
+        if self.writer is not None:
+            experiment, session_start, _ = hparams_summary(
+                hparams, {tag: 0.0 for tag in HPARAM_METRICS})
+            self.writer.file_writer.add_summary(experiment)
+            self.writer.file_writer.add_summary(session_start)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
+
+    def close(self, step: int, metrics: dict[str, float], status: str) -> None:
+        """Write the hparam metrics and the session end, then close (the only real barrier)."""
+        if self.writer is None:
+            return
+        self.scalars(step, metrics)
+        _, _, session_end = hparams_summary(self.hparams, metrics)
+        if status != "completed":
+            # The HParams tab shows a session's status: failure for diverged or failed runs.
+            session_end.value[0].metadata.plugin_data.content = _end_content(status)
+        self.writer.file_writer.add_summary(session_end)
+        self.writer.close()
+        self.writer = None
+
+
+def _end_content(status: str) -> bytes:
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
+    from tensorboardX.proto.api_pb2 import Status
+    code = {"diverged": Status.Value("STATUS_FAILURE"), "failed": Status.Value("STATUS_FAILURE"),
+            "interrupted": Status.Value("STATUS_UNKNOWN")}.get(status, Status.Value("STATUS_SUCCESS"))
+    return HParamsPluginData(session_end_info=SessionEndInfo(status=code), version=0).SerializeToString()

@@ -1,0 +1,129 @@
+"""ScratchBatchNorm against MXNet's own gluon.nn.BatchNorm on CPU.
+
+On CPU gluon updates its moving statistics with the biased batch variance, so
+the two layers must agree everywhere: outputs, input/gamma/beta gradients,
+moving statistics, in training and inference, hybridized or not.
+"""
+import numpy as np
+import pytest
+import mxnet as mx
+from mxnet import autograd, gluon, nd
+
+from bnexp.bn import ScratchBatchNorm, make_bn
+from bnexp.model import lenet
+
+RTOL, ATOL = 1e-5, 1e-5
+
+
+def close(a, b):
+    np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=RTOL, atol=ATOL)
+
+
+def pair(momentum, eps, hybridize, in_channels=0):
+    layers = (ScratchBatchNorm(momentum=momentum, epsilon=eps, in_channels=in_channels),
+              gluon.nn.BatchNorm(momentum=momentum, epsilon=eps, in_channels=in_channels))
+    for layer in layers:
+        layer.initialize(ctx=mx.cpu())
+        if hybridize:
+            layer.hybridize(static_alloc=True, static_shape=True)
+    return layers
+
+
+@pytest.mark.parametrize("shape", [(16, 7), (8, 3, 5, 6)], ids=["2d", "4d"])
+@pytest.mark.parametrize("momentum,eps", [(0.9, 1e-5), (0.5, 1e-3), (0.0, 1e-2), (0.99, 1e-5)])
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_matches_gluon(shape, momentum, eps, hybridize):
+    scratch, reference = pair(momentum, eps, hybridize)
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        # shifted and scaled so that mean and variance are far from 0 and 1
+        x = nd.array(rng.normal(2.0, 3.0, size=shape).astype("float32"))
+        head = nd.array(rng.normal(size=shape).astype("float32"))  # upstream gradient
+        outs, grads = [], []
+        for layer in (scratch, reference):
+            xi = x.copy()
+            xi.attach_grad()
+            with autograd.record():
+                y = layer(xi)
+            y.backward(head)
+            outs.append(y)
+            grads.append((xi.grad, layer.params.get("gamma").grad(), layer.params.get("beta").grad()))
+        close(*outs)
+        for g_scratch, g_ref in zip(*grads):
+            close(g_scratch, g_ref)
+        for name in ("running_mean", "running_var"):
+            close(scratch.params.get(name).data(), reference.params.get(name).data())
+    # inference mode uses the moving statistics and leaves them alone
+    before = scratch.params.get("running_var").data().copy()
+    close(scratch(x), reference(x))
+    close(scratch.params.get("running_var").data(), before)
+
+
+def test_moving_statistics_move_only_in_training_and_get_no_gradient():
+    layer = ScratchBatchNorm(in_channels=3)
+    layer.initialize()
+    np.testing.assert_array_equal(layer.gamma.data().asnumpy(), 1)
+    np.testing.assert_array_equal(layer.beta.data().asnumpy(), 0)
+    np.testing.assert_array_equal(layer.running_mean.data().asnumpy(), 0)
+    np.testing.assert_array_equal(layer.running_var.data().asnumpy(), 1)
+    assert layer.running_mean.grad_req == "null" and layer.running_var.grad_req == "null"
+    x = nd.random.normal(5, 2, shape=(32, 3, 4, 4))
+    layer(x)  # inference: no change
+    np.testing.assert_array_equal(layer.running_mean.data().asnumpy(), 0)
+    with autograd.record():
+        y = layer(x)
+    y.backward()
+    batch_mean = x.asnumpy().mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(layer.running_mean.data().asnumpy(), 0.1 * batch_mean, rtol=1e-5)
+
+
+def test_training_output_is_normalized_per_channel():
+    layer = ScratchBatchNorm(epsilon=1e-8)
+    layer.initialize()
+    x = nd.random.normal(-3, 4, shape=(64, 5, 6, 6))
+    with autograd.record():
+        y = layer(x).asnumpy()
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, rtol=1e-3)
+
+
+@pytest.mark.parametrize("bn_on_dense", [False, True])
+def test_lenet_step_matches_gluon(bn_on_dense):
+    """A whole hybridized LeNet: same init, one SGD step, same gradients and loss."""
+    nets = [lenet(v, 0.9, 1e-5, bn_on_dense) for v in ("scratch", "gluon")]
+    x = nd.random.uniform(shape=(32, 1, 28, 28))
+    y = nd.array(np.arange(32) % 10)
+    for net in nets:
+        mx.random.seed(3)
+        net.initialize(mx.init.Normal(0.01))
+        net.hybridize(static_alloc=True, static_shape=True)
+        net(x)  # initialization is deferred to the first call: draw the weights now
+    losses = []
+    for net in nets:
+        with autograd.record():
+            loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(x), y)
+        loss.backward()
+        losses.append(loss.mean())
+    close(*losses)
+    params = [{name.split("_", 1)[1]: p for name, p in net.collect_params().items()
+               if p.grad_req != "null"} for net in nets]
+    scale = max(np.abs(p.grad().asnumpy()).max() for p in params[1].values())
+    for (name, a), (name_ref, b) in zip(params[0].items(), params[1].items()):
+        a, b = a.grad().asnumpy(), b.grad().asnumpy()
+        before_bn = name.startswith("conv") or (bn_on_dense and name.startswith("dense0"))
+        if name.endswith("bias") and before_bn:
+            # A bias right before BN is cancelled by the mean subtraction: its exact
+            # gradient is 0, and both layers must leave only rounding noise.
+            assert np.abs(a).max() < 1e-3 * scale and np.abs(b).max() < 1e-3 * scale, name
+        else:
+            # float32 rounding differences grow through the BN layers: compare
+            # at the scale of the gradients
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
+def test_make_bn():
+    assert make_bn("none", 0.9, 1e-5) is None
+    assert isinstance(make_bn("scratch", 0.9, 1e-5), ScratchBatchNorm)
+    assert isinstance(make_bn("gluon", 0.9, 1e-5), gluon.nn.BatchNorm)
+    with pytest.raises(ValueError, match="foo"):
+        make_bn("foo", 0.9, 1e-5)
