@@ -43,8 +43,8 @@ def graceful_stop():
 
 def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) -> RunRecord:
     """Train once as configured; `run_dir/metrics.json` records the outcome, whatever it is."""
-    dataset = data.load(cfg.data.root)
     ctx = context.resolve(cfg.ctx)
+    dataset = data.load(cfg.data.root)
     settings = flat(cfg)
     record = RunRecord(config=settings, overrides=overrides)
     metrics_path = run_dir / METRICS_FILE

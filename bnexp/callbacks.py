@@ -1,0 +1,32 @@
+"""Hydra callbacks: build the sweep report when a multirun ends.
+
+Registered in conf/config.yaml under `hydra.callbacks.report`. Hydra calls
+`on_multirun_end` in the launching process after every job has returned (also
+under the joblib and submitit launchers), with the config only: the report is
+therefore built from the job folders on disk (`bnexp.report`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("bnexp")
+
+
+class ReportCallback(Callback):
+    """Writes summary.csv, summary.md and the plots into the sweep directory."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from bnexp.report import write_report  # matplotlib only when a report is due
+
+        sweep_dir = str(config.hydra.sweep.dir)
+        try:
+            md_path = write_report(sweep_dir)
+        except Exception:  # the sweep's results are on disk: don't end it with a traceback
+            log.exception("could not build the sweep report; retry with "
+                          "`python -m bnexp.report %s`", sweep_dir)
+            return
+        log.info("sweep report: %s (summary.csv and plots alongside)", md_path)

@@ -1,0 +1,28 @@
+"""Shared helpers: the real dataset, and the real CLI run as a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small but real: a few optimizer steps on the real Fashion-MNIST files.
+QUICK = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512",
+         "trainer.progress=log"]
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m bnexp.run ARGS` exactly as a user types it, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "bnexp.run", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def fashion_root() -> Path:
+    from bnexp import data
+    return data.find_root(None)

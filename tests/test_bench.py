@@ -1,0 +1,161 @@
+"""The throughput benchmark `python -m bnexp.bench`: its output, its JSON, its helpers.
+
+No speed number is ever asserted: only that every variant was measured and that the
+measurements are positive and finite.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import mxnet as mx
+from mxnet import autograd, nd
+
+from bnexp import bench
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def positive_finite(values) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values)
+
+
+@pytest.mark.slow
+def test_cli_table_and_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "bnexp.bench", "--steps", "3", "--warmup", "1",
+                           "--repeats", "1", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("variant"))
+    rows = {line.split()[0]: line.split() for line in lines[header + 2:header + 6]}
+    assert set(rows) == set(bench.VARIANTS)
+    for name, cells in rows.items():
+        assert positive_finite([float(c) for c in cells[1:5]]), cells
+    assert rows["source"][5] == "1.00" and rows["none"][6] == "1.00"
+
+    report = json.loads(out.read_text())
+    machine = report["machine"]
+    for key in ("cpu_model", "cores", "OMP_NUM_THREADS", "mxnet_version"):
+        assert key in machine
+    assert machine["mxnet_version"] == mx.__version__
+    assert report["settings"]["steps"] == 3 and report["settings"]["repeats"] == 1
+    assert set(report["variants"]) == set(bench.VARIANTS)
+    for name, result in report["variants"].items():
+        assert len(result["images_per_sec"]) == 1 and len(result["ms_per_step"]) == 1
+        assert positive_finite(result["images_per_sec"] + result["ms_per_step"])
+        assert positive_finite([result[k] for k in ("median_images_per_sec", "min_images_per_sec",
+                                                    "max_images_per_sec", "median_ms_per_step",
+                                                    "ratio_vs_source", "ratio_vs_none")])
+    assert report["variants"]["source"]["ratio_vs_source"] == pytest.approx(1.0)
+    assert report["variants"]["none"]["ratio_vs_none"] == pytest.approx(1.0)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--steps", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--variants", "batchnorm"])
+    args = bench.parse_args(["--variants", "gluon", "none", "gluon"])
+    assert args.variants == ["gluon", "none"]
+
+
+def test_summary_medians_and_ratios():
+    samples = {"source": bench.Samples([100.0, 300.0, 200.0], [3.0, 1.0, 2.0]),
+               "none": bench.Samples([400.0, 400.0, 800.0], [1.0, 1.0, 0.5]),
+               "gluon": bench.Samples([1000.0], [0.4])}
+    result = bench.summarize(samples)
+    assert result["source"]["median_images_per_sec"] == 200.0
+    assert result["source"]["min_images_per_sec"] == 100.0
+    assert result["source"]["max_images_per_sec"] == 300.0
+    assert result["none"]["ratio_vs_source"] == pytest.approx(2.0)
+    assert result["gluon"]["ratio_vs_none"] == pytest.approx(2.5)
+    table = bench.format_table(result)
+    assert table.splitlines()[0].split()[:2] == ["variant", "median"]
+    assert len(table.splitlines()) == 5
+    # without a baseline the ratio is absent, not a crash
+    alone = bench.summarize({"gluon": bench.Samples([5.0], [1.0])})
+    assert alone["gluon"]["ratio_vs_source"] is None
+    assert "-" in bench.format_table(alone).splitlines()[-1]
+
+
+@pytest.mark.parametrize("shape", [(16, 7), (8, 3, 5, 6)], ids=["2d", "4d"])
+def test_source_batch_norm_is_batch_normalization(shape):
+    """The baseline's BN function computes what MXNet's BatchNorm computes in training,
+    gradients included, and folds the batch statistics into the moving averages."""
+    rng = np.random.default_rng(0)
+    x = nd.array(rng.normal(2.0, 3.0, size=shape).astype("float32"))
+    c = shape[1]
+    gamma = nd.array(rng.uniform(0.5, 1.5, size=c).astype("float32"))
+    beta = nd.array(rng.normal(size=c).astype("float32"))
+    stat_shape = (c,) if len(shape) == 2 else (1, c, 1, 1)
+    moving = {"bn_mean": nd.zeros(stat_shape), "bn_var": nd.ones(stat_shape)}
+    x1, x2 = x.copy(), x.copy()
+    for a in (x1, x2):
+        a.attach_grad()
+    head = nd.array(rng.normal(size=shape).astype("float32"))
+    with autograd.record():
+        ours = bench.source_batch_norm(x1, gamma, beta, moving, "bn", True, momentum=0.9, eps=1e-5)
+        ref = nd.BatchNorm(x2, gamma, beta, nd.zeros(c), nd.ones(c), eps=1e-5, fix_gamma=False,
+                           use_global_stats=False)
+    ours.backward(head)
+    ref.backward(head)
+    np.testing.assert_allclose(ours.asnumpy(), ref.asnumpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x1.grad.asnumpy(), x2.grad.asnumpy(), rtol=1e-3, atol=1e-4)
+    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    xn = x.asnumpy()
+    np.testing.assert_allclose(moving["bn_mean"].asnumpy().ravel(), 0.1 * xn.mean(axis=axes),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(moving["bn_var"].asnumpy().ravel(), 0.9 + 0.1 * xn.var(axis=axes),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_parsers():
+    assert bench.parse_eval_line(
+        "[2026-11-27 04:30:09,607][bnexp.train][INFO] - step 351/2340 test_loss=0.41 test_acc=0.8512"
+    ) == (351, 0.8512)
+    assert bench.parse_eval_line("step 60/60 loss=0.758 acc=0.7035") is None
+    assert bench.parse_time_v("\tMaximum resident set size (kbytes): 123456\n") == 123456
+    assert bench.parse_time_v("nothing") is None
+
+
+FAKE_RUN = """
+import sys, time
+for step, acc in ((117, 0.70), (234, 0.86), (351, 0.87)):
+    print(f"[t][bnexp.train][INFO] - step {step}/2340 test_loss=0.5 test_acc={acc}", flush=True)
+    time.sleep(0.2)
+time.sleep(60)
+"""
+
+
+def test_time_to_accuracy_stops_at_target():
+    """The first evaluation at the target is timed and the run is stopped by SIGINT
+    (a stand-in process here; the real CLI is covered below)."""
+    result = bench.observe_run([], 0.85, True, False, echo=lambda s: None,
+                               command=[sys.executable, "-c", FAKE_RUN])
+    assert result["step_at_target"] == 234 and result["test_acc_at_target"] == 0.86
+    assert result["stopped_at_target"] and result["returncode"] != 0
+    assert 0 < result["wall_seconds_to_target"] < result["process_seconds"] < 30
+    assert [e["step"] for e in result["eval_log"]] == [117, 234]
+
+
+@pytest.mark.slow
+def test_observe_real_run_with_memory():
+    """Against the real CLI: its evaluation log lines are recognised, metrics.json is
+    read, and a peak RSS is measured."""
+    overrides = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512"]
+    result = bench.observe_run(overrides, 0.0, False, True, echo=lambda s: None)
+    assert result["returncode"] == 0
+    assert [e["step"] for e in result["eval_log"]] == [10, 20]
+    assert result["step_at_target"] == 10
+    assert result["metrics_json"]["status"] == "completed"
+    assert result["metrics_json"]["to_accuracy"] is None  # 0.00 is not a recorded milestone
+    assert result["peak_rss_mb"] > 50

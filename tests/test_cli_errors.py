@@ -1,0 +1,70 @@
+"""Bad configuration on the real command line: one clear message, no traceback,
+non-zero exit, before any training."""
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bnexp import context
+from bnexp.errors import ConfigError
+from conftest import run_cli
+
+# override -> words the message must contain (the key, the value, what is allowed)
+BAD = {
+    "bn=foo": ["bn", "foo", "scratch"],
+    "lr=0": ["lr=0", "> 0"],
+    "lr=-1": ["lr=-1", "> 0"],
+    "lr=abc": ["lr", "abc"],
+    "momentum=1": ["momentum=1", "[0, 1)"],
+    "eps=0": ["eps=0", "> 0"],
+    "trainer.batch_size=0": ["trainer.batch_size=0", "between 1 and 60000"],
+    "trainer.batch_size=70000": ["trainer.batch_size=70000", "between 1 and 60000"],
+    "trainer.epochs=0": ["trainer.epochs=0", "at least 1"],
+    "ctx=tpu": ["ctx", "tpu", "allowed"],
+    "ctx=gpu:x": ["ctx", "gpu:x", "allowed"],
+    "ctx=gpu": ["ctx=gpu", "ctx=cpu", "ctx=auto"],
+    "foo=1": ["foo"],
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+
+    def run(item):
+        index, override = item
+        return override, run_cli(override, f"hydra.run.dir={base / str(index)}", timeout=120)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, enumerate(BAD)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override", BAD)
+def test_bad_override_fails_clearly(results, override):
+    proc = results[override]
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "Traceback" not in output, output
+    for words in BAD[override]:
+        assert words in output, f"{words!r} missing from: {output}"
+    assert "BN on" not in output  # stopped before training started
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("cpu", [("cpu", 0)]), ("gpu:1", [("gpu", 1)]), ("gpu:0,1", [("gpu", 0), ("gpu", 1)]),
+    ("cpu:0,cpu:1", [("cpu", 0), ("cpu", 1)]), ("auto", []), (" GPU ", [("gpu", 0)]),
+])
+def test_context_parse(spec, expected):
+    assert context.parse(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["tpu", "gpu:x", "gpu:-1", "", "cpu,cpu", "0"])
+def test_context_parse_rejects(spec):
+    with pytest.raises(ConfigError, match="ctx="):
+        context.parse(spec)
+
+
+def test_auto_is_cpu_without_gpu():
+    import mxnet as mx
+    if mx.context.num_gpus() == 0:
+        assert context.resolve("auto") == [mx.cpu()]
