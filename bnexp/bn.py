@@ -113,18 +113,22 @@ def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: 
         X = F.swapaxes(X, dim1=1, dim2=axis)
     X3 = F.reshape(X, (0, 0, -1))   # (N, C, L): L = H*W for images, 1 for features
     layout = _ChannelLayout(F, X3)
-    X_rows = layout.rows
-    mean = layout.mean(X_rows)
-    var = layout.mean(F.square(X_rows - layout.broadcast(mean)))  # biased variance
+    mean = layout.mean(layout.rows)
+    X_centered = layout.rows - layout.broadcast(mean)
+    var = layout.mean(F.square(X_centered))  # biased: the mean of squared deviations
     # Batch statistics in training, moving averages in inference (decided at run time).
     used_mean, used_var = F.Custom(mean, var, moving_mean, moving_var,
                                    op_type="bnexp_moving_stats", momentum=momentum)
-    X_hat = (X_rows - layout.broadcast(used_mean)) * layout.broadcast(1.0 / F.sqrt(used_var + eps))
-    # The elementwise ops on gamma and beta let MXNet infer their shapes, so the
-    # layer supports deferred initialization inside a hybridized network.
-    gamma_rows = layout.broadcast(F.elemwise_add(gamma, F.zeros_like(mean)))
-    beta_rows = layout.broadcast(F.elemwise_add(beta, F.zeros_like(mean)))
-    Y = F.reshape_like(X_hat * gamma_rows + beta_rows, X)
+    # y = gamma * (X - used_mean) / sqrt(used_var + eps) + beta, rearranged as
+    # X_centered * scale + shift so that every per-channel factor is formed on C
+    # values and the full-size work is one multiply and one add. In training
+    # used_mean == mean and shift == beta; in inference shift corrects the
+    # centering to the moving mean. (The elementwise ops on gamma and beta also
+    # let MXNet infer their shapes for deferred initialization.)
+    scale = F.elemwise_mul(gamma, 1.0 / F.sqrt(used_var + eps))
+    shift = F.elemwise_add(beta, (mean - used_mean) * scale)
+    Y_rows = X_centered * layout.broadcast(scale) + layout.broadcast(shift)
+    Y = F.reshape_like(Y_rows, X)
     return F.swapaxes(Y, dim1=1, dim2=axis) if axis != 1 else Y
 
 
