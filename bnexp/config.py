@@ -48,6 +48,8 @@ class TrainerConfig:
     max_steps: Optional[int] = None    # stop after this many optimizer steps; null = no limit
     eval_every_steps: int = 117        # test-set evaluation interval (and at each epoch end)
     log_every_steps: int = 10          # training loss/accuracy logging interval
+    checkpoint_every_epochs: int = 1   # 0 = only when interrupted
+    diverge_above: Optional[float] = 1000.0  # a training loss above this (or non-finite) = diverged
     progress: str = "auto"             # auto (bar on a terminal, else log lines) | bar | log
 
 
@@ -69,6 +71,7 @@ class Config:
     eps: float = 1e-5          # BN epsilon
     ctx: str = "auto"          # cpu | gpu | gpu:N | gpu:0,1 | auto
     seed: int = 0
+    resume: Optional[str] = None   # a run dir to continue, or "auto" (sweeps: skip/continue/start each job)
 
 
 def register() -> None:
@@ -100,6 +103,12 @@ def check(cfg: Config) -> None:
     for key in ("eval_every_steps", "log_every_steps"):
         if getattr(cfg.trainer, key) < 1:
             _fail(f"trainer.{key}", getattr(cfg.trainer, key), "must be at least 1.")
+    if cfg.trainer.checkpoint_every_epochs < 0:
+        _fail("trainer.checkpoint_every_epochs", cfg.trainer.checkpoint_every_epochs,
+              "must be 0 (only when interrupted) or more.")
+    limit = cfg.trainer.diverge_above
+    if limit is not None and not limit > 0:
+        _fail("trainer.diverge_above", limit, "must be a number > 0, or null to stop only on NaN/inf.")
     if cfg.trainer.progress not in PROGRESS_MODES:
         _fail("trainer.progress", cfg.trainer.progress, f"choose one of {', '.join(PROGRESS_MODES)}.")
     if cfg.model.init not in INITIALIZERS:
@@ -109,7 +118,10 @@ def check(cfg: Config) -> None:
     subset = cfg.data.test_subset
     if subset is not None and not (1 <= subset <= TEST_SIZE):
         _fail("data.test_subset", subset, f"must be between 1 and {TEST_SIZE}, or null for all.")
-    context.parse(cfg.ctx)
+    devices = max(1, len(context.parse(cfg.ctx)))
+    if cfg.trainer.batch_size % devices:
+        _fail("trainer.batch_size", cfg.trainer.batch_size,
+              f"must be divisible by the number of devices in ctx={cfg.ctx} ({devices}).")
 
 
 def load(cfg: DictConfig) -> Config:

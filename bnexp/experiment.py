@@ -1,15 +1,20 @@
-"""One run, start to finish: data and devices in, metrics.json and TensorBoard out."""
+"""One run, start to finish: data and devices in, metrics.json and TensorBoard out.
+Also where a run is resumed from its checkpoint, or skipped if already complete."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 import time
 from pathlib import Path
 
-from bnexp import context, data
-from bnexp.config import Config, flat
-from bnexp.metrics import METRICS_FILE, RunRecord, write_json_atomic
+from omegaconf import OmegaConf
+
+from bnexp import checkpoint, context, data
+from bnexp.config import Config, check, flat
+from bnexp.errors import ConfigError, UserError
+from bnexp.metrics import METRICS_FILE, RunRecord, read, write_json_atomic
 from bnexp.tblog import RunLogger
 from bnexp.train import fit
 
@@ -18,6 +23,8 @@ log = logging.getLogger(__name__)
 # Hyperparameters shown in TensorBoard's HParams tab (plain values only).
 HPARAM_KEYS = ("bn.variant", "lr", "momentum", "eps", "seed", "trainer.batch_size",
                "trainer.epochs", "trainer.max_steps", "model.bn_on_dense", "model.init", "ctx")
+# What a resumed run may change: how long it trains and where it runs.
+RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx", "resume")
 
 
 @contextlib.contextmanager
@@ -41,19 +48,56 @@ def graceful_stop():
             signal.signal(sig, old)
 
 
+def resumed_config(cfg: Config, run_dir: Path, overrides: list[str]) -> Config:
+    """The saved run's config, with only the overrides a resumed run may change."""
+    state = checkpoint.read_state(run_dir)
+    if state is None:
+        raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
+                          f"give the folder of a run that was interrupted or checkpointed.")
+    saved = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in RESUMABLE_OVERRIDES:
+            raise ConfigError(f"{override}: a resumed run keeps its saved configuration; "
+                              f"only {', '.join(RESUMABLE_OVERRIDES[:-1])} may change.")
+        OmegaConf.update(saved, key, OmegaConf.select(OmegaConf.structured(cfg), key))
+    resumed: Config = OmegaConf.to_object(saved)
+    check(resumed)
+    return resumed
+
+
 def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) -> RunRecord:
-    """Train once as configured; `run_dir/metrics.json` records the outcome, whatever it is."""
+    """Train once as configured; `run_dir/metrics.json` records the outcome, whatever it is.
+    `cfg.resume` continues a checkpointed run ("auto": this job's own dir, if any)."""
+    resume = False
+    if cfg.resume is not None:
+        previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
+        if previous and previous["status"] == "completed":
+            log.info("%s already completed; skipping (delete it to train again)", run_dir)
+            return RunRecord.from_json(previous)
+        resume = cfg.resume != "auto" or checkpoint.read_state(run_dir) is not None
+        if resume:
+            cfg = resumed_config(cfg, run_dir, overrides)
     ctx = context.resolve(cfg.ctx)
     dataset = data.load(cfg.data.root)
     settings = flat(cfg)
-    record = RunRecord(config=settings, overrides=overrides)
+    state = checkpoint.read_state(run_dir) if resume else None
+    record = RunRecord.from_json(state["record"]) if state else RunRecord(config=settings)
+    record.overrides = overrides
     metrics_path = run_dir / METRICS_FILE
-    write_json_atomic(metrics_path, record.to_json())  # fails early if run_dir is not writable
+    try:
+        write_json_atomic(metrics_path, record.to_json())
+    except OSError as err:
+        reason = "disk full" if err.errno == errno.ENOSPC else err.strerror
+        raise UserError(f"cannot write {metrics_path}: {reason}. Choose another output folder "
+                        f"with hydra.run.dir=... (or hydra.sweep.dir=... for sweeps).") from None
     hparams = {key: settings[key] for key in HPARAM_KEYS}
-    logger = RunLogger(run_dir, hparams, cfg.logger.tensorboard, cfg.logger.flush_secs)
+    logger = RunLogger(run_dir, hparams, cfg.logger.tensorboard, cfg.logger.flush_secs,
+                       resume_step=state["step"] if state else None)
     try:
         with graceful_stop() as stop_requested:
-            fit(cfg, dataset, ctx, record, logger, process_start, stop_requested)
+            fit(cfg, dataset, ctx, record, logger, run_dir, process_start, stop_requested,
+                resume=resume)
     except KeyboardInterrupt:
         record.status = "interrupted"
         raise
@@ -72,4 +116,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) 
              record.status, record.steps, final.get("test_acc", float("nan")),
              final.get("train_loss", float("nan")), record.train_seconds, record.wall_seconds)
     log.info("wrote %s", metrics_path)
+    if record.status == "interrupted":
+        log.warning("interrupted at step %d; continue with: python -m bnexp.run resume=%s",
+                    record.steps, run_dir)
     return record

@@ -61,6 +61,13 @@ class RunRecord:
             }
         return out
 
+    @classmethod
+    def from_json(cls, data: dict) -> RunRecord:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["eval_curve"] = [EvalPoint(**p) for p in data.get("eval_curve", [])]
+        fields["train_curve"] = [TrainPoint(**p) for p in data.get("train_curve", [])]
+        return cls(**fields)
+
     def to_json(self) -> dict:
         data = asdict(self)
         data["to_accuracy"] = self.milestones()

@@ -30,15 +30,21 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+from omegaconf import OmegaConf  # noqa: E402
 
 from bnexp.metrics import METRICS_FILE, TARGETS  # noqa: E402
 
 SEED_KEY = "seed"
+# Not part of a configuration's identity: the seeds are its repetitions, and a
+# job continued with resume=auto is still the same job.
+IGNORED_KEYS = (SEED_KEY, "resume")
 BN_KEYS = ("bn", "bn.variant")
 BASELINE = "none"
 COUNTED_STATUSES = ("completed", "diverged", "failed", "interrupted", "running")
-MEASURES = ("steps", "images", "seconds")
+MEASURES = {"steps": "step", "images": "images", "seconds": "seconds"}  # column -> milestone field
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
 CONVERGENCE_PNG, LR_PNG = "convergence.png", "lr_robustness.png"
 
@@ -89,10 +95,22 @@ def fallback_overrides(job_dir: Path) -> dict[str, str]:
     """Overrides of a job without a usable metrics.json: Hydra's record, else the folder name."""
     hydra_file = job_dir / ".hydra" / "overrides.yaml"
     try:
-        from omegaconf import OmegaConf
         return parse_overrides(list(OmegaConf.load(hydra_file)))
     except Exception:
         return overrides_from_dirname(job_dir.name)
+
+
+def check_record(record) -> None:
+    """Raise ValueError unless `record` has the shape RunRecord.to_json() writes."""
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    for key, kind in (("eval_curve", list), ("train_curve", list), ("final", dict),
+                      ("config", dict), ("overrides", list), ("to_accuracy", dict)):
+        if not isinstance(record.get(key, kind()), kind):
+            raise ValueError(f"{key!r} is not a {kind.__name__}")
+    for key in ("eval_curve", "train_curve"):
+        if not all(isinstance(p, dict) and isinstance(p.get("step"), int) for p in record.get(key, [])):
+            raise ValueError(f"{key!r} has a point without an integer step")
 
 
 def load_job(job_dir: Path) -> Job:
@@ -100,8 +118,7 @@ def load_job(job_dir: Path) -> Job:
     path = job_dir / METRICS_FILE
     try:
         record = json.loads(path.read_text())
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
+        check_record(record)
     except (OSError, ValueError) as err:
         reason = "metrics.json missing" if not path.exists() else f"metrics.json unreadable: {err}"
         return Job(job_dir.name, "failed", fallback_overrides(job_dir), None, reason)
@@ -146,10 +163,10 @@ class Group:
 
 
 def group_jobs(jobs: list[Job]) -> list[Group]:
-    """One group per distinct override set minus seed, labelled by the swept keys."""
+    """One group per distinct override set minus seed (and resume), labelled by the swept keys."""
     groups: dict[tuple, Group] = {}
     for job in jobs:
-        overrides = {k: v for k, v in job.overrides.items() if k != SEED_KEY}
+        overrides = {k: v for k, v in job.overrides.items() if k not in IGNORED_KEYS}
         key = tuple(sorted(overrides.items()))
         groups.setdefault(key, Group(overrides)).jobs.append(job)
     swept = swept_keys(list(groups.values()))
@@ -215,9 +232,9 @@ def target_stats(group: Group, target: float) -> dict:
     """Steps/images/seconds to `target`: mean and std over the seeds that reached it."""
     hits = [h for h in (milestone(j, target) for j in group.jobs) if h is not None]
     out: dict = {"reached": len(hits), "never": len(group.jobs) - len(hits)}
-    for measure in MEASURES:
+    for measure, name in MEASURES.items():
         out[f"{measure}_mean"], out[f"{measure}_std"] = mean_std(
-            [float(h[measure]) for h in hits if h.get(measure) is not None])
+            [float(h[name]) for h in hits if h.get(name) is not None])
     return out
 
 
@@ -424,7 +441,7 @@ def lr_series(groups: list[Group]) -> dict[str, list[tuple[float, Job]]]:
 
 
 def plot_lr_line(ax, name: str, points: list[tuple[float, Job]], color) -> None:
-    """Mean final accuracy of completed seeds per lr; diverged seeds as red crosses at 0."""
+    """Mean final accuracy of completed seeds per lr (bar = min..max); diverged seeds as crosses at 0."""
     ok: dict[float, list[float]] = defaultdict(list)
     for lr, job in points:
         if job.status == "completed" and (job.record.get("final") or {}).get("test_acc") is not None:
@@ -432,10 +449,14 @@ def plot_lr_line(ax, name: str, points: list[tuple[float, Job]], color) -> None:
     lrs = sorted(ok)
     means = [statistics.fmean(ok[lr]) for lr in lrs]
     err = [[m - min(ok[lr]) for m, lr in zip(means, lrs)], [max(ok[lr]) - m for m, lr in zip(means, lrs)]]
-    ax.errorbar(lrs, means, yerr=err, color=color, marker="o", capsize=3, label=name)
-    for lr in sorted({lr for lr, j in points if j.status == "diverged"}):
-        ax.scatter([lr], [0.0], marker="x", s=60, color=color, zorder=3)
-        ax.annotate("diverged", (lr, 0.0), textcoords="offset points", xytext=(0, 6),
+    if lrs:
+        ax.errorbar(lrs, means, yerr=err, color=color, marker="o", capsize=3, label=name)
+    diverged = sorted({lr for lr, j in points if j.status == "diverged"})
+    if diverged:
+        ax.scatter(diverged, [0.0] * len(diverged), marker="x", s=60, color=color, zorder=3,
+                   label=None if lrs else f"{name} (all diverged)")
+    for lr in diverged:
+        ax.annotate("diverged", (lr, 0.0), textcoords="offset points", xytext=(0, 8),
                     ha="center", fontsize="x-small", color=color, rotation=90)
 
 
@@ -443,13 +464,18 @@ def write_lr_plot(path: Path, groups: list[Group]) -> None:
     """Final test accuracy vs learning rate (log2 axis), one line per BN variant."""
     fig, ax = plt.subplots(figsize=(7, 5))
     colors = plt.get_cmap("tab10")
-    for i, (name, points) in enumerate(sorted(lr_series(groups).items())):
+    series = lr_series(groups)
+    for i, (name, points) in enumerate(sorted(series.items())):
         plot_lr_line(ax, name, points, colors(i % colors.N))
     ax.set_xscale("log", base=2)
+    lrs = sorted({lr for points in series.values() for lr, _ in points})
+    if lrs:
+        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_ylim(-0.05, 1.0)
     ax.set(title="Final test accuracy vs learning rate (× = diverged)",
            xlabel="learning rate (log2 scale)", ylabel="final test accuracy (completed seeds)")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
     fig.tight_layout()

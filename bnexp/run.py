@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from bnexp import config, experiment
 from bnexp.errors import UserError
 
-PROCESS_START = time.time()
+_process_start: float | None = time.time()  # the first job's clock starts with the process
 log = logging.getLogger("bnexp")
 
 config.register()
@@ -29,17 +29,24 @@ config.register()
 OmegaConf.register_new_resolver("bnexp_uid", lambda: secrets.token_hex(3), use_cache=True)
 # A sweep job's folder is named by its overrides; a job without any gets "default".
 OmegaConf.register_new_resolver("bnexp_job_name", lambda overrides: overrides or "default")
+# `resume=<run dir>` continues in that folder and keeps its .hydra/ as first written.
+OmegaConf.register_new_resolver(
+    "bnexp_run_dir", lambda resume, default: default if resume in (None, "auto") else resume)
+OmegaConf.register_new_resolver(
+    "bnexp_hydra_subdir", lambda resume: ".hydra" if resume in (None, "auto") else None)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train once; return the final test accuracy (0.0 if the run failed or diverged)."""
+    global _process_start
+    job_start, _process_start = _process_start or time.time(), None  # later jobs of a sweep: now
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         settings = config.load(cfg)
         record = experiment.run(settings, Path(hydra_cfg.runtime.output_dir),
-                                list(hydra_cfg.overrides.task), PROCESS_START)
+                                list(hydra_cfg.overrides.task), job_start)
     except UserError as err:
         log.error("%s", err)
         if in_sweep:
@@ -50,6 +57,8 @@ def main(cfg: DictConfig) -> float:
             raise
         log.exception("job failed; the sweep goes on")
         return 0.0
+    if record.status == "interrupted":
+        sys.exit(130)  # also stops a sweep: the user asked to stop
     accuracy = record.final.get("test_acc", 0.0)
     if record.status == "diverged" or not math.isfinite(accuracy):
         return 0.0  # a diverged network's weights are not finite any more

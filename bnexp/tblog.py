@@ -20,10 +20,17 @@ class RunLogger:
     """Scalars on the optimizer-step axis plus this run's hyperparameters."""
 
     def __init__(self, run_dir: Path, hparams: dict[str, str | int | float | bool],
-                 enabled: bool = True, flush_secs: int = 10):
-        self.writer = SummaryWriter(logdir=str(run_dir), flush_secs=flush_secs) if enabled else None
+                 enabled: bool = True, flush_secs: int = 10, resume_step: int | None = None):
+        """`resume_step`: the checkpoint step a resumed run continues from. Points
+        logged after it by the interrupted process are dropped by TensorBoard
+        (purge_step), so the curves have no duplicates."""
+        self.writer = None
+        if enabled:
+            purge = resume_step + 1 if resume_step is not None else None
+            self.writer = SummaryWriter(logdir=str(run_dir), flush_secs=flush_secs,
+                                        purge_step=purge)
         self.hparams = hparams
-        if self.writer is not None:
+        if self.writer is not None and resume_step is None:
             experiment, session_start, _ = hparams_summary(
                 hparams, {tag: 0.0 for tag in HPARAM_METRICS})
             self.writer.file_writer.add_summary(experiment)

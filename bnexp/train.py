@@ -1,4 +1,5 @@
-"""The training loop: SGD on the device-resident dataset, periodic evaluation.
+"""The training loop: SGD on the device-resident dataset, periodic evaluation,
+checkpoints, and a clean stop on request.
 
 Nothing is read back from the device per batch: training loss and accuracy
 accumulate as NDArrays and are read every `log_every_steps` steps, which is
@@ -11,13 +12,16 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from bnexp import checkpoint
 from bnexp.config import Config
 from bnexp.data import FashionMNIST
 from bnexp.metrics import EvalPoint, RunRecord, TrainPoint
@@ -43,7 +47,7 @@ class DeviceSplit:
 
 
 def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
-    """LeNet for the configured BN variant, initialized from the seed."""
+    """LeNet for the configured BN variant, its weights drawn from the seed."""
     mx.random.seed(cfg.seed)
     net = lenet(cfg.bn.variant, cfg.momentum, cfg.eps, cfg.model.bn_on_dense)
     net.initialize(initializer(cfg.model.init, cfg.model.init_sigma), ctx=ctx)
@@ -51,7 +55,15 @@ def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
         # A fixed batch shape (the last partial batch is dropped or padded) lets
         # MXNet plan all memory once.
         net.hybridize(static_alloc=True, static_shape=True)
+    per_device = cfg.trainer.batch_size // len(ctx)
+    for c in ctx:  # draw the (otherwise deferred) weights now, in a fixed order
+        net(nd.zeros((per_device, 1, 28, 28), ctx=c))
     return net
+
+
+def make_trainer(net: gluon.Block, lr: float, ctx: list[mx.Context]) -> gluon.Trainer:
+    return gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
+                         kvstore="device" if len(ctx) > 1 else None)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -66,11 +78,31 @@ def split(batch: nd.NDArray, ctx: list[mx.Context]) -> list[nd.NDArray]:
     return gluon.utils.split_and_load(batch, ctx, even_split=True)
 
 
+LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
+
+
+def train_step(net: gluon.Block, trainer: gluon.Trainer, images: nd.NDArray,
+               labels: nd.NDArray, ctx: list[mx.Context]) -> tuple[nd.NDArray, nd.NDArray]:
+    """One SGD step on the mean cross-entropy of the batch, split across `ctx`.
+    Returns the batch's mean loss and correct count, still on the device."""
+    xs, ys = split(images, ctx), split(labels, ctx)
+    with autograd.record():
+        outs = [net(x) for x in xs]
+        losses = [LOSS(out, y) for out, y in zip(outs, ys)]
+    autograd.backward(losses)
+    batch_size = images.shape[0]
+    trainer.step(batch_size)  # gradients of the summed loss, divided by the batch size
+    home = ctx[0]
+    loss = nd.add_n(*[l.sum().as_in_context(home) for l in losses]) / batch_size
+    correct = nd.add_n(*[(o.argmax(axis=1) == y).sum().as_in_context(home)
+                         for o, y in zip(outs, ys)])
+    return loss, correct
+
+
 def evaluate(net: gluon.HybridBlock, data: DeviceSplit, batch_size: int,
              ctx: list[mx.Context]) -> tuple[float, float]:
     """Mean loss and accuracy over `data`, in batches of the training shape.
     The last batch is padded with repeated samples that a mask leaves out."""
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     n = len(data)
     padded = math.ceil(n / batch_size) * batch_size
     order = nd.array(np.arange(padded) % n, ctx=data.images.context, dtype="int64")
@@ -84,7 +116,7 @@ def evaluate(net: gluon.HybridBlock, data: DeviceSplit, batch_size: int,
         ms = split(mask[start:start + batch_size], ctx)
         for x, y, m in zip(xs, ys, ms):
             out = net(x)
-            loss_sum += (loss_fn(out, y) * m).sum().as_in_context(ctx[0])
+            loss_sum += (LOSS(out, y) * m).sum().as_in_context(ctx[0])
             correct += ((out.argmax(axis=1) == y) * m).sum().as_in_context(ctx[0])
     return loss_sum.asscalar() / n, correct.asscalar() / n
 
@@ -94,7 +126,8 @@ class Progress:
 
     def __init__(self, mode: str, total: int, initial: int = 0):
         use_bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True) if use_bar else None
+        self.bar = (tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+                    if use_bar else None)
         self.total = total
 
     def step(self) -> None:
@@ -103,135 +136,159 @@ class Progress:
 
     def report(self, step: int, values: dict[str, float], eval_line: bool = False) -> None:
         text = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-        if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=False)
-            if eval_line:
-                self.bar.write(f"step {step}/{self.total} {text}")
-        else:
+        if self.bar is None:
             log.info("step %d/%d %s", step, self.total, text)
+        elif eval_line:
+            self.bar.write(f"step {step}/{self.total} {text}")
+        else:
+            self.bar.set_postfix_str(text, refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
+class Accumulator:
+    """Per-step device values since the last read, and epoch totals on the host."""
+
+    def __init__(self, batch_size: int, epoch_totals: dict | None = None):
+        self.batch_size = batch_size
+        self.losses: list[nd.NDArray] = []
+        self.correct: list[nd.NDArray] = []
+        self.epoch = dict(epoch_totals or {"loss": 0.0, "acc": 0.0, "steps": 0})
+
+    def add(self, loss: nd.NDArray, correct: nd.NDArray) -> None:
+        self.losses.append(loss)
+        self.correct.append(correct)
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-step losses and accuracies since the last read (one host sync)."""
+        if not self.losses:
+            return np.zeros(0), np.zeros(0)
+        losses = nd.concat(*self.losses, dim=0).asnumpy()
+        accs = nd.concat(*self.correct, dim=0).asnumpy() / self.batch_size
+        self.losses, self.correct = [], []
+        if np.all(np.isfinite(losses)):  # a diverged interval does not count
+            self.epoch["loss"] += float(losses.sum())
+            self.epoch["acc"] += float(accs.sum())
+            self.epoch["steps"] += len(losses)
+        return losses, accs
+
+    def new_epoch(self) -> None:
+        self.epoch = {"loss": 0.0, "acc": 0.0, "steps": 0}
+
+
 def fit(cfg: Config, dataset: FashionMNIST, ctx: list[mx.Context], record: RunRecord,
-        logger: RunLogger, process_start: float,
-        stop_requested: Callable[[], bool] = lambda: False) -> RunRecord:
-    """Train as configured, filling `record` (curves, final metrics, status)."""
+        logger: RunLogger, run_dir: Path, process_start: float,
+        stop_requested: Callable[[], bool] = lambda: False, resume: bool = False) -> RunRecord:
+    """Train as configured, filling `record` (curves, final metrics, status).
+    With `resume`, continue from the checkpoint in `run_dir`."""
     tc = cfg.trainer
-    if tc.batch_size % len(ctx):
-        raise ValueError(f"trainer.batch_size={tc.batch_size} must divide evenly across "
-                         f"{len(ctx)} devices")
     train = DeviceSplit.from_numpy(dataset.train.images, dataset.train.labels, ctx[0])
     test_n = cfg.data.test_subset or len(dataset.test.labels)
     test = DeviceSplit.from_numpy(dataset.test.images[:test_n], dataset.test.labels[:test_n], ctx[0])
-
     net = build_net(cfg, ctx)
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": cfg.lr},
-                            kvstore="device" if len(ctx) > 1 else None)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = make_trainer(net, cfg.lr, ctx)
 
     steps_per_epoch = len(train) // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
     if tc.max_steps is not None:
         total_steps = min(total_steps, tc.max_steps)
-    progress = Progress(tc.progress, total_steps)
+    step, train_seconds, epoch_totals = 0, 0.0, None
+    if resume:
+        state = checkpoint.restore(run_dir, net, trainer)
+        step, train_seconds, epoch_totals = state["step"], state["train_seconds"], state["epoch"]
+        log.info("resumed from %s at step %d", run_dir / checkpoint.CHECKPOINT_FILE, step)
+    acc = Accumulator(tc.batch_size, epoch_totals)
+    progress = Progress(tc.progress, total_steps, initial=step)
     log.info("training %s BN on %s: %d steps (%d per epoch), batch %d, lr %g",
              cfg.bn.variant, ",".join(str(c) for c in ctx), total_steps, steps_per_epoch,
              tc.batch_size, cfg.lr)
 
-    step_losses: list[nd.NDArray] = []   # per-step mean loss since the last read
-    step_correct: list[nd.NDArray] = []  # per-step correct count since the last read
-    epoch_loss, epoch_acc, epoch_steps = 0.0, 0.0, 0
-    train_seconds = 0.0
-    interval_start = time.perf_counter()
-    interval_images = 0
-    step = 0
+    interval_start, interval_images = time.perf_counter(), 0
 
     def read_train_metrics() -> bool:
-        """Fold the pending per-step values into the curves; False if the loss diverged."""
-        nonlocal step_losses, step_correct, epoch_loss, epoch_acc, epoch_steps
+        """Log the steps since the last read; False if the loss became non-finite."""
         nonlocal train_seconds, interval_start, interval_images
-        if not step_losses:
-            return True
-        losses = nd.concat(*step_losses, dim=0).asnumpy()
-        correct = nd.concat(*step_correct, dim=0).asnumpy()
-        now = time.perf_counter()
-        elapsed = now - interval_start
+        losses, accs = acc.read()
+        elapsed = time.perf_counter() - interval_start
         train_seconds += elapsed
-        first_step = step - len(losses) + 1
-        bad = np.flatnonzero(~np.isfinite(losses))
-        loss, acc = float(losses.mean()), float(correct.sum() / (len(losses) * tc.batch_size))
-        step_losses, step_correct = [], []
+        if not len(losses):
+            return True
+        limit = tc.diverge_above if tc.diverge_above is not None else np.inf
+        bad = np.flatnonzero(~(losses <= limit))  # NaN compares false: caught too
         if bad.size:
-            record.diverged_at_step = int(first_step + bad[0])
+            record.diverged_at_step = step - len(losses) + 1 + int(bad[0])
+            logger.scalars(record.diverged_at_step, {"train/loss": float(losses[bad[0]])})
             return False
-        epoch_loss += float(losses.sum())
-        epoch_acc += float(correct.sum()) / tc.batch_size
-        epoch_steps += len(losses)
-        record.train_curve.append(TrainPoint(step, loss, acc))
-        values = {"train/loss": loss, "train/acc": acc, "lr": trainer.learning_rate,
-                  "perf/images_per_sec": interval_images / elapsed}
-        logger.scalars(step, values)
-        progress.report(step, {"loss": loss, "acc": acc})
+        loss, accuracy = float(losses.mean()), float(accs.mean())
+        record.train_curve.append(TrainPoint(step, loss, accuracy))
+        logger.scalars(step, {"train/loss": loss, "train/acc": accuracy, "lr": trainer.learning_rate,
+                              "perf/images_per_sec": interval_images / elapsed})
+        progress.report(step, {"loss": loss, "acc": accuracy})
         interval_start, interval_images = time.perf_counter(), 0
         return True
 
     def run_evaluation() -> None:
         nonlocal interval_start
-        loss, acc = evaluate(net, test, tc.batch_size, ctx)
-        record.eval_curve.append(EvalPoint(step, step * tc.batch_size, train_seconds, acc, loss))
-        record.final.update(test_loss=loss, test_acc=acc)
-        logger.scalars(step, {"test/loss": loss, "test/acc": acc})
-        progress.report(step, {"test_loss": loss, "test_acc": acc}, eval_line=True)
+        loss, accuracy = evaluate(net, test, tc.batch_size, ctx)
+        record.eval_curve.append(EvalPoint(step, step * tc.batch_size, train_seconds, accuracy, loss))
+        record.final.update(test_loss=loss, test_acc=accuracy)
+        logger.scalars(step, {"test/loss": loss, "test/acc": accuracy})
+        progress.report(step, {"test_loss": loss, "test_acc": accuracy}, eval_line=True)
         interval_start = time.perf_counter()  # evaluation time is not training time
 
+    def save_checkpoint() -> None:
+        nonlocal interval_start
+        state = {"step": step, "train_seconds": train_seconds, "epoch": acc.epoch,
+                 "record": record.to_json(),
+                 "config": OmegaConf.to_container(OmegaConf.structured(cfg))}
+        checkpoint.save(run_dir, net, trainer, state)
+        interval_start = time.perf_counter()
+
     status = "completed"
-    for epoch in range(math.ceil(total_steps / steps_per_epoch)):
+    while step < total_steps:
+        epoch, batch = divmod(step, steps_per_epoch)
+        if batch == 0:
+            acc.new_epoch()
         order = nd.array(epoch_order(cfg.seed, epoch, len(train)), ctx=ctx[0], dtype="int64")
-        epoch_loss, epoch_acc, epoch_steps = 0.0, 0.0, 0
-        for batch in range(steps_per_epoch):
-            if step >= total_steps:
-                break
+        for batch in range(batch, steps_per_epoch):
             idx = order[batch * tc.batch_size:(batch + 1) * tc.batch_size]
-            xs = split(nd.take(train.images, idx), ctx)
-            ys = split(nd.take(train.labels, idx), ctx)
-            with autograd.record():
-                outs = [net(x) for x in xs]
-                losses = [loss_fn(out, y) for out, y in zip(outs, ys)]
-            autograd.backward(losses)
-            trainer.step(tc.batch_size)
+            acc.add(*train_step(net, trainer, nd.take(train.images, idx),
+                                nd.take(train.labels, idx), ctx))
             step += 1
             interval_images += tc.batch_size
-            step_losses.append(nd.add_n(*[l.sum().as_in_context(ctx[0]) for l in losses])
-                               / tc.batch_size)
-            step_correct.append(nd.add_n(*[(o.argmax(axis=1) == y).sum().as_in_context(ctx[0])
-                                           for o, y in zip(outs, ys)]))
             progress.step()
-            end_of_epoch = batch == steps_per_epoch - 1 or step == total_steps
-            if step % tc.log_every_steps == 0 or end_of_epoch or step % tc.eval_every_steps == 0:
+            end_of_epoch = batch == steps_per_epoch - 1
+            stopping = stop_requested()
+            evaluating = step % tc.eval_every_steps == 0 or end_of_epoch or step == total_steps
+            if step % tc.log_every_steps == 0 or evaluating or stopping:
                 if not read_train_metrics():
                     status = "diverged"
                     break
-            if step % tc.eval_every_steps == 0 or end_of_epoch:
+            if evaluating:
                 run_evaluation()
-            if stop_requested():
-                read_train_metrics()
+            every = tc.checkpoint_every_epochs
+            if stopping or (end_of_epoch and every and (epoch + 1) % every == 0):
+                save_checkpoint()
+            if stopping:
                 status = "interrupted"
                 break
-        if status != "completed" or step >= total_steps:
+            if step == total_steps:
+                break
+        if status != "completed":
             break
     progress.close()
 
     if status == "diverged":
-        log.error("loss became non-finite at step %d: the run diverged (try a smaller lr)",
-                  record.diverged_at_step)
+        log.error("training loss became non-finite or exceeded trainer.diverge_above at step %d: "
+                  "the run diverged (try a smaller lr)", record.diverged_at_step)
     record.status = status
     record.steps = step
     record.images_seen = step * tc.batch_size
     record.train_seconds = train_seconds
-    if epoch_steps:
-        record.final.update(train_loss=epoch_loss / epoch_steps, train_acc=epoch_acc / epoch_steps)
+    if acc.epoch["steps"]:
+        record.final.update(train_loss=acc.epoch["loss"] / acc.epoch["steps"],
+                            train_acc=acc.epoch["acc"] / acc.epoch["steps"])
     record.wall_seconds = time.time() - process_start
     return record

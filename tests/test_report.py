@@ -1,0 +1,176 @@
+"""The sweep report (bnexp/report.py) and its Hydra callback.
+
+A synthetic sweep with hand-made curves checks the numbers exactly; a real
+two-job multirun checks that the callback writes the report at the end of a sweep.
+"""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bnexp.metrics import EvalPoint, RunRecord, TrainPoint, write_json_atomic
+from bnexp.report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+EVERY = 50  # synthetic evaluation interval (steps)
+
+
+def make_job(sweep: Path, bn: str, lr: float, seed: int, accs: list[float],
+             status: str = "completed", diverged_at: int | None = None,
+             extra: tuple[str, ...] = ()) -> Path:
+    """A job folder with a real RunRecord: evaluation every 50 steps, 0.1 s per step."""
+    overrides = [f"bn={bn}", f"lr={lr}", f"seed={seed}", "trainer.max_steps=400"]
+    job_dir = sweep / ",".join(sorted(overrides))
+    job_dir.mkdir(parents=True)
+    record = RunRecord(status=status, overrides=overrides + list(extra),
+                       config={"bn.variant": bn, "lr": lr, "seed": seed, "trainer.batch_size": 128})
+    for i, acc in enumerate(accs, start=1):
+        step = i * EVERY
+        record.eval_curve.append(EvalPoint(step, step * 128, step * 0.1, acc, 1.0 - acc))
+        record.train_curve.append(TrainPoint(step, 2.0 - acc, acc))
+    record.steps = len(accs) * EVERY
+    record.final = {"test_acc": accs[-1], "test_loss": 1.0 - accs[-1]} if accs else {}
+    record.diverged_at_step = diverged_at
+    write_json_atomic(job_dir / "metrics.json", record.to_json())
+    return job_dir
+
+
+def broken_job(sweep: Path, bn: str, seed: int, content: str | None) -> None:
+    """A job folder Hydra created whose metrics.json is corrupt (content) or missing (None)."""
+    overrides = [f"bn={bn}", "lr=0.2", f"seed={seed}", "trainer.max_steps=400"]
+    job_dir = sweep / ",".join(sorted(overrides))
+    (job_dir / ".hydra").mkdir(parents=True)
+    (job_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if content is not None:
+        (job_dir / "metrics.json").write_text(content)
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """bn x lr sweep with known curves, diverged, interrupted and broken jobs."""
+    # bn=none, lr=0.2: 0.80 at steps 350 and 400, never in seed 2; 0.85 never.
+    make_job(tmp_path, "none", 0.2, 0, [0.1, 0.1, 0.3, 0.5, 0.7, 0.75, 0.81, 0.82])
+    make_job(tmp_path, "none", 0.2, 1, [0.1, 0.2, 0.4, 0.6, 0.72, 0.79, 0.79, 0.80])
+    make_job(tmp_path, "none", 0.2, 2, [0.1, 0.1, 0.1, 0.4, 0.65, 0.71, 0.75, 0.78],
+             extra=("resume=auto",))  # continued after an interruption: same configuration
+    # bn=gluon, lr=0.2: 0.80 at steps 100 and 150; seed 2 diverges after reaching 0.71.
+    make_job(tmp_path, "gluon", 0.2, 0, [0.72, 0.81, 0.84, 0.86, 0.87, 0.88, 0.88, 0.89])
+    make_job(tmp_path, "gluon", 0.2, 1, [0.65, 0.78, 0.82, 0.85, 0.86, 0.87, 0.87, 0.87])
+    make_job(tmp_path, "gluon", 0.2, 2, [0.71], status="diverged", diverged_at=80)
+    # bn=scratch, lr=0.2: one good seed, one interrupted, two corrupt files, one missing file.
+    make_job(tmp_path, "scratch", 0.2, 1, [0.75, 0.80, 0.86, 0.87, 0.88, 0.88, 0.88, 0.88])
+    make_job(tmp_path, "scratch", 0.2, 3, [0.5, 0.6], status="interrupted")
+    broken_job(tmp_path, "scratch", 0, '{"status": "completed", "ste')
+    broken_job(tmp_path, "scratch", 2, None)
+    broken_job(tmp_path, "scratch", 4, '{"status": "completed", "eval_curve": "0.9"}')
+    # lr=1.6: bn=none diverges at once, gluon trains.
+    make_job(tmp_path, "none", 1.6, 0, [], status="diverged", diverged_at=3)
+    make_job(tmp_path, "gluon", 1.6, 0, [0.6, 0.7, 0.75, 0.8, 0.8, 0.8, 0.8, 0.8])
+    (tmp_path / "multirun.yaml").write_text("hydra: {}\n")  # not a job
+    (tmp_path / ".submitit").mkdir()                       # hidden: not a job
+    return tmp_path
+
+
+def read_rows(sweep: Path) -> dict[str, dict[str, str]]:
+    with open(sweep / "summary.csv", newline="") as f:
+        return {row["config"]: row for row in csv.DictReader(f)}
+
+
+def num(value: str) -> float:
+    return float(value)
+
+
+def test_synthetic_sweep_numbers(sweep: Path):
+    md_path = write_report(sweep)
+    rows = read_rows(sweep)
+    assert set(rows) == {"bn=none,lr=0.2", "bn=gluon,lr=0.2", "bn=scratch,lr=0.2",
+                         "bn=none,lr=1.6", "bn=gluon,lr=1.6"}
+
+    none, gluon = rows["bn=none,lr=0.2"], rows["bn=gluon,lr=0.2"]
+    assert (none["seeds"], none["completed"], none["diverged"]) == ("3", "3", "0")
+    assert num(none["final_test_acc_mean"]) == pytest.approx(0.80)
+    assert num(none["final_test_acc_std"]) == pytest.approx(0.02)
+    assert num(none["steps_to_0.80_mean"]) == pytest.approx(375)
+    assert num(none["steps_to_0.80_std"]) == pytest.approx(35.3553, rel=1e-4)
+    assert num(none["images_to_0.80_mean"]) == pytest.approx(375 * 128)
+    assert num(none["seconds_to_0.80_mean"]) == pytest.approx(37.5)
+    assert (none["reached_0.80"], none["never_reached_0.80"]) == ("2", "1")
+    assert num(none["steps_to_0.70_mean"]) == pytest.approx(800 / 3, rel=1e-5)
+    assert none["never_reached_0.85"] == "3" and none["steps_to_0.85_mean"] == ""
+    assert num(none["speedup_steps_0.80"]) == pytest.approx(1.0)
+
+    # gluon: the diverged seed counts as diverged, reached 0.70 at step 50, never 0.80
+    assert (gluon["seeds"], gluon["completed"], gluon["diverged"]) == ("3", "2", "1")
+    assert num(gluon["final_test_acc_mean"]) == pytest.approx(0.88)  # completed seeds only
+    assert num(gluon["final_test_acc_std"]) == pytest.approx(0.0141421, rel=1e-4)
+    assert num(gluon["steps_to_0.70_mean"]) == pytest.approx(200 / 3, rel=1e-5)
+    assert num(gluon["steps_to_0.80_mean"]) == pytest.approx(125)
+    assert num(gluon["steps_to_0.80_std"]) == pytest.approx(35.3553, rel=1e-4)
+    assert (gluon["reached_0.80"], gluon["never_reached_0.80"]) == ("2", "1")
+    assert num(gluon["speedup_steps_0.70"]) == pytest.approx(4.0)
+    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(3.0)
+    assert gluon["speedup_0.80_is_lower_bound"] == "False"
+    # bn=none never reached 0.85 within its 400 steps: gluon's 200 steps are >= 2x faster
+    assert num(gluon["speedup_steps_0.85"]) == pytest.approx(2.0)
+    assert gluon["speedup_0.85_is_lower_bound"] == "True"
+
+    scratch = rows["bn=scratch,lr=0.2"]
+    assert (scratch["seeds"], scratch["completed"], scratch["failed"],
+            scratch["interrupted"]) == ("5", "1", "3", "1")
+    assert num(scratch["steps_to_0.80_mean"]) == pytest.approx(100)
+    assert scratch["steps_to_0.80_std"] == ""  # one seed: no spread
+    assert (scratch["reached_0.80"], scratch["never_reached_0.80"]) == ("1", "4")
+    assert num(scratch["speedup_steps_0.80"]) == pytest.approx(3.75)
+
+    # lr=1.6 rows match the lr=1.6 baseline, which diverged: no speedup, not lr=0.2's
+    assert rows["bn=none,lr=1.6"]["diverged"] == "1"
+    assert rows["bn=none,lr=1.6"]["final_test_acc_mean"] == ""
+    assert rows["bn=gluon,lr=1.6"]["speedup_steps_0.80"] == ""
+    assert num(rows["bn=gluon,lr=1.6"]["steps_to_0.80_mean"]) == pytest.approx(200)
+
+    md = md_path.read_text()
+    assert md_path == sweep / "summary.md"
+    assert "1 completed, 3 failed, 1 interrupted" in md
+    assert "metrics.json unreadable" in md and "metrics.json missing" in md
+    assert "'eval_curve' is not a list" in md
+    assert "diverged at step 80" in md
+    assert "3.0×" in md and "≥ 2.0×" in md
+    for png in ("convergence.png", "lr_robustness.png"):
+        assert (sweep / png).stat().st_size > 10_000, png
+
+
+def test_report_without_lr_sweep_and_cli(tmp_path: Path):
+    make_job(tmp_path, "none", 0.2, 0, [0.5, 0.7])
+    make_job(tmp_path, "gluon", 0.2, 0, [0.8, 0.9])
+    done = subprocess.run([sys.executable, "-m", "bnexp.report", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "summary.md" in done.stdout
+    rows = read_rows(tmp_path)
+    assert list(rows) == ["bn=none", "bn=gluon"]  # baseline first
+    assert num(rows["bn=gluon"]["speedup_steps_0.70"]) == pytest.approx(2.0)
+    assert (tmp_path / "convergence.png").exists()
+    assert not (tmp_path / "lr_robustness.png").exists()  # lr was not swept
+
+    missing = subprocess.run([sys.executable, "-m", "bnexp.report", str(tmp_path / "nope")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no sweep directory" in missing.stderr
+
+
+@pytest.mark.slow
+def test_real_multirun_writes_report(tmp_path: Path):
+    cmd = [sys.executable, "-m", "bnexp.run", "--multirun", "bn=none,gluon", "seed=0",
+           "trainer.max_steps=8", "trainer.eval_every_steps=4", "data.test_subset=256",
+           f"hydra.sweep.dir={tmp_path}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "sweep report:" in done.stdout + done.stderr  # logged by the callback
+    rows = read_rows(tmp_path)
+    assert list(rows) == ["bn=none", "bn=gluon"]
+    for row in rows.values():
+        assert (row["seeds"], row["completed"]) == ("1", "1")
+        assert 0.0 <= num(row["final_test_acc_mean"]) <= 1.0
+    assert (tmp_path / "summary.md").exists()
+    assert (tmp_path / "convergence.png").stat().st_size > 10_000
