@@ -1,0 +1,157 @@
+"""Faults during training: divergence, interruption and resume, atomic checkpoints,
+resumable sweeps. Driven through the real CLI where a user would meet them."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import REPO, run_cli
+
+SHORT = ["trainer.eval_every_steps=20", "trainer.log_every_steps=5", "data.test_subset=512",
+         "trainer.progress=log", "bn=gluon"]
+
+
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def start_and_signal(run_dir, signum, after_line="step 10/"):
+    """Start a 40-step run, deliver `signum` once training is under way."""
+    proc = subprocess.Popen([sys.executable, "-m", "bnexp.run", "trainer.max_steps=40", *SHORT,
+                             f"hydra.run.dir={run_dir}"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if after_line in line:
+            proc.send_signal(signum)
+            break
+    lines += proc.stdout.readlines()
+    return proc.wait(timeout=120), "".join(lines)
+
+
+@pytest.mark.slow
+def test_sigint_then_resume_matches_uninterrupted_run(tmp_path):
+    interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
+    code, output = start_and_signal(interrupted, signal.SIGINT)
+    assert code == 130, output
+    assert "Traceback" not in output
+    m = metrics(interrupted)
+    assert m["status"] == "interrupted" and 10 <= m["steps"] < 40
+    assert (interrupted / "checkpoint.params").is_file()
+    assert f"resume={interrupted}" in output  # tells the user how to continue
+
+    resumed = run_cli(f"resume={interrupted}")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    done = run_cli("trainer.max_steps=40", *SHORT, f"hydra.run.dir={straight}")
+    assert done.returncode == 0
+    a, b = metrics(interrupted), metrics(straight)
+    assert a["status"] == b["status"] == "completed" and a["steps"] == b["steps"] == 40
+    assert [(p["step"], p["test_acc"], p["test_loss"]) for p in a["eval_curve"]] == \
+           [(p["step"], p["test_acc"], p["test_loss"]) for p in b["eval_curve"]]
+    assert a["final"]["test_acc"] == b["final"]["test_acc"]
+    assert a["final"]["train_loss"] == pytest.approx(b["final"]["train_loss"], rel=1e-6)
+
+    # one TensorBoard run, no duplicated or missing points
+    acc = EventAccumulator(str(interrupted), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("train/loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+    assert [e.step for e in acc.Scalars("test/acc")] == [20, 40]
+    assert (interrupted / ".hydra" / "config.yaml").read_text().count("resume: null") == 1
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
+    code, output = start_and_signal(tmp_path, signal.SIGTERM, after_line="step 5/")
+    assert code == 130, output
+    assert metrics(tmp_path)["status"] == "interrupted"
+    assert (tmp_path / "checkpoint.params").is_file()
+
+
+@pytest.mark.slow
+def test_divergent_lr_inside_a_sweep(tmp_path):
+    proc = run_cli("--multirun", "bn=gluon", "lr=0.2,1000", "trainer.max_steps=20",
+                   "trainer.eval_every_steps=10", "data.test_subset=256", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job = {d.name.split("lr=")[1].split(",")[0]: d for d in tmp_path.glob("*lr=*")}
+    bad, good = metrics(job["1000"]), metrics(job["0.2"])
+    assert bad["status"] == "diverged" and 1 <= bad["diverged_at_step"] <= 20
+    assert good["status"] == "completed" and good["steps"] == 20
+    rows = {r["lr"]: r for r in csv.DictReader(open(tmp_path / "summary.csv"))}
+    assert rows["1000"]["diverged"] == "1" and rows["0.2"]["completed"] == "1"
+    # TensorBoard's HParams tab shows the diverged session as a failure
+    acc = EventAccumulator(str(job["1000"]))
+    acc.Reload()
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    end = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/session_end_info"])
+    assert end.session_end_info.status == 2  # STATUS_FAILURE
+
+
+@pytest.mark.slow
+def test_rerun_sweep_with_resume_auto_skips_completed_jobs(tmp_path):
+    args = ["--multirun", "bn=none,gluon", "trainer.max_steps=5", "trainer.eval_every_steps=5",
+            "data.test_subset=256", f"hydra.sweep.dir={tmp_path}"]
+    assert run_cli(*args).returncode == 0
+    kept, = tmp_path.glob("bn=gluon,*")
+    redo, = tmp_path.glob("bn=none,*")
+    kept_stamp = (kept / "metrics.json").stat().st_mtime_ns
+    (redo / "metrics.json").unlink()
+    again = run_cli(*args, "resume=auto")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (again.stdout + again.stderr).count("already completed; skipping") == 1
+    assert (kept / "metrics.json").stat().st_mtime_ns == kept_stamp
+    assert metrics(redo)["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_resume_errors_are_clear(tmp_path):
+    proc = run_cli(f"resume={tmp_path / 'never-ran'}")
+    assert proc.returncode == 2 and "no checkpoint.params" in proc.stdout + proc.stderr
+    code, _ = start_and_signal(tmp_path / "r", signal.SIGINT, after_line="step 5/")
+    assert code == 130
+    proc = run_cli(f"resume={tmp_path / 'r'}", "lr=0.1")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "lr=0.1" in out and "saved configuration" in out
+    assert "Traceback" not in out
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    import mxnet as mx
+    from bnexp import checkpoint
+    from bnexp.config import Config
+    from bnexp.train import build_net, make_trainer
+
+    cfg = Config()
+    net = build_net(cfg, [mx.cpu()])
+    trainer = make_trainer(net, 0.1, [mx.cpu()])
+    checkpoint.save(tmp_path, net, trainer, {"step": 1})
+    before = (tmp_path / "checkpoint.params").read_bytes()
+
+    def crash(path, arrays):  # dies half-way through writing the new checkpoint
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.nd, "save", crash)
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path, net, trainer, {"step": 2})
+    assert (tmp_path / "checkpoint.params").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.params"]
+    monkeypatch.undo()
+
+    first = {k: p.data().asnumpy() for k, p in net.collect_params().items()}
+    fresh = build_net(Config(seed=1), [mx.cpu()])
+    state = checkpoint.restore(tmp_path, fresh, make_trainer(fresh, 0.1, [mx.cpu()]))
+    assert state == {"step": 1}
+    for (name, p), (_, q) in zip(net.collect_params().items(), fresh.collect_params().items()):
+        np.testing.assert_array_equal(p.data().asnumpy(), q.data().asnumpy(), err_msg=name)
+    assert first  # parameters include the BN moving statistics
+    assert any("running_var" in k for k in first)
