@@ -1,6 +1,7 @@
-"""Hydra callbacks: build the sweep report when a multirun ends.
+"""Hydra callbacks: check the output folder before a run, build the sweep
+report when a multirun ends.
 
-Registered in conf/config.yaml under `hydra.callbacks.report`. Hydra calls
+Registered in conf/config.yaml under `hydra.callbacks`. Hydra calls
 `on_multirun_end` in the launching process after every job has returned (also
 under the joblib and submitit launchers), with the config only: the report is
 therefore built from the job folders on disk (`bnexp.report`).
@@ -8,6 +9,10 @@ therefore built from the job folders on disk (`bnexp.report`).
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -30,3 +35,28 @@ class ReportCallback(Callback):
                           "`python -m bnexp.report %s`", sweep_dir)
             return
         log.info("sweep report: %s (summary.csv and plots alongside)", md_path)
+
+
+def _check_writable(folder: str, key: str) -> None:
+    """Exit with one clear line if `folder` cannot be created or written."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        print(f"error: cannot write the output folder {path} ({reason}). "
+              f"Choose another with {key}=...", file=sys.stderr)
+        sys.exit(2)
+
+
+class OutputDirCallback(Callback):
+    """Hydra would fail with a traceback when it cannot create the run folder;
+    check it first and say which setting to change."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(str(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")

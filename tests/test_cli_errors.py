@@ -50,6 +50,19 @@ def test_bad_override_fails_clearly(results, override):
     assert "BN on" not in output  # stopped before training started
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["run", "multirun"])
+def test_unwritable_output_folder(mode):
+    # a folder below a regular file can never be created, not even by root
+    key = "hydra.run.dir" if mode == "run" else "hydra.sweep.dir"
+    args = ["--multirun"] if mode == "multirun" else []
+    proc = run_cli(*args, f"{key}={__file__}/out")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "cannot write the output folder" in output and key in output
+    assert "Traceback" not in output
+
+
 @pytest.mark.parametrize("spec,expected", [
     ("cpu", [("cpu", 0)]), ("gpu:1", [("gpu", 1)]), ("gpu:0,1", [("gpu", 0), ("gpu", 1)]),
     ("cpu:0,cpu:1", [("cpu", 0), ("cpu", 1)]), ("auto", []), (" GPU ", [("gpu", 0)]),
