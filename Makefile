@@ -2,12 +2,13 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+PORT   ?= 6006
 # The stamp records a finished install; it is rebuilt only when the pins change.
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test
+.PHONY: help install data run test sweep bench tensorboard
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,3 +33,12 @@ run: data ## train with the default config (add ARGS="bn=gluon lr=0.1" for overr
 
 test: data ## run the test suite
 	$(PY) -m pytest $(ARGS)
+
+sweep: data ## the convergence sweep (bn none/scratch/gluon x 3 seeds) and its report
+	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)
+
+bench: data ## training throughput of none/scratch/gluon against the source's loop
+	$(PY) -m bnexp.bench $(ARGS)
+
+tensorboard: $(STAMP) ## TensorBoard on outputs/ at http://127.0.0.1:6006 (PORT=... to change)
+	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)

@@ -14,6 +14,9 @@ from tensorboardX.summary import hparams as hparams_summary
 
 # Scalars that the HParams tab shows as metrics, written once at the end of a run.
 HPARAM_METRICS = ("hparams/final_test_acc", "hparams/steps_to_0.80")
+# The Custom Scalars tab: every run's test accuracy in one chart, training loss in another.
+LAYOUT = {"bnexp": {"test accuracy": ["Multiline", ["test/acc"]],
+                    "training loss": ["Multiline", ["train/loss"]]}}
 
 
 class RunLogger:
@@ -35,6 +38,7 @@ class RunLogger:
                 hparams, {tag: 0.0 for tag in HPARAM_METRICS})
             self.writer.file_writer.add_summary(experiment)
             self.writer.file_writer.add_summary(session_start)
+            self.writer.add_custom_scalars(LAYOUT)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if self.writer is not None:
