@@ -48,7 +48,7 @@ from mxnet.gluon.data.vision import transforms
 
 from bnexp import context, data as bndata
 from bnexp.config import Config
-from bnexp.train import DeviceSplit, build_net, epoch_order
+from bnexp.train import Accumulator, DeviceSplit, build_net, epoch_order, make_trainer, train_step
 
 VARIANTS = ("source", "none", "scratch", "gluon")
 BASELINES = ("source", "none")
@@ -57,45 +57,34 @@ DEFAULT_TARGET = 0.85
 
 # --------------------------------------------------------------------------- bnexp's step
 class BnexpRunner:
-    """One bnexp BN variant trained exactly as `bnexp.train.fit` trains it (single device).
-
-    Mirrors the step inside `fit`: the batch is taken from the device-resident data by
-    index (`nd.take`), forward under `autograd.record()`, SoftmaxCrossEntropyLoss,
-    backward, `gluon.Trainer(..., 'sgd').step(batch_size)`, and per-step loss and
-    correct-count kept as NDArrays; like `fit`, they are read from the device every
-    `trainer.log_every_steps` steps. (train.py has no `train_step` function to share
-    yet, so this is a copy of the loop body; keep the two in step.)
-    """
+    """One bnexp BN variant trained exactly as `bnexp.train.fit` trains it (single
+    device): the same `train_step`, the same `Accumulator`, read from the device
+    every `trainer.log_every_steps` steps."""
 
     def __init__(self, variant: str, train: DeviceSplit, batch_size: int, ctx: mx.Context,
                  base: Config | None = None):
         cfg = base or Config()
         cfg = replace(cfg, bn=replace(cfg.bn, variant=variant),
                       trainer=replace(cfg.trainer, batch_size=batch_size))
-        self.cfg, self.train, self.ctx = cfg, train, ctx
+        self.cfg, self.train, self.ctx = cfg, train, [ctx]
         self.batch_size = batch_size
-        self.net = build_net(cfg, [ctx])
-        self.trainer = gluon.Trainer(self.net.collect_params(), "sgd",
-                                     {"learning_rate": cfg.lr}, kvstore=None)
-        self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        self.net = build_net(cfg, self.ctx)
+        self.trainer = make_trainer(self.net, cfg.lr, self.ctx)
+        self.acc = Accumulator(batch_size)
         self.steps_per_epoch = len(train) // batch_size
         self.epoch, self.batch, self.step_count = 0, 0, 0
         self.order = self._order(0)
-        self.step_losses: list[nd.NDArray] = []
-        self.step_correct: list[nd.NDArray] = []
         self.last_loss = float("nan")
 
     def _order(self, epoch: int) -> nd.NDArray:
         return nd.array(epoch_order(self.cfg.seed, epoch, len(self.train)),
-                        ctx=self.ctx, dtype="int64")
+                        ctx=self.ctx[0], dtype="int64")
 
     def read_metrics(self) -> None:
-        """`fit`'s read_train_metrics minus the bookkeeping: one host sync."""
-        if self.step_losses:
-            losses = nd.concat(*self.step_losses, dim=0).asnumpy()
-            nd.concat(*self.step_correct, dim=0).asnumpy()
+        """`fit`'s read of the accumulated metrics: one host sync."""
+        losses, _ = self.acc.read()
+        if len(losses):
             self.last_loss = float(losses.mean())
-            self.step_losses, self.step_correct = [], []
 
     def step(self) -> int:
         """One optimizer step; returns the number of images it trained on."""
@@ -104,17 +93,10 @@ class BnexpRunner:
             self.order = self._order(self.epoch)
         bs = self.batch_size
         idx = self.order[self.batch * bs:(self.batch + 1) * bs]
-        x = nd.take(self.train.images, idx)
-        y = nd.take(self.train.labels, idx)
-        with autograd.record():
-            out = self.net(x)
-            loss = self.loss_fn(out, y)
-        autograd.backward([loss])
-        self.trainer.step(bs)
+        self.acc.add(*train_step(self.net, self.trainer, nd.take(self.train.images, idx),
+                                 nd.take(self.train.labels, idx), self.ctx))
         self.batch += 1
         self.step_count += 1
-        self.step_losses.append(loss.sum() / bs)
-        self.step_correct.append((out.argmax(axis=1) == y).sum())
         if self.step_count % self.cfg.trainer.log_every_steps == 0:
             self.read_metrics()
         return bs
@@ -387,6 +369,7 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
     result: dict = {"command": cmd, "overrides": overrides, "target": target}
     hit_wall = hit_step = hit_acc = None
     evals: list[dict] = []
+    tail: list[str] = []  # the last lines of output, to show why a run failed
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)
@@ -394,6 +377,7 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
         assert proc.stdout is not None
         for line in proc.stdout:
             now = time.perf_counter() - start
+            tail = (tail + [line.rstrip()])[-20:]
             parsed = parse_eval_line(line)
             if parsed is None:
                 continue
@@ -413,6 +397,9 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
     result["returncode"] = returncode
     result["stopped_at_target"] = bool(stop_at_target and hit_wall is not None)
     result["eval_log"] = evals
+    if returncode != 0 and not result["stopped_at_target"]:
+        result["output_tail"] = tail
+        echo(f"  bnexp.run exited with code {returncode}:\n    " + "\n    ".join(tail[-8:]))
     result["wall_seconds_to_target"] = round(hit_wall, 3) if hit_wall is not None else None
     result["step_at_target"] = hit_step
     result["test_acc_at_target"] = hit_acc
@@ -525,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory and not args.time_to_accuracy:
         mem_overrides = [f"trainer.max_steps={args.memory_steps}", *overrides]
         print(f"\npeak memory: python -m bnexp.run {' '.join(mem_overrides)}")
-        mem = observe_run(mem_overrides, None, False, True, echo=lambda s: None)
+        mem = observe_run(mem_overrides, None, False, True)
         report["memory"] = mem
         print(f"  peak RSS {mem['peak_rss_mb']} MB ({mem['peak_rss_source']}), "
               f"exit code {mem['returncode']}")

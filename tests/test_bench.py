@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import mxnet as mx
-from mxnet import autograd, nd
+from mxnet import autograd, gluon, nd
 
 from bnexp import bench
 
@@ -102,16 +102,21 @@ def test_source_batch_norm_is_batch_normalization(shape):
     for a in (x1, x2):
         a.attach_grad()
     head = nd.array(rng.normal(size=shape).astype("float32"))
+    layer = gluon.nn.BatchNorm(momentum=0.9, epsilon=1e-5, in_channels=c)
+    layer.initialize(ctx=mx.cpu())
+    layer.gamma.set_data(gamma)
+    layer.beta.set_data(beta)
     with autograd.record():
         ours = bench.source_batch_norm(x1, gamma, beta, moving, "bn", True, momentum=0.9, eps=1e-5)
-        ref = nd.BatchNorm(x2, gamma, beta, nd.zeros(c), nd.ones(c), eps=1e-5, fix_gamma=False,
-                           use_global_stats=False)
+        ref = layer(x2)
     ours.backward(head)
     ref.backward(head)
     np.testing.assert_allclose(ours.asnumpy(), ref.asnumpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(x1.grad.asnumpy(), x2.grad.asnumpy(), rtol=1e-3, atol=1e-4)
     axes = (0,) if len(shape) == 2 else (0, 2, 3)
     xn = x.asnumpy()
+    np.testing.assert_allclose(moving["bn_mean"].asnumpy().ravel(), layer.running_mean.data().asnumpy(),
+                               rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(moving["bn_mean"].asnumpy().ravel(), 0.1 * xn.mean(axis=axes),
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(moving["bn_var"].asnumpy().ravel(), 0.9 + 0.1 * xn.var(axis=axes),
@@ -153,7 +158,7 @@ def test_observe_real_run_with_memory():
     read, and a peak RSS is measured."""
     overrides = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512"]
     result = bench.observe_run(overrides, 0.0, False, True, echo=lambda s: None)
-    assert result["returncode"] == 0
+    assert result["returncode"] == 0, result.get("output_tail")
     assert [e["step"] for e in result["eval_log"]] == [10, 20]
     assert result["step_at_target"] == 10
     assert result["metrics_json"]["status"] == "completed"
