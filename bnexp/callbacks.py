@@ -1,5 +1,5 @@
-"""Hydra callbacks: check the output folder before a run, build the sweep
-report when a multirun ends.
+"""Hydra callbacks: check the output folder before a run, share the cores among
+parallel joblib jobs, build the sweep report when a multirun ends.
 
 Registered in conf/config.yaml under `hydra.callbacks`. Hydra calls
 `on_multirun_end` in the launching process after every job has returned (also
@@ -60,3 +60,44 @@ class OutputDirCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+THREAD_VARS = ("BNEXP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def threads_per_job(n_jobs: Any, cores: int) -> int:
+    """OpenMP threads for each of `n_jobs` parallel jobs sharing `cores` cores.
+    joblib's conventions: None or -1 means one job per core, -2 all cores but one, ..."""
+    if n_jobs is None:
+        n_jobs = -1
+    n_jobs = int(n_jobs)
+    if n_jobs < 0:
+        n_jobs = max(1, cores + 1 + n_jobs)
+    return max(1, cores // max(1, n_jobs))
+
+
+class ThreadBudgetCallback(Callback):
+    """Under `hydra/launcher=joblib`, jobs run side by side in loky worker processes.
+
+    Each worker imports bnexp afresh, so `bnexp.mxenv.configure()` runs there, but it
+    keeps an OMP_NUM_THREADS it inherits -- and the launching process has already set
+    it to all cores when it imported bnexp. Every job would then start one OpenMP
+    thread per core and n_jobs parallel jobs would oversubscribe the machine. Before
+    the launcher spawns its workers, give each job `cores // n_jobs` threads (at least
+    one): the workers inherit this process's environment when they start.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        launcher = config.hydra.launcher
+        if launcher.get("_target_") != JOBLIB_LAUNCHER:
+            return
+        from bnexp.mxenv import available_cores
+
+        cores = available_cores()
+        n_jobs = launcher.get("n_jobs")
+        threads = str(threads_per_job(n_jobs, cores))
+        for var in THREAD_VARS:
+            os.environ[var] = threads
+        log.info("joblib launcher, n_jobs=%s on %d cores: %s OpenMP thread(s) per job",
+                 n_jobs, cores, threads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -55,12 +56,16 @@ def resumed_config(cfg: Config, run_dir: Path, overrides: list[str]) -> Config:
         raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
                           f"give the folder of a run that was interrupted or checkpointed.")
     saved = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+    current = OmegaConf.structured(cfg)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key not in RESUMABLE_OVERRIDES:
-            raise ConfigError(f"{override}: a resumed run keeps its saved configuration; "
-                              f"only {', '.join(RESUMABLE_OVERRIDES[:-1])} may change.")
-        OmegaConf.update(saved, key, OmegaConf.select(OmegaConf.structured(cfg), key))
+        value = OmegaConf.select(current, key)
+        if key in RESUMABLE_OVERRIDES:
+            OmegaConf.update(saved, key, value)
+        elif OmegaConf.select(saved, key) != value:  # a sweep repeats its own overrides: fine
+            raise ConfigError(f"{override}: a resumed run keeps its saved configuration "
+                              f"({key}={OmegaConf.select(saved, key)}); only "
+                              f"{', '.join(RESUMABLE_OVERRIDES[:-1])} may change.")
     resumed: Config = OmegaConf.to_object(saved)
     check(resumed)
     return resumed
@@ -78,6 +83,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) 
         resume = cfg.resume != "auto" or checkpoint.read_state(run_dir) is not None
         if resume:
             cfg = resumed_config(cfg, run_dir, overrides)
+    log.info("threads: %s, pid %d", os.environ.get("OMP_NUM_THREADS"), os.getpid())
     ctx = context.resolve(cfg.ctx)
     dataset = data.load(cfg.data.root)
     settings = flat(cfg)

@@ -24,6 +24,7 @@ class EvalPoint:
     seconds: float     # training seconds so far (evaluation time excluded)
     test_acc: float
     test_loss: float
+    wall_seconds: float = 0.0  # since the process started (setup and evaluations included)
 
 
 @dataclass

@@ -213,6 +213,8 @@ def fit(cfg: Config, dataset: FashionMNIST, ctx: list[mx.Context], record: RunRe
         losses, accs = acc.read()
         elapsed = time.perf_counter() - interval_start
         train_seconds += elapsed
+        record.steps, record.images_seen = step, step * tc.batch_size  # also if a later step fails
+        record.train_seconds = train_seconds
         if not len(losses):
             return True
         limit = tc.diverge_above if tc.diverge_above is not None else np.inf
@@ -232,7 +234,8 @@ def fit(cfg: Config, dataset: FashionMNIST, ctx: list[mx.Context], record: RunRe
     def run_evaluation() -> None:
         nonlocal interval_start
         loss, accuracy = evaluate(net, test, tc.batch_size, ctx)
-        record.eval_curve.append(EvalPoint(step, step * tc.batch_size, train_seconds, accuracy, loss))
+        record.eval_curve.append(EvalPoint(step, step * tc.batch_size, train_seconds, accuracy,
+                                           loss, time.time() - process_start))
         record.final.update(test_loss=loss, test_acc=accuracy)
         logger.scalars(step, {"test/loss": loss, "test/acc": accuracy})
         progress.report(step, {"test_loss": loss, "test_acc": accuracy}, eval_line=True)

@@ -21,11 +21,11 @@ def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def start_and_signal(run_dir, signum, after_line="step 10/"):
-    """Start a 40-step run, deliver `signum` once training is under way."""
-    proc = subprocess.Popen([sys.executable, "-m", "bnexp.run", "trainer.max_steps=40", *SHORT,
-                             f"hydra.run.dir={run_dir}"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+def start_and_signal(run_dir, signum, after_line="step 10/", args=None):
+    """Start a 40-step run (or `args`), deliver `signum` once training is under way."""
+    args = args or ["trainer.max_steps=40", *SHORT, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "bnexp.run", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -109,6 +109,26 @@ def test_rerun_sweep_with_resume_auto_skips_completed_jobs(tmp_path):
     assert (again.stdout + again.stderr).count("already completed; skipping") == 1
     assert (kept / "metrics.json").stat().st_mtime_ns == kept_stamp
     assert metrics(redo)["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_continues_with_resume_auto(tmp_path):
+    args = ["--multirun", "bn=none,gluon", "trainer.max_steps=30", "trainer.eval_every_steps=15",
+            "trainer.log_every_steps=5", "data.test_subset=256", "trainer.progress=log",
+            f"hydra.sweep.dir={tmp_path}"]
+    code, output = start_and_signal(None, signal.SIGINT, after_line="step 10/", args=args)
+    assert code == 130, output  # Ctrl-C stops the whole sweep...
+    first, = tmp_path.glob("bn=none,*")
+    assert metrics(first)["status"] == "interrupted"
+    assert not list(tmp_path.glob("bn=gluon,*/metrics.json"))  # ...before the second job
+    again = run_cli(*args, "resume=auto")
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out
+    assert "resumed from" in out
+    for job in tmp_path.glob("bn=*"):
+        m = metrics(job)
+        assert m["status"] == "completed" and m["steps"] == 30, job.name
+    assert (tmp_path / "summary.csv").is_file()
 
 
 @pytest.mark.slow

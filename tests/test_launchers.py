@@ -1,0 +1,136 @@
+"""Sweeps under the parallel and cluster launchers.
+
+`hydra/launcher=joblib` runs jobs side by side in loky worker processes: the
+ThreadBudgetCallback must give each job cores // n_jobs OpenMP threads, and a
+job's numbers must not depend on which (reused) worker ran it.
+`hydra/launcher=submitit_local` stands in for SLURM: one process per job, and
+the report is still built from the job folders at the end of the sweep.
+Each job logs "threads: <OMP_NUM_THREADS>, pid <pid>" (bnexp/experiment.py).
+"""
+import csv
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from bnexp.callbacks import JOBLIB_LAUNCHER, THREAD_VARS, ThreadBudgetCallback, threads_per_job
+from bnexp.mxenv import available_cores
+from conftest import run_cli
+
+SHORT = ["trainer.max_steps=4", "trainer.eval_every_steps=2", "data.test_subset=256"]
+JOB_LINE = re.compile(r"threads: (\S+), pid (\d+)")
+
+
+def job_dirs(sweep: Path) -> dict[str, Path]:
+    """Job folders by their bn/seed overrides, e.g. "bn=gluon,seed=0"."""
+    out = {}
+    for metrics in sweep.glob("*/metrics.json"):
+        keys = [kv for kv in metrics.parent.name.split(",") if kv.split("=")[0] in ("bn", "seed")]
+        out[",".join(keys)] = metrics.parent
+    return out
+
+
+def job_threads_and_pid(job_dir: Path) -> tuple[str, int]:
+    match = JOB_LINE.search((job_dir / "run.log").read_text())
+    assert match, f"no 'threads: ..., pid ...' line in {job_dir / 'run.log'}"
+    return match.group(1), int(match.group(2))
+
+
+def read_rows(sweep: Path) -> dict[str, dict[str, str]]:
+    with open(sweep / "summary.csv", newline="") as f:
+        return {row["config"]: row for row in csv.DictReader(f)}
+
+
+def check_sweep(proc, sweep: Path, jobs: int, seeds: str) -> dict[str, Path]:
+    """The sweep ended well, every job completed, and the report has one row per bn."""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "sweep report:" in proc.stdout + proc.stderr
+    dirs = job_dirs(sweep)
+    assert len(dirs) == jobs, sorted(p.name for p in sweep.iterdir())
+    for job_dir in dirs.values():
+        assert json.loads((job_dir / "metrics.json").read_text())["status"] == "completed"
+    rows = read_rows(sweep)
+    assert list(rows) == ["bn=none", "bn=gluon"]
+    for row in rows.values():
+        assert (row["seeds"], row["completed"]) == (seeds, seeds)
+        assert 0.0 <= float(row["final_test_acc_mean"]) <= 1.0
+    return dirs
+
+
+@pytest.mark.parametrize("n_jobs, cores, expected", [
+    (2, 2, 1), (2, 8, 4), (3, 8, 2), (16, 8, 1), (1, 8, 8),
+    (-1, 8, 1), (None, 8, 1), (-2, 8, 8 // 7), (-4, 8, 8 // 5), (-20, 8, 8),
+])
+def test_threads_per_job(n_jobs, cores, expected):
+    assert threads_per_job(n_jobs, cores) == expected
+
+
+def launcher_config(target: str, n_jobs=2):
+    return OmegaConf.create({"hydra": {"launcher": {"_target_": target, "n_jobs": n_jobs}}})
+
+
+def test_thread_budget_callback_sets_environment(monkeypatch):
+    for var in THREAD_VARS:
+        monkeypatch.setenv(var, "99")  # restored after the test
+    ThreadBudgetCallback().on_multirun_start(launcher_config(JOBLIB_LAUNCHER, n_jobs=2))
+    expected = str(max(1, available_cores() // 2))
+    assert {var: os.environ[var] for var in THREAD_VARS} == \
+        {var: expected for var in THREAD_VARS}
+
+
+def test_thread_budget_callback_ignores_other_launchers(monkeypatch):
+    for var in THREAD_VARS:
+        monkeypatch.setenv(var, "99")
+    for target in ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+                   "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"):
+        ThreadBudgetCallback().on_multirun_start(launcher_config(target))
+        assert all(os.environ[var] == "99" for var in THREAD_VARS)
+
+
+@pytest.mark.slow
+def test_joblib_sweep_budgets_threads_and_reseeds(tmp_path: Path):
+    """Four jobs on two workers: the seed=0 jobs run in reused workers, yet give
+    exactly the numbers of a fresh basic-launcher run with the same thread count."""
+    sweep = tmp_path / "joblib"
+    proc = run_cli("--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   "bn=none,gluon", "seed=1,0", *SHORT, f"hydra.sweep.dir={sweep}", timeout=240)
+    dirs = check_sweep(proc, sweep, jobs=4, seeds="2")
+    expected = max(1, available_cores() // 2)
+    assert f"{expected} OpenMP thread(s) per job" in proc.stdout + proc.stderr
+    threads_pids = {key: job_threads_and_pid(d) for key, d in dirs.items()}
+    assert {t for t, _ in threads_pids.values()} == {str(expected)}, threads_pids
+    pids = {pid for _, pid in threads_pids.values()}
+    assert 1 <= len(pids) <= 2, threads_pids  # at most n_jobs worker processes, reused
+
+    # Same job, basic launcher, same thread count (threads change float rounding).
+    single = tmp_path / "basic"
+    env = {var: str(expected) for var in THREAD_VARS}  # this process set OMP_NUM_THREADS
+    basic = run_cli("--multirun", "bn=gluon", "seed=0", *SHORT, f"hydra.sweep.dir={single}",
+                    env=env, timeout=120)
+    assert basic.returncode == 0, basic.stdout[-3000:] + basic.stderr[-3000:]
+    [basic_dir] = job_dirs(single).values()
+    assert job_threads_and_pid(basic_dir)[0] == str(expected)
+    ours = json.loads((dirs["bn=gluon,seed=0"] / "metrics.json").read_text())
+    reference = json.loads((basic_dir / "metrics.json").read_text())
+    curve = lambda m: [(p["step"], p["test_acc"], p["test_loss"]) for p in m["eval_curve"]]
+    assert curve(ours) == curve(reference)
+    assert ours["final"] == reference["final"]
+    # and different seeds do differ
+    other = json.loads((dirs["bn=gluon,seed=1"] / "metrics.json").read_text())
+    assert other["final"]["train_loss"] != ours["final"]["train_loss"]
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep(tmp_path: Path):
+    """submitit_local, the stand-in for SLURM: one process per job; report as usual."""
+    proc = run_cli("--multirun", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=3",
+                   "bn=none,gluon", *SHORT, f"hydra.sweep.dir={tmp_path}", timeout=240)
+    dirs = check_sweep(proc, tmp_path, jobs=2, seeds="1")
+    pids = {job_threads_and_pid(d)[1] for d in dirs.values()}
+    assert len(pids) == 2, pids
+    submitted = [p for p in (tmp_path / ".submitit").iterdir() if p.name.isdigit()]
+    assert len(submitted) == 2  # one submitit job folder (logs, pickles) per job
+    assert all(list(p.glob("*_result.pkl")) for p in submitted)
