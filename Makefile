@@ -3,27 +3,50 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 6006
-# The stamp records a finished install; it is rebuilt only when the pins change.
+# The stamp records a finished install and which MXNet build it holds ("cpu" or "gpu");
+# it is rebuilt only when the pins change or another build is asked for.
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+# GPU=1 installs the GPU build of MXNet (requirements/gpu.txt), GPU=0 the CPU build
+# (requirements/cpu.txt); unset, scripts/detect_gpu.py decides from nvidia-smi.
+GPU    ?=
+DETECT  = $(if $(filter 1 yes true gpu,$(GPU)),echo gpu,$(if $(filter 0 no false cpu,$(GPU)),echo cpu,$(PYTHON) scripts/detect_gpu.py))
+# What the venv holds now; a stamp from before GPU support is empty and meant the CPU build.
+HAVE    = $(if $(wildcard $(STAMP)),$(or $(shell cat $(STAMP)),cpu))
+# The build the stamp recipe installs: the one `make install` chose, else the one installed.
+BUILD   = $(or $(FLAVOR),$(HAVE),$(shell $(DETECT)))
+OTHER_MXNET = $(if $(filter gpu,$(BUILD)),mxnet,mxnet-cu112)
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test sweep bench tensorboard
+.PHONY: help install data run test sweep bench tensorboard doctor
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv and install the pinned packages (once)
+install: ## create .venv and install the pinned packages, GPU build of MXNet if nvidia-smi lists a usable GPU (GPU=0/1 to choose)
+	@want=$$($(DETECT)) && test -n "$$want" || exit 1; \
+	switch=$$(test -n "$(HAVE)" && test "$(HAVE)" != "$$want" && echo "-B"); \
+	test -z "$$switch" || echo "switching the venv from the $(HAVE) to the $$want build of MXNet"; \
+	$(MAKE) --no-print-directory $(STAMP) FLAVOR=$$want $$switch
 
-$(STAMP): requirements/cpu.txt requirements/common.txt pyproject.toml
+$(STAMP): requirements/cpu.txt requirements/gpu.txt requirements/common.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "bnexp needs Python 3.11 (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) 2>/dev/null || \
 		{ rm -rf $(VENV); echo "installing python3-venv"; apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
+	@echo "installing the $(BUILD) build of MXNet (requirements/$(BUILD).txt)"
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/cpu.txt
+	@# never both MXNet builds in one venv: remove the other one (and, for CPU, the CUDA wheels)
+	@if $(PY) -m pip show -q $(OTHER_MXNET) >/dev/null 2>&1; then \
+		echo "$(PY) -m pip uninstall -y -q $(OTHER_MXNET)"; $(PY) -m pip uninstall -y -q $(OTHER_MXNET); fi
+	@if [ $(BUILD) = cpu ]; then cuda=$$($(PY) -m pip freeze 2>/dev/null | grep -io '^nvidia-[a-z0-9-]*-cu11'); \
+		if [ -n "$$cuda" ]; then echo "removing the CUDA 11 wheels:" $$cuda; $(PY) -m pip uninstall -y -q $$cuda; fi; fi
+	$(PY) -m pip install -q -r requirements/$(BUILD).txt
 	$(PY) -m pip install -q --no-deps -e .
-	@touch $@
+	@echo $(BUILD) > $@
+
+doctor: $(STAMP) ## check the installation: versions, GPUs and CUDA libraries, dataset, threads
+	$(PY) -m bnexp.doctor
 
 data: $(STAMP) ## make Fashion-MNIST available (apt package, else official download) and verify it
 	$(PY) -m bnexp.data fetch

@@ -51,7 +51,11 @@ def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
     mx.random.seed(cfg.seed)
     net = lenet(cfg.bn.variant, cfg.momentum, cfg.eps, cfg.model.bn_on_dense)
     net.initialize(initializer(cfg.model.init, cfg.model.init_sigma), ctx=ctx)
-    if cfg.model.hybridize:
+    if cfg.model.hybridize and cfg.bn.variant == "scratch" and len(ctx) > 1:
+        # MXNet 1.9's engine can deadlock running the custom moving-statistics
+        # operator of several devices' cached graphs at once (seen on cpu:0,cpu:1).
+        log.warning("bn=scratch on %d devices runs op by op (model.hybridize ignored)", len(ctx))
+    elif cfg.model.hybridize:
         # A fixed batch shape (the last partial batch is dropped or padded) lets
         # MXNet plan all memory once.
         net.hybridize(static_alloc=True, static_shape=True)
