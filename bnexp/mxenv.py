@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GPU_DISTRIBUTION = "mxnet-cu112"
+# Marks an OMP_NUM_THREADS that bnexp chose itself (inherited by child processes).
+DERIVED_MARKER = "BNEXP_DERIVED_THREADS"
 CPU_DISTRIBUTION = "mxnet"
 
 # (wheel folder under site-packages/nvidia, library file), in load order: a library
@@ -192,8 +194,15 @@ def setup_cuda() -> CudaSetup:
 def configure() -> None:
     """Set thread defaults for MXNet, keeping anything the user already set, and make the
     CUDA libraries of the GPU build loadable."""
-    threads = os.environ.get("BNEXP_THREADS") or str(available_cores())
-    os.environ.setdefault("OMP_NUM_THREADS", threads)
+    # A thread count that a parent bnexp process derived from *its* cores (a sweep
+    # launched on a login node, say) is not a user's choice: count again here.
+    derived = os.environ.pop(DERIVED_MARKER, None)
+    if derived is not None and os.environ.get("OMP_NUM_THREADS") == derived:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.pop(name, None)
+    if "OMP_NUM_THREADS" not in os.environ:
+        threads = os.environ.get("BNEXP_THREADS") or str(available_cores())
+        os.environ["OMP_NUM_THREADS"] = os.environ[DERIVED_MARKER] = threads
     os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
     # mxnet 1.9 warns about numpy's deprecated aliases on every import.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="mxnet")

@@ -134,3 +134,19 @@ def test_submitit_local_sweep(tmp_path: Path):
     submitted = [p for p in (tmp_path / ".submitit").iterdir() if p.name.isdigit()]
     assert len(submitted) == 2  # one submitit job folder (logs, pickles) per job
     assert all(list(p.glob("*_result.pkl")) for p in submitted)
+
+
+def test_child_process_counts_its_own_cores_unless_the_user_chose():
+    """A thread count bnexp derived from the parent's cores is not inherited as if it
+    were a user's choice (SLURM jobs get the login node's environment)."""
+    import subprocess
+    import sys
+    code = "import os, bnexp; print(os.environ['OMP_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                              "BNEXP_THREADS")}
+    inherited = {**env, "OMP_NUM_THREADS": "64", "BNEXP_DERIVED_THREADS": "64"}
+    chosen = {**env, "OMP_NUM_THREADS": "3"}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True,
+                                   text=True, check=True).stdout.strip()
+    assert run(inherited) == str(available_cores())
+    assert run(chosen) == "3"
