@@ -24,53 +24,48 @@ VARIANTS = ("none", "scratch", "gluon")
 
 
 class _MovingStatistics(mx.operator.CustomOp):
-    """Training: pass the batch statistics through and fold them into the moving
-    averages. Inference: output the moving averages instead."""
+    """In training, fold the batch statistics into the moving averages. Outputs
+    the run-time mode (1.0 training, 0.0 inference) for the graph to choose
+    which statistics to normalize with. It passes no gradient: the activations'
+    gradients flow through ordinary ops, so MXNet never calls back into Python
+    in the backward pass."""
 
     def __init__(self, momentum: float):
         super().__init__()
         self.momentum = momentum
 
     def forward(self, is_train, req, in_data, out_data, aux):
-        batch_mean, batch_var = in_data
-        moving_mean, moving_var = aux
         if is_train:
-            moving_mean[:] = self.momentum * moving_mean + (1 - self.momentum) * batch_mean
-            moving_var[:] = self.momentum * moving_var + (1 - self.momentum) * batch_var
-            self.assign(out_data[0], req[0], batch_mean)
-            self.assign(out_data[1], req[1], batch_var)
-        else:
-            self.assign(out_data[0], req[0], moving_mean)
-            self.assign(out_data[1], req[1], moving_var)
+            for batch, moving in zip(in_data, aux):
+                moving[:] = self.momentum * moving + (1 - self.momentum) * batch
+        self.assign(out_data[0], req[0], mx.nd.full((1,), float(is_train), ctx=out_data[0].context))
 
     def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
-        # Gradients flow into the batch statistics only; the moving averages
-        # are state, not parameters.
-        self.assign(in_grad[0], req[0], out_grad[0])
-        self.assign(in_grad[1], req[1], out_grad[1])
+        for i, grad in enumerate(in_grad):
+            self.assign(grad, req[i], 0)
 
 
 @mx.operator.register("bnexp_moving_stats")
 class _MovingStatisticsProp(mx.operator.CustomOpProp):
     def __init__(self, momentum):
-        super().__init__(need_top_grad=True)
+        super().__init__(need_top_grad=False)
         self.momentum = float(momentum)
 
     def list_arguments(self):
         return ["batch_mean", "batch_var"]
 
     def list_outputs(self):
-        return ["mean", "var"]
+        return ["training"]
 
     def list_auxiliary_states(self):
         return ["moving_mean", "moving_var"]
 
     def infer_shape(self, in_shape):
         stat = in_shape[0]
-        return [stat, stat], [stat, stat], [stat, stat]
+        return [stat, stat], [(1,)], [stat, stat]
 
     def declare_backward_dependency(self, out_grad, in_data, out_data):
-        return out_grad
+        return []
 
     def create_operator(self, ctx, shapes, dtypes):
         return _MovingStatistics(self.momentum)
@@ -110,8 +105,11 @@ def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: 
     X_centered = channel_affine(F, X4, F.ones_like(mean), -mean, channels)
     var = channel_mean(F, F.square(X_centered))  # biased: the mean of squared deviations
     # Batch statistics in training, moving averages in inference (decided at run time).
-    used_mean, used_var = F.Custom(mean, var, moving_mean, moving_var,
-                                   op_type="bnexp_moving_stats", momentum=momentum)
+    training = F.BlockGrad(F.Custom(F.BlockGrad(mean), F.BlockGrad(var), moving_mean, moving_var,
+                                    op_type="bnexp_moving_stats", momentum=momentum))
+    training = F.broadcast_like(training, mean)
+    used_mean = F.where(training, mean, moving_mean)
+    used_var = F.where(training, var, moving_var)
     # y = gamma * (X - used_mean) / sqrt(used_var + eps) + beta, rearranged as
     # X_centered * scale + shift so that the per-channel factors are formed on C
     # values. In training used_mean == mean and shift == beta; in inference shift
