@@ -12,8 +12,10 @@ A hybridized graph is traced once, so a Python `if autograd.is_training()`
 would freeze whichever mode was active at the first call, and a symbolic graph
 cannot assign to the moving averages. Both jobs are done by one tiny custom
 operator, `bnexp_moving_stats`: MXNet hands it the run-time training flag and
-lets it mutate auxiliary states, exactly as it does for its own BatchNorm. All
-arithmetic on the activations stays in ordinary (fusable, hybridizable) ops.
+lets it mutate auxiliary states, exactly as it does for its own BatchNorm. It
+outputs the mode, and the graph picks batch or moving statistics with `where`;
+all arithmetic on the activations, and every gradient, stays in ordinary
+hybridizable ops.
 """
 from __future__ import annotations
 
