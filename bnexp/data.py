@@ -29,8 +29,6 @@ from bnexp.errors import DataError
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 TARGETS = (0.70, 0.80, 0.85)  # test accuracies whose first crossing is recorded
-STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 METRICS_FILE = "metrics.json"
 
 
