@@ -49,12 +49,8 @@ def graceful_stop():
             signal.signal(sig, old)
 
 
-def resumed_config(cfg: Config, run_dir: Path, overrides: list[str]) -> Config:
+def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
     """The saved run's config, with only the overrides a resumed run may change."""
-    state = checkpoint.read_state(run_dir)
-    if state is None:
-        raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
-                          f"give the folder of a run that was interrupted or checkpointed.")
     saved = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
     current = OmegaConf.structured(cfg)
     for override in overrides:
@@ -74,20 +70,22 @@ def resumed_config(cfg: Config, run_dir: Path, overrides: list[str]) -> Config:
 def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) -> RunRecord:
     """Train once as configured; `run_dir/metrics.json` records the outcome, whatever it is.
     `cfg.resume` continues a checkpointed run ("auto": this job's own dir, if any)."""
-    resume = False
+    state = None  # the loop state of the checkpoint this run continues from
     if cfg.resume is not None:
         previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
         if previous and previous["status"] == "completed":
             log.info("%s already completed; skipping (delete it to train again)", run_dir)
             return RunRecord.from_json(previous)
-        resume = cfg.resume != "auto" or checkpoint.read_state(run_dir) is not None
-        if resume:
-            cfg = resumed_config(cfg, run_dir, overrides)
+        state = checkpoint.read_state(run_dir)
+        if state is None and cfg.resume != "auto":
+            raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
+                              f"give the folder of a run that was interrupted or checkpointed.")
+        if state is not None:
+            cfg = resumed_config(cfg, state, overrides)
     log.info("threads: %s, pid %d", os.environ.get("OMP_NUM_THREADS"), os.getpid())
     ctx = context.resolve(cfg.ctx)
     dataset = data.load(cfg.data.root)
     settings = flat(cfg)
-    state = checkpoint.read_state(run_dir) if resume else None
     record = RunRecord.from_json(state["record"]) if state else RunRecord(config=settings)
     record.overrides = overrides
     metrics_path = run_dir / METRICS_FILE
@@ -103,7 +101,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) 
     try:
         with graceful_stop() as stop_requested:
             fit(cfg, dataset, ctx, record, logger, run_dir, process_start, stop_requested,
-                resume=resume)
+                resume=state is not None)
     except KeyboardInterrupt:
         record.status = "interrupted"
         raise
