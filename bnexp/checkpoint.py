@@ -3,19 +3,20 @@
 `checkpoint.params` (an MXNet NDArray file) holds the network parameters,
 including the BN moving statistics, the optimizer state, and the loop state as
 JSON bytes. It is written to a temporary file, synced, then renamed over the
-old one, so a crash mid-write leaves the previous checkpoint intact. The data
-order needs no saved RNG state: each epoch's shuffle is a pure function of
+old one (`bnexp.files`), so a crash mid-write leaves the previous checkpoint
+intact. The data order needs no saved RNG state: each epoch's shuffle is a pure function of
 (seed, epoch), and training itself draws no random numbers.
 """
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from mxnet import gluon, nd
+
+from bnexp.files import replaced_atomically
 
 CHECKPOINT_FILE = "checkpoint.params"
 _STATE, _TRAINER, _PARAM = "__state__", "__trainer__", "param:"
@@ -30,17 +31,13 @@ def save(run_dir: Path, net: gluon.Block, trainer: gluon.Trainer, state: dict) -
     path = run_dir / CHECKPOINT_FILE
     arrays = {_PARAM + name: param.data() for name, param in
               net._collect_params_with_prefix().items()}
-    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
-        states_file = os.path.join(scratch, "trainer.states")
-        trainer.save_states(states_file)
-        with open(states_file, "rb") as f:
-            arrays[_TRAINER] = _bytes_array(f.read())
-        arrays[_STATE] = _bytes_array(json.dumps(state).encode())
-        tmp = os.path.join(scratch, CHECKPOINT_FILE)
-        nd.save(tmp, arrays)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:  # save_states wants a file name
+        states_file = Path(scratch) / "trainer.states"
+        trainer.save_states(str(states_file))
+        arrays[_TRAINER] = _bytes_array(states_file.read_bytes())
+    arrays[_STATE] = _bytes_array(json.dumps(state).encode())
+    with replaced_atomically(path) as tmp:
+        nd.save(str(tmp), arrays)
     return path
 
 
@@ -59,9 +56,8 @@ def restore(run_dir: Path, net: gluon.Block, trainer: gluon.Trainer) -> dict:
     params = net._collect_params_with_prefix()
     for name, param in params.items():
         param.set_data(arrays[_PARAM + name])
-    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
-        states_file = os.path.join(scratch, "trainer.states")
-        with open(states_file, "wb") as f:
-            f.write(arrays[_TRAINER].asnumpy().tobytes())
-        trainer.load_states(states_file)
+    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:  # load_states wants a file name
+        states_file = Path(scratch) / "trainer.states"
+        states_file.write_bytes(arrays[_TRAINER].asnumpy().tobytes())
+        trainer.load_states(str(states_file))
     return json.loads(arrays[_STATE].asnumpy().tobytes())

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bnexp.errors import DataError
+from bnexp.files import replaced_atomically
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
@@ -165,9 +165,8 @@ def _download_official(dest: Path) -> bool:
         for spec in FILES.values():
             print(f"downloading {OFFICIAL_URL}{spec.name}", flush=True)
             with urllib.request.urlopen(OFFICIAL_URL + spec.name, timeout=60) as resp, \
-                    tempfile.NamedTemporaryFile(dir=dest, delete=False) as tmp:
-                shutil.copyfileobj(resp, tmp)
-            os.replace(tmp.name, dest / spec.name)  # never leave a half-written file
+                    replaced_atomically(dest / spec.name) as tmp, open(tmp, "wb") as f:
+                shutil.copyfileobj(resp, f)  # never leaves a half-written file
     except OSError as err:
         print(f"download failed: {err}", file=sys.stderr)
         return False

@@ -1,14 +1,12 @@
 """Run results: convergence milestones and the run's `metrics.json`.
 
-`metrics.json` is the one record a sweep report reads; it is written
-atomically (temporary file, then rename) so a reader never sees half a file.
+`metrics.json` is the one record a sweep report reads; it is written with
+`bnexp.files.write_json_atomic`, so a reader never sees half a file.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,20 +81,6 @@ def _finite(value):
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so that `path` holds either the old or the new content, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read(run_dir: Path) -> dict:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bnexp.metrics import EvalPoint, RunRecord, TrainPoint, write_json_atomic
+from bnexp.files import write_json_atomic
+from bnexp.metrics import EvalPoint, RunRecord, TrainPoint
 from bnexp.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
