@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from bnexp.metrics import METRICS_FILE
 
 log = logging.getLogger("bnexp")
 
@@ -35,6 +38,21 @@ class ReportCallback(Callback):
                           "`python -m bnexp.report %s`", sweep_dir)
             return
         log.info("sweep report: %s (summary.csv and plots alongside)", md_path)
+
+
+# Run folders this process created for a single run (OutputDirCallback): only those may be
+# removed again when the run is rejected before it starts.
+_created_run_dirs: set[Path] = set()
+
+
+def discard_if_never_started(run_dir: Path) -> None:
+    """Remove the folder of a single run that was rejected before any work (a bad value,
+    missing data): Hydra has already written `.hydra/` and `run.log` there, and ten typos
+    would otherwise leave ten junk folders beside the real runs. A folder this process did
+    not create, or one holding a metrics.json, is left alone."""
+    run_dir = run_dir.resolve()
+    if run_dir in _created_run_dirs and not (run_dir / METRICS_FILE).exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _check_writable(folder: str, key: str) -> None:
@@ -56,7 +74,10 @@ class OutputDirCallback(Callback):
     check it first and say which setting to change."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _check_writable(str(config.hydra.run.dir), "hydra.run.dir")
+        run_dir = Path(str(config.hydra.run.dir)).resolve()
+        if not run_dir.exists():
+            _created_run_dirs.add(run_dir)
+        _check_writable(str(run_dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")

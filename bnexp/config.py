@@ -48,7 +48,7 @@ class TrainerConfig:
     max_steps: Optional[int] = None    # stop after this many optimizer steps; null = no limit
     eval_every_steps: int = 117        # test-set evaluation interval (and at each epoch end)
     log_every_steps: int = 10          # training loss/accuracy logging interval
-    checkpoint_every_epochs: int = 1   # 0 = only when interrupted
+    checkpoint_every_epochs: int = 1   # 0 = only at the end of the run and when interrupted
     diverge_above: Optional[float] = 1000.0  # a training loss above this (or non-finite) = diverged
     progress: str = "auto"             # auto (bar on a terminal, else log lines) | bar | log
 
@@ -105,7 +105,7 @@ def check(cfg: Config) -> None:
             _fail(f"trainer.{key}", getattr(cfg.trainer, key), "must be at least 1.")
     if cfg.trainer.checkpoint_every_epochs < 0:
         _fail("trainer.checkpoint_every_epochs", cfg.trainer.checkpoint_every_epochs,
-              "must be 0 (only when interrupted) or more.")
+              "must be 0 (only at the end and when interrupted) or more.")
     limit = cfg.trainer.diverge_above
     if limit is not None and not limit > 0:
         _fail("trainer.diverge_above", limit, "must be a number > 0, or null to stop only on NaN/inf.")

@@ -6,7 +6,6 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -15,7 +14,9 @@ from omegaconf import OmegaConf
 from bnexp import checkpoint, context, data
 from bnexp.config import Config, check, flat
 from bnexp.errors import ConfigError, UserError
-from bnexp.metrics import METRICS_FILE, RunRecord, read, write_json_atomic
+from bnexp.files import write_json_atomic
+from bnexp.metrics import METRICS_FILE, RunRecord, read
+from bnexp.signals import graceful_stop
 from bnexp.tblog import RunLogger
 from bnexp.train import fit
 
@@ -28,25 +29,13 @@ HPARAM_KEYS = ("bn.variant", "lr", "momentum", "eps", "seed", "trainer.batch_siz
 RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx", "resume")
 
 
-@contextlib.contextmanager
-def graceful_stop():
-    """The first SIGINT/SIGTERM asks the loop to stop after the current step;
-    a second SIGINT interrupts at once."""
-    requested: list[int] = []
-
-    def handler(signum, frame):
-        if requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        requested.append(signum)
-        log.warning("%s received: stopping after the current step (Ctrl-C again to abort now)",
-                    signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: bool(requested)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def record_failure(run_dir: Path, overrides: list[str], err: Exception) -> None:
+    """A sweep job that could not start: metrics.json says why (unless it has a record)."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        with contextlib.suppress(OSError):
+            write_json_atomic(path, RunRecord(status="failed", overrides=overrides,
+                                              error=str(err)).to_json())
 
 
 def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
@@ -99,8 +88,8 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) 
     logger = RunLogger(run_dir, hparams, cfg.logger.tensorboard, cfg.logger.flush_secs,
                        resume_step=state["step"] if state else None)
     try:
-        with graceful_stop() as stop_requested:
-            fit(cfg, dataset, ctx, record, logger, run_dir, process_start, stop_requested,
+        with graceful_stop() as stop:
+            fit(cfg, dataset, ctx, record, logger, run_dir, process_start, stop,
                 resume=state is not None)
     except KeyboardInterrupt:
         record.status = "interrupted"
@@ -123,4 +112,5 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) 
     if record.status == "interrupted":
         log.warning("interrupted at step %d; continue with: python -m bnexp.run resume=%s",
                     record.steps, run_dir)
+        stop.deliver_deferred()  # e.g. submitit's checkpoint-and-requeue, now that it is safe
     return record

@@ -12,8 +12,8 @@ loaded here by absolute path, RTLD_GLOBAL, dependencies first, so that
 soname). No system CUDA toolkit and no LD_LIBRARY_PATH is needed, only the
 NVIDIA driver (libcuda.so.1).
 
-Standard library only: scripts/detect_gpu.py and `make install` may import
-the bnexp package with the system python3.
+Standard library only (numpy if present): `make install` may import the bnexp
+package with the system python3.
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import os
+import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GPU_DISTRIBUTION = "mxnet-cu112"
@@ -79,6 +80,7 @@ class CudaSetup:
     driver: tuple[int, int] | None = None     # CUDA version the driver supports
     driver_error: str | None = None
     notes: list[str] | None = None
+    problems: list[str] = field(default_factory=list)   # what will stop or break `import mxnet`
 
     @property
     def missing(self) -> list[LibraryStatus]:
@@ -174,21 +176,45 @@ def setup_cuda() -> CudaSetup:
             os.environ["MXNET_USE_FUSION"] = "0"
             CUDA.notes.append("driver supports CUDA %d.%d < 11.8: MXNET_USE_FUSION=0 (no runtime "
                               "kernel fusion)" % CUDA.driver)
-    problems = []
     if CUDA.build == "both":
-        problems.append("both mxnet and mxnet-cu112 are installed (they overwrite each other's "
-                        "files); reinstall with `make install` (GPU=0 or GPU=1)")
+        CUDA.problems.append("both mxnet and mxnet-cu112 are installed (they overwrite each "
+                             "other's files); reinstall with `make install` (GPU=0 or GPU=1)")
     if CUDA.missing:
-        problems.append("CUDA libraries missing or not loadable: "
-                        + ", ".join(f"{lib.name} ({lib.error})" for lib in CUDA.missing)
-                        + "; reinstall with `make install GPU=1`")
+        CUDA.problems.append("CUDA libraries missing or not loadable: "
+                             + ", ".join(f"{lib.name} ({lib.error})" for lib in CUDA.missing)
+                             + "; reinstall with `make install GPU=1`")
     if CUDA.driver_error:
-        problems.append(CUDA.driver_error + "; `import mxnet` will fail. Without a GPU use the CPU "
-                        "build: `make install GPU=0`")
-    if problems:
-        warnings.warn("bnexp: the GPU build of MXNet (mxnet-cu112) is installed but "
-                      + "; ".join(problems), RuntimeWarning, stacklevel=2)
+        CUDA.problems.append(CUDA.driver_error + "; without a GPU use the CPU build: "
+                             "`make install GPU=0`")
     return CUDA
+
+
+def import_mxnet_or_exit() -> None:
+    """For entry points: import MXNet, or print one line saying why it cannot be and what
+    to do, and exit with status 2 (a broken installation is the user's to fix, not a bug)."""
+    try:
+        import mxnet  # noqa: F401
+    except Exception as err:  # OSError (libcuda.so.1 missing), ImportError, ...
+        why = "; ".join(CUDA.problems) if CUDA.problems else f"{type(err).__name__}: {err}"
+        build = {"gpu": "the GPU build of MXNet (mxnet-cu112) is installed but ",
+                 "both": ""}.get(CUDA.build, "")
+        print(f"error: cannot import mxnet: {build}{why}. `make doctor` shows the details.",
+              file=sys.stderr)
+        sys.exit(2)
+    if CUDA.problems:
+        warnings.warn("bnexp: " + "; ".join(CUDA.problems), RuntimeWarning, stacklevel=2)
+
+
+def restore_numpy_bool() -> None:
+    """MXNet 1.9.1 reads the alias `numpy.bool` at import; numpy removed it in 1.24. Python
+    3.11 gets numpy 1.23.5 (requirements/), which has it; on 3.12+ there is no numpy 1.23
+    and bnexp installs numpy 1.26, where the alias is put back here (it meant `bool`)."""
+    try:
+        import numpy
+    except ImportError:  # the system python3 of `make install`: nothing to fix
+        return
+    if not hasattr(numpy, "bool"):
+        numpy.bool = bool
 
 
 def configure() -> None:
@@ -207,4 +233,5 @@ def configure() -> None:
     # mxnet 1.9 warns about numpy's deprecated aliases on every import.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="mxnet")
     warnings.filterwarnings("ignore", message=".*np.bool.*")
+    restore_numpy_bool()
     setup_cuda()

@@ -17,8 +17,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import config, experiment
-from bnexp.errors import UserError
+from bnexp import mxenv
+
+mxenv.import_mxnet_or_exit()  # a broken MXNet install: one line and status 2, not a traceback
+
+from bnexp import callbacks, config, experiment  # noqa: E402  (they import mxnet)
+from bnexp.errors import UserError  # noqa: E402
 
 _process_start: float | None = time.time()  # the first job's clock starts with the process
 log = logging.getLogger("bnexp")
@@ -43,14 +47,16 @@ def main(cfg: DictConfig) -> float:
     job_start, _process_start = _process_start or time.time(), None  # later jobs of a sweep: now
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         settings = config.load(cfg)
-        record = experiment.run(settings, Path(hydra_cfg.runtime.output_dir),
-                                list(hydra_cfg.overrides.task), job_start)
+        record = experiment.run(settings, run_dir, list(hydra_cfg.overrides.task), job_start)
     except UserError as err:
         log.error("%s", err)
-        if in_sweep:
-            return 0.0  # the other jobs of the sweep go on; metrics.json says why
+        if in_sweep:  # the other jobs of the sweep go on; the report lists this one
+            experiment.record_failure(run_dir, list(hydra_cfg.overrides.task), err)
+            return 0.0
+        callbacks.discard_if_never_started(run_dir)
         sys.exit(2)
     except Exception:
         if not in_sweep:
@@ -66,4 +72,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # a second Ctrl-C (metrics.json says "interrupted"), or one
+        print("aborted", file=sys.stderr)  # outside training: Hydra starting, the report
+        sys.exit(130)

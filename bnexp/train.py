@@ -7,6 +7,7 @@ also when a non-finite loss is noticed.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -20,6 +21,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from omegaconf import OmegaConf
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bnexp import checkpoint
 from bnexp.config import Config
@@ -126,13 +128,27 @@ def evaluate(net: gluon.HybridBlock, data: DeviceSplit, batch_size: int,
 
 
 class Progress:
-    """A tqdm bar on a terminal, plain log lines otherwise."""
+    """A tqdm bar on a terminal, plain log lines otherwise. Use as a context manager:
+    while the bar is shown, console log lines are written above it (tqdm.write)
+    instead of through it."""
 
     def __init__(self, mode: str, total: int, initial: int = 0):
-        use_bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
-        self.bar = (tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-                    if use_bar else None)
-        self.total = total
+        self.use_bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        self.total, self.initial = total, initial
+        self.bar: tqdm | None = None
+        self._redirect = contextlib.ExitStack()
+
+    def __enter__(self) -> Progress:
+        if self.use_bar:
+            self._redirect.enter_context(logging_redirect_tqdm())
+            self.bar = tqdm(total=self.total, initial=self.initial, unit="step", dynamic_ncols=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self._redirect.close()
 
     def step(self) -> None:
         if self.bar is not None:
@@ -146,10 +162,6 @@ class Progress:
             self.bar.write(f"step {step}/{self.total} {text}")
         else:
             self.bar.set_postfix_str(text, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class Accumulator:
@@ -184,8 +196,9 @@ class Accumulator:
 
 def fit(cfg: Config, dataset: FashionMNIST, ctx: list[mx.Context], record: RunRecord,
         logger: RunLogger, run_dir: Path, process_start: float,
-        stop_requested: Callable[[], bool] = lambda: False, resume: bool = False) -> RunRecord:
+        stop_requested: Callable[[], str] = lambda: "", resume: bool = False) -> RunRecord:
     """Train as configured, filling `record` (curves, final metrics, status).
+    `stop_requested()` names a signal that asks to stop after the current step ('' if none).
     With `resume`, continue from the checkpoint in `run_dir`."""
     tc = cfg.trainer
     train = DeviceSplit.from_numpy(dataset.train.images, dataset.train.labels, ctx[0])
@@ -204,10 +217,10 @@ def fit(cfg: Config, dataset: FashionMNIST, ctx: list[mx.Context], record: RunRe
         step, train_seconds, epoch_totals = state["step"], state["train_seconds"], state["epoch"]
         log.info("resumed from %s at step %d", run_dir / checkpoint.CHECKPOINT_FILE, step)
     acc = Accumulator(tc.batch_size, epoch_totals)
-    progress = Progress(tc.progress, total_steps, initial=step)
     log.info("training %s BN on %s: %d steps (%d per epoch), batch %d, lr %g",
              cfg.bn.variant, ",".join(str(c) for c in ctx), total_steps, steps_per_epoch,
              tc.batch_size, cfg.lr)
+    progress = Progress(tc.progress, total_steps, initial=step)  # after the line above: not through the bar
 
     interval_start, interval_images = time.perf_counter(), 0
 
@@ -254,38 +267,41 @@ def fit(cfg: Config, dataset: FashionMNIST, ctx: list[mx.Context], record: RunRe
         interval_start = time.perf_counter()
 
     status = "completed"
-    while step < total_steps:
-        epoch, batch = divmod(step, steps_per_epoch)
-        if batch == 0:
-            acc.new_epoch()
-        order = nd.array(epoch_order(cfg.seed, epoch, len(train)), ctx=ctx[0], dtype="int64")
-        for batch in range(batch, steps_per_epoch):
-            idx = order[batch * tc.batch_size:(batch + 1) * tc.batch_size]
-            acc.add(*train_step(net, trainer, nd.take(train.images, idx),
-                                nd.take(train.labels, idx), ctx))
-            step += 1
-            interval_images += tc.batch_size
-            progress.step()
-            end_of_epoch = batch == steps_per_epoch - 1
-            stopping = stop_requested()
-            evaluating = step % tc.eval_every_steps == 0 or end_of_epoch or step == total_steps
-            if step % tc.log_every_steps == 0 or evaluating or stopping:
-                if not read_train_metrics():
-                    status = "diverged"
+    with progress:
+        while step < total_steps:
+            epoch, batch = divmod(step, steps_per_epoch)
+            if batch == 0:
+                acc.new_epoch()
+            order = nd.array(epoch_order(cfg.seed, epoch, len(train)), ctx=ctx[0], dtype="int64")
+            for batch in range(batch, steps_per_epoch):
+                idx = order[batch * tc.batch_size:(batch + 1) * tc.batch_size]
+                acc.add(*train_step(net, trainer, nd.take(train.images, idx),
+                                    nd.take(train.labels, idx), ctx))
+                step += 1
+                interval_images += tc.batch_size
+                progress.step()
+                end_of_epoch = batch == steps_per_epoch - 1
+                stopping = stop_requested()
+                evaluating = step % tc.eval_every_steps == 0 or end_of_epoch or step == total_steps
+                if step % tc.log_every_steps == 0 or evaluating or stopping:
+                    if not read_train_metrics():
+                        status = "diverged"
+                        break
+                if evaluating:
+                    run_evaluation()
+                every = tc.checkpoint_every_epochs
+                if (stopping or step == total_steps
+                        or (end_of_epoch and every and (epoch + 1) % every == 0)):
+                    save_checkpoint()  # and at the end: a finished run keeps its weights
+                if stopping:
+                    log.warning("%s received: stopped after step %d and wrote a checkpoint",
+                                stopping, step)
+                    status = "interrupted"
                     break
-            if evaluating:
-                run_evaluation()
-            every = tc.checkpoint_every_epochs
-            if stopping or (end_of_epoch and every and (epoch + 1) % every == 0):
-                save_checkpoint()
-            if stopping:
-                status = "interrupted"
+                if step == total_steps:
+                    break
+            if status != "completed":
                 break
-            if step == total_steps:
-                break
-        if status != "completed":
-            break
-    progress.close()
 
     if status == "diverged":
         log.error("training loss became non-finite or exceeded trainer.diverge_above at step %d: "

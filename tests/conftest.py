@@ -15,11 +15,13 @@ QUICK = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subse
          "trainer.progress=log"]
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m bnexp.run ARGS` exactly as a user types it, from the repository root."""
-    return subprocess.run([sys.executable, "-m", "bnexp.run", *args], cwd=REPO,
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path = REPO,
+            **popen) -> subprocess.CompletedProcess:
+    """`python -m bnexp.run ARGS` exactly as a user types it, from the repository root
+    (or `cwd`); `popen` goes to subprocess.run (e.g. umask=0o002)."""
+    return subprocess.run([sys.executable, "-m", "bnexp.run", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, **popen)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,8 @@ def results(tmp_path_factory):
 
     def run(item):
         index, override = item
-        return override, run_cli(override, f"hydra.run.dir={base / str(index)}", timeout=120)
+        run_dir = base / str(index)
+        return override, (run_cli(override, f"hydra.run.dir={run_dir}", timeout=120), run_dir)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(pool.map(run, enumerate(BAD)))
@@ -41,13 +42,24 @@ def results(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("override", BAD)
 def test_bad_override_fails_clearly(results, override):
-    proc = results[override]
+    proc, run_dir = results[override]
     output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output
+    assert proc.returncode != 0, output  # 2 from bnexp's checks, 1 from Hydra's
     assert "Traceback" not in output, output
     for words in BAD[override]:
         assert words in output, f"{words!r} missing from: {output}"
     assert "BN on" not in output  # stopped before training started
+    assert not run_dir.exists(), list(run_dir.rglob("*"))  # a run that never started leaves nothing
+
+
+@pytest.mark.slow
+def test_rejected_runs_leave_no_folder_in_outputs(tmp_path):
+    """Ten typos must not leave ten junk folders beside the real runs in outputs/runs/."""
+    for override in ("lr=-1", "momentum=1.5"):
+        proc = run_cli(override, cwd=tmp_path)
+        assert proc.returncode == 2 and override in proc.stdout + proc.stderr
+    runs = tmp_path / "outputs" / "runs"
+    assert not runs.exists() or not list(runs.iterdir()), list(runs.iterdir())
 
 
 @pytest.mark.slow

@@ -21,16 +21,19 @@ def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def start_and_signal(run_dir, signum, after_line="step 10/", args=None):
-    """Start a 40-step run (or `args`), deliver `signum` once training is under way."""
+def start_and_signal(run_dir, signum, after_line="step 10/", args=None, times=1, command=None):
+    """Start a 40-step run (or `args`), deliver `signum` (`times` times in a row) once
+    training is under way. `command` replaces `python -m bnexp.run`."""
     args = args or ["trainer.max_steps=40", *SHORT, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen([sys.executable, "-m", "bnexp.run", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = command or [sys.executable, "-m", "bnexp.run"]
+    proc = subprocess.Popen([*command, *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if after_line in line:
-            proc.send_signal(signum)
+            for _ in range(times):
+                proc.send_signal(signum)
             break
     lines += proc.stdout.readlines()
     return proc.wait(timeout=120), "".join(lines)
@@ -42,6 +45,7 @@ def test_sigint_then_resume_matches_uninterrupted_run(tmp_path):
     code, output = start_and_signal(interrupted, signal.SIGINT)
     assert code == 130, output
     assert "Traceback" not in output
+    assert "SIGINT received: stopped after step" in output  # said by the loop, not the handler
     m = metrics(interrupted)
     assert m["status"] == "interrupted" and 10 <= m["steps"] < 40
     assert (interrupted / "checkpoint.params").is_file()
@@ -65,6 +69,57 @@ def test_sigint_then_resume_matches_uninterrupted_run(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 40
     assert [e.step for e in acc.Scalars("test/acc")] == [20, 40]
     assert (interrupted / ".hydra" / "config.yaml").read_text().count("resume: null") == 1
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_aborts_at_once_without_a_traceback(tmp_path):
+    code, output = start_and_signal(tmp_path, signal.SIGINT, after_line="step 5/", times=2)
+    assert code == 130, output
+    assert "Traceback" not in output and "reentrant" not in output, output
+    assert metrics(tmp_path)["status"] == "interrupted"
+
+
+# Stands in for submitit, whose SIGUSR2 handler ("time is nearly up: checkpoint and
+# requeue") logs and pickles from inside the signal.
+LIBRARY_HANDLER = """
+import json, pathlib, runpy, signal, sys
+marker = pathlib.Path(sys.argv[1]); del sys.argv[1]
+def requeue(signum, frame):
+    status = json.loads((marker.parent / "run" / "metrics.json").read_text())["status"]
+    marker.write_text(f"{signal.Signals(signum).name} handled, run {status}")
+    sys.exit(3)
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv[0] = "bnexp.run"
+runpy.run_module("bnexp.run", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_a_library_signal_handler_runs_after_the_clean_stop(tmp_path):
+    run_dir, marker = tmp_path / "run", tmp_path / "handled.txt"
+    code, output = start_and_signal(
+        run_dir, signal.SIGUSR2, command=[sys.executable, "-c", LIBRARY_HANDLER, str(marker)])
+    assert code == 3, output  # the library's handler had the last word, as it would have
+    assert marker.read_text() == "SIGUSR2 handled, run interrupted"  # ...after metrics.json
+    assert (run_dir / "checkpoint.params").is_file()
+    assert "Traceback" not in output
+
+
+def test_signal_handler_only_records(caplog, capsys):
+    """No I/O inside the handler: a signal can land while the main thread is writing to
+    the same stream, and a write from the handler would raise "reentrant call"."""
+    from bnexp.signals import graceful_stop
+
+    with caplog.at_level("DEBUG"), graceful_stop() as stop:
+        assert stop() == ""
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop() == "SIGINT"
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded too; the first one names the stop
+        assert stop() == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C after a stop request: abort now
+    assert caplog.records == [] and capsys.readouterr() == ("", "")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 @pytest.mark.slow

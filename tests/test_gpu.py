@@ -288,3 +288,25 @@ def test_two_gpus_train(tmp_path):
                      "trainer.progress=log", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "on gpu(0),gpu(1)" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_gpu_build_without_driver_fails_in_one_line(tmp_path):
+    """`make install GPU=1` on a machine without an NVIDIA driver: `import mxnet` fails
+    with OSError (libcuda.so.1). Stand-ins on PYTHONPATH: the mxnet-cu112 distribution's
+    metadata and an `mxnet` package failing as the GPU build does there."""
+    fake = tmp_path / "site"
+    (fake / "mxnet").mkdir(parents=True)
+    (fake / "mxnet" / "__init__.py").write_text(
+        'raise OSError("libcuda.so.1: cannot open shared object file: No such file or directory")\n')
+    info = fake / "mxnet_cu112-1.9.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mxnet-cu112\nVersion: 1.9.1\n")
+    result = run_cli("trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}",
+                     env={"PYTHONPATH": str(fake)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "cannot import mxnet" in lines[0] and "GPU=0" in lines[0], lines[0]
+    assert not (tmp_path / "run").exists()

@@ -1,24 +1,33 @@
 """The real CLI end to end: a short training run, its metrics.json and its
-TensorBoard events read back; same seed, same numbers."""
+TensorBoard events read back; same seed, same numbers; outputs readable by the team."""
 import json
 import math
+import os
+import stat
+import subprocess
+import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUICK, run_cli
+from conftest import QUICK, REPO, run_cli
 
 TAGS = {"train/loss", "train/acc", "test/loss", "test/acc", "lr", "perf/images_per_sec"}
 
 
+UMASK = 0o002  # run "b" writes under this umask: group-writable files, not the default 022
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two identical gluon-BN runs and one scratch-BN run, 20 steps each."""
+    """Two identical gluon-BN runs (the second under UMASK) and one scratch-BN run, 20 steps each."""
     base = tmp_path_factory.mktemp("runs")
     out = {}
     for name, variant in (("a", "gluon"), ("b", "gluon"), ("scratch", "scratch")):
         run_dir = base / name
-        proc = run_cli(f"bn={variant}", "lr=0.2", "seed=7", *QUICK, f"hydra.run.dir={run_dir}")
+        umask = UMASK if name == "b" else 0o022
+        proc = run_cli(f"bn={variant}", "lr=0.2", "seed=7", *QUICK, f"hydra.run.dir={run_dir}",
+                       umask=umask)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out[name] = (run_dir, proc)
     return out
@@ -94,3 +103,65 @@ def test_scratch_bn_trains_like_gluon(runs):
 def test_log_lines_without_terminal(runs):
     _, proc = runs["a"]
     assert "step 20/20" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_every_output_honors_the_umask(runs):
+    run_dir, _ = runs["b"]
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"metrics.json", "checkpoint.params", "run.log", "config.yaml"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    for path in [run_dir, *run_dir.rglob("*")]:
+        expected = (0o777 if path.is_dir() else 0o666) & ~UMASK
+        assert stat.S_IMODE(path.stat().st_mode) == expected, (path, oct(path.stat().st_mode))
+    assert not [p for p in files if p.name.endswith(".tmp")]  # no temporary file left over
+
+
+@pytest.mark.slow
+def test_a_finished_run_keeps_its_weights(runs):
+    from bnexp import checkpoint
+    state = checkpoint.read_state(runs["a"][0])
+    assert state["step"] == 20
+
+
+def pieces(text: str) -> list[str]:
+    """What a terminal shows as separate line starts: split at newlines and carriage returns."""
+    return [p for line in text.split("\n") for p in line.split("\r")]
+
+
+def test_log_lines_during_the_bar_start_on_their_own_line(capsys):
+    """A log line written while the bar is shown (e.g. "SIGINT received") is written above
+    the bar, not appended to it."""
+    import logging
+    from bnexp.train import Progress
+
+    handler = logging.StreamHandler(sys.stderr)  # the console handler Hydra installs
+    handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with Progress("bar", total=4) as progress:
+            progress.step()
+            logging.getLogger("bnexp.train").warning("SIGINT received: stopped after step 1")
+            progress.step()
+    finally:
+        root.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "%|" in err
+    logged = [p for p in pieces(err) if "SIGINT received" in p]
+    assert logged == ["[bnexp.train] SIGINT received: stopped after step 1"], pieces(err)
+
+
+@pytest.mark.slow
+def test_first_log_line_comes_before_the_bar(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bnexp.run", *QUICK, "trainer.progress=bar",
+                           f"hydra.run.dir={tmp_path}"], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out = proc.stdout
+    assert proc.returncode == 0, out
+    assert "%|" in out  # the bar was drawn
+    assert out.index("BN on cpu") < out.index("%|")
+    logged = [p for p in pieces(out) if "][bnexp" in p]
+    assert logged and all(p.startswith("[") for p in logged), [p for p in logged if p[:1] != "["]
