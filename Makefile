@@ -1,20 +1,32 @@
 # bnexp — `make help` lists the targets.
+# PYTHON: the interpreter the venv is made from: Python 3.11, 3.12 or 3.13 (pins per version
+# in requirements/common.txt). Another version than the venv's recreates the venv.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 6006
-# The stamp records a finished install and which MXNet build it holds ("cpu" or "gpu");
-# it is rebuilt only when the pins change or another build is asked for.
+# The stamp records a finished install: the MXNet build it holds ("cpu" or "gpu") and the
+# Python version; it is rebuilt only when the pins change or another build or Python is asked for.
 STAMP  := $(VENV)/.installed
+VERSION_OF = $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null
+# PYTHON given on the command line or in the environment, and not the venv's: rebuild the venv.
+ifneq ($(origin PYTHON),file)
+ifneq ($(wildcard $(STAMP)),)
+ifneq ($(shell $(call VERSION_OF,$(PYTHON))),$(word 2,$(shell cat $(STAMP))))
+.PHONY: $(STAMP)
+endif
+endif
+endif
 ARGS   ?=
 # GPU=1 installs the GPU build of MXNet (requirements/gpu.txt), GPU=0 the CPU build
 # (requirements/cpu.txt); unset, scripts/detect_gpu.py decides from nvidia-smi.
 GPU    ?=
 DETECT  = $(if $(filter 1 yes true gpu,$(GPU)),echo gpu,$(if $(filter 0 no false cpu,$(GPU)),echo cpu,$(PYTHON) scripts/detect_gpu.py))
 # What the venv holds now; a stamp from before GPU support is empty and meant the CPU build.
-HAVE    = $(if $(wildcard $(STAMP)),$(or $(shell cat $(STAMP)),cpu))
-# The build the stamp recipe installs: the one `make install` chose, else the one installed.
-BUILD   = $(or $(FLAVOR),$(HAVE),$(shell $(DETECT)))
+HAVE    = $(if $(wildcard $(STAMP)),$(or $(firstword $(shell cat $(STAMP))),cpu))
+# The build the stamp recipe installs: the one `make install` chose, else the one installed,
+# else detected (once: the first use turns BUILD into a plain value).
+BUILD   = $(eval BUILD := $(or $(FLAVOR),$(HAVE),$(shell $(DETECT))))$(BUILD)
 OTHER_MXNET = $(if $(filter gpu,$(BUILD)),mxnet,mxnet-cu112)
 
 .DEFAULT_GOAL := help
@@ -30,8 +42,12 @@ install: ## create .venv and install the pinned packages, GPU build of MXNet if 
 	$(MAKE) --no-print-directory $(STAMP) FLAVOR=$$want $$switch
 
 $(STAMP): requirements/cpu.txt requirements/gpu.txt requirements/common.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
-		{ echo "bnexp needs Python 3.11 (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11"; exit 1; }
+	@version=$$($(call VERSION_OF,$(PYTHON))); case "$$version" in 3.11|3.12|3.13) ;; \
+		*) echo "bnexp needs Python 3.11, 3.12 or 3.13; PYTHON=$(PYTHON) is $${version:-not found}." \
+		        "Set PYTHON=python3.11 (or 3.12, 3.13)"; exit 1;; esac; \
+	  venv=$$(test -x $(PY) && $(call VERSION_OF,$(PY))); \
+	  if [ -n "$$venv" ] && [ "$$venv" != "$$version" ]; then \
+		echo "recreating $(VENV) for Python $$version (it held $$venv)"; rm -rf $(VENV); fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) 2>/dev/null || \
 		{ rm -rf $(VENV); echo "installing python3-venv"; apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	@echo "installing the $(BUILD) build of MXNet (requirements/$(BUILD).txt)"
@@ -43,7 +59,7 @@ $(STAMP): requirements/cpu.txt requirements/gpu.txt requirements/common.txt pypr
 		if [ -n "$$cuda" ]; then echo "removing the CUDA 11 wheels:" $$cuda; $(PY) -m pip uninstall -y -q $$cuda; fi; fi
 	$(PY) -m pip install -q -r requirements/$(BUILD).txt
 	$(PY) -m pip install -q --no-deps -e .
-	@echo $(BUILD) > $@
+	@echo $(BUILD) $$($(call VERSION_OF,$(PY))) > $@
 
 doctor: $(STAMP) ## check the installation: versions, GPUs and CUDA libraries, dataset, threads
 	$(PY) -m bnexp.doctor

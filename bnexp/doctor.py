@@ -2,8 +2,7 @@
 
 One line per item, with a verdict: `ok`, `warn` (works, but worth knowing) or
 `FAIL` (something required is missing). The exit status is 1 if any line
-failed, else 0. Required: an importable MXNet (exactly one build), numpy below
-1.24, hydra-core / omegaconf / tensorboardX, and a verified Fashion-MNIST.
+failed, else 0. Required: an importable MXNet (exactly one build), numpy 1.x, hydra-core / omegaconf / tensorboardX, and a verified Fashion-MNIST.
 """
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from bnexp import gpu as gpuinfo
 from bnexp import mxenv
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
+SUPPORTED_PYTHONS = ((3, 11), (3, 12), (3, 13))  # the Makefile's range
 
 
 @dataclass
@@ -39,9 +39,10 @@ def _version(distribution: str) -> str | None:
 
 def check_python() -> Iterator[Check]:
     version = platform.python_version()
-    good = sys.version_info[:2] == (3, 11)
+    good = sys.version_info[:2] in SUPPORTED_PYTHONS
+    supported = ", ".join("%d.%d" % v for v in SUPPORTED_PYTHONS)
     yield Check("python", OK if good else WARN,
-                f"{version} ({sys.executable})" + ("" if good else "; bnexp is tested on Python 3.11 only"))
+                f"{version} ({sys.executable})" + ("" if good else f"; bnexp is tested on Python {supported}"))
 
 
 def check_packages() -> Iterator[Check]:
@@ -49,10 +50,10 @@ def check_packages() -> Iterator[Check]:
     if numpy is None:
         yield Check("numpy", FAIL, "not installed; run `make install`")
     else:
-        major, minor = (int(x) for x in numpy.split(".")[:2])
-        yield (Check("numpy", OK, numpy) if (major, minor) < (1, 24) else
-               Check("numpy", FAIL, f"{numpy}: mxnet 1.9.1 needs numpy<1.24 (it reads np.bool); "
-                                    f"run `make install`"))
+        major = int(numpy.split(".")[0])
+        yield (Check("numpy", OK, numpy) if major < 2 else
+               Check("numpy", FAIL, f"{numpy}: mxnet 1.9.1 needs numpy 1.x (it reads np.PZERO, "
+                                    f"gone in numpy 2); run `make install`"))
     for name, required in (("hydra-core", True), ("omegaconf", True), ("tensorboardX", True),
                            ("tensorboard", False)):
         version = _version(name)
