@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import bnexp  # noqa: F401  (first: thread settings and numpy.bool for MXNet, before any `import mxnet`)
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Small but real: a few optimizer steps on the real Fashion-MNIST files.
