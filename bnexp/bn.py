@@ -22,7 +22,7 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet import gluon
 
-VARIANTS = ("none", "scratch", "gluon")
+from bnexp.config import BN_IMPLS, VARIANTS
 
 
 class _MovingStatistics(mx.operator.CustomOp):
@@ -93,8 +93,37 @@ def channel_affine(F, X4, scale, shift, channels: int):
                          num_filter=channels, num_group=channels)
 
 
+def batch_statistics(F, X4, channels: int, impl: str):
+    """Per-channel batch mean and biased variance of X4 (N, C, L, 1), two ways (`impl`)
+    with the same value and the same gradient; which is faster depends on the CPU.
+    Also returns what the output affine transform starts from and that tensor's offset
+    from X4 (per channel).
+
+    centered:  var = mean((x - mean)^2), the centering a depthwise convolution,
+               differentiated as written; the output is formed from the centered x.
+    surrogate: the same value from the same centered pass, cut off from autograd (its
+               backward is the costly part), plus a zero -- s - BlockGrad(s) with
+               s = mean(x^2) - mean^2 -- that carries the gradient: d var / dx =
+               2 (x - mean) / M exactly, through two cheap GEMVs. (s alone would lose
+               digits to cancellation when |mean| >> std; here it never sets the value.)
+               The output is formed from x itself.
+    """
+    mean = channel_mean(F, X4)
+    if impl == "centered":
+        centered = channel_affine(F, X4, F.ones_like(mean), -mean, channels)
+        return mean, channel_mean(F, F.square(centered)), centered, mean
+    if impl == "surrogate":
+        centered = channel_affine(F, F.BlockGrad(X4), F.ones_like(mean), F.BlockGrad(-mean),
+                                  channels)
+        value = F.BlockGrad(channel_mean(F, F.square(centered)))
+        gradient_carrier = channel_mean(F, F.square(X4)) - F.square(mean)
+        var = value + (gradient_carrier - F.BlockGrad(gradient_carrier))
+        return mean, var, X4, F.zeros_like(mean)
+    raise ValueError(f"unknown ScratchBatchNorm impl {impl!r}; expected one of {BN_IMPLS}")
+
+
 def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: float,
-               eps: float, channels: int):
+               eps: float, channels: int, impl: str = "centered"):
     """Normalize X per feature (2-D input) or per channel (4-D NCHW input).
 
     `axis` is the feature/channel axis; statistics are taken over all others.
@@ -103,23 +132,19 @@ def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: 
     if axis != 1:
         X = F.swapaxes(X, dim1=1, dim2=axis)
     X4 = F.reshape(X, (0, 0, -1, 1))   # (N, C, L, 1): L = H*W for images, 1 for features
-    mean = channel_mean(F, X4)
-    X_centered = channel_affine(F, X4, F.ones_like(mean), -mean, channels)
-    var = channel_mean(F, F.square(X_centered))  # biased: the mean of squared deviations
+    mean, var, base, offset = batch_statistics(F, X4, channels, impl)
     # Batch statistics in training, moving averages in inference (decided at run time).
     training = F.BlockGrad(F.Custom(F.BlockGrad(mean), F.BlockGrad(var), moving_mean, moving_var,
                                     op_type="bnexp_moving_stats", momentum=momentum))
     training = F.broadcast_like(training, mean)
     used_mean = F.where(training, mean, moving_mean)
     used_var = F.where(training, var, moving_var)
-    # y = gamma * (X - used_mean) / sqrt(used_var + eps) + beta, rearranged as
-    # X_centered * scale + shift so that the per-channel factors are formed on C
-    # values. In training used_mean == mean and shift == beta; in inference shift
-    # moves the centering to the moving mean. (The elementwise ops on gamma and
-    # beta also let MXNet infer their shapes for deferred initialization.)
+    # y = gamma * (X - used_mean) / sqrt(used_var + eps) + beta = base * scale + shift, with
+    # base = X - offset and the per-channel factors formed on C values. (The elementwise ops
+    # on gamma and beta also let MXNet infer their shapes for deferred initialization.)
     scale = F.elemwise_mul(gamma, 1.0 / F.sqrt(used_var + eps))
-    shift = F.elemwise_add(beta, (mean - used_mean) * scale)
-    Y = F.reshape_like(channel_affine(F, X_centered, scale, shift, channels), X)
+    shift = F.elemwise_sub(beta, (used_mean - offset) * scale)
+    Y = F.reshape_like(channel_affine(F, base, scale, shift, channels), X)
     return F.swapaxes(Y, dim1=1, dim2=axis) if axis != 1 else Y
 
 
@@ -127,9 +152,11 @@ class ScratchBatchNorm(gluon.HybridBlock):
     """From-scratch BN with the constructor and parameters of `gluon.nn.BatchNorm`."""
 
     def __init__(self, axis: int = 1, momentum: float = 0.9, epsilon: float = 1e-5,
-                 in_channels: int = 0, **kwargs):
+                 in_channels: int = 0, impl: str = "centered", **kwargs):
         super().__init__(**kwargs)
-        self._axis, self._momentum, self._epsilon = axis, momentum, epsilon
+        if impl not in BN_IMPLS:
+            raise ValueError(f"unknown ScratchBatchNorm impl {impl!r}; expected one of {BN_IMPLS}")
+        self._axis, self._momentum, self._epsilon, self._impl = axis, momentum, epsilon, impl
         shape = (in_channels,)
         with self.name_scope():
             self.gamma = self.params.get("gamma", shape=shape, init="ones",
@@ -162,17 +189,20 @@ class ScratchBatchNorm(gluon.HybridBlock):
             raise ValueError(f"{self.name}: inside a hybridized network, ScratchBatchNorm needs "
                              f"in_channels (the graph is built before shapes are known)")
         return batch_norm(F, x, gamma, beta, running_mean, running_var, axis=self._axis,
-                          momentum=self._momentum, eps=self._epsilon, channels=channels)
+                          momentum=self._momentum, eps=self._epsilon, channels=channels,
+                          impl=self._impl)
 
     def __repr__(self):
         return (f"{type(self).__name__}(axis={self._axis}, momentum={self._momentum}, "
-                f"eps={self._epsilon}, in_channels={self.gamma.shape[0]})")
+                f"eps={self._epsilon}, in_channels={self.gamma.shape[0]}, impl={self._impl})")
 
 
-def make_bn(variant: str, momentum: float, eps: float, channels: int = 0) -> gluon.HybridBlock | None:
-    """The BN layer for a variant name, or None for `none`."""
+def make_bn(variant: str, momentum: float, eps: float, channels: int = 0,
+            impl: str = "centered") -> gluon.HybridBlock | None:
+    """The BN layer for a variant name, or None for `none`. `impl` chooses the
+    formulation of the from-scratch layer (same maths, CPU-dependent speed)."""
     if variant == "scratch":
-        return ScratchBatchNorm(momentum=momentum, epsilon=eps, in_channels=channels)
+        return ScratchBatchNorm(momentum=momentum, epsilon=eps, in_channels=channels, impl=impl)
     if variant == "gluon":
         return gluon.nn.BatchNorm(momentum=momentum, epsilon=eps, in_channels=channels)
     if variant == "none":

@@ -84,7 +84,6 @@ class OutputDirCallback(Callback):
 
 
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-THREAD_VARS = ("BNEXP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def threads_per_job(n_jobs: Any, cores: int) -> int:
@@ -101,24 +100,23 @@ def threads_per_job(n_jobs: Any, cores: int) -> int:
 class ThreadBudgetCallback(Callback):
     """Under `hydra/launcher=joblib`, jobs run side by side in loky worker processes.
 
-    Each worker imports bnexp afresh, so `bnexp.mxenv.configure()` runs there, but it
-    keeps an OMP_NUM_THREADS it inherits -- and the launching process has already set
-    it to all cores when it imported bnexp. Every job would then start one OpenMP
-    thread per core and n_jobs parallel jobs would oversubscribe the machine. Before
-    the launcher spawns its workers, give each job `cores // n_jobs` threads (at least
-    one): the workers inherit this process's environment when they start.
+    Every job would otherwise take the whole machine's cores (or what bnexp.tuning
+    measured fastest on it alone), and n_jobs parallel jobs would oversubscribe it.
+    Before the launcher spawns its workers, give each job a budget of `cores // n_jobs`
+    threads (at least one): the workers inherit this process's environment when they
+    start, and bnexp.tuning chooses at most that many.
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         launcher = config.hydra.launcher
         if launcher.get("_target_") != JOBLIB_LAUNCHER:
             return
-        from bnexp.mxenv import available_cores
+        from bnexp import mxenv
 
-        cores = available_cores()
+        cores = mxenv.available_cores()
         n_jobs = launcher.get("n_jobs")
-        threads = str(threads_per_job(n_jobs, cores))
-        for var in THREAD_VARS:
-            os.environ[var] = threads
-        log.info("joblib launcher, n_jobs=%s on %d cores: %s OpenMP thread(s) per job",
+        threads = threads_per_job(n_jobs, cores)
+        os.environ[mxenv.BUDGET_VAR] = str(threads)
+        mxenv.set_threads(threads)  # a derived count: each worker counts within the budget
+        log.info("joblib launcher, n_jobs=%s on %d cores: at most %d OpenMP thread(s) per job",
                  n_jobs, cores, threads)

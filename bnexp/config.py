@@ -14,12 +14,14 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from bnexp import context
-from bnexp.bn import VARIANTS
 from bnexp.errors import ConfigError
-from bnexp.model import INITIALIZERS
 
 TRAIN_SIZE, TEST_SIZE = 60000, 10000
 PROGRESS_MODES = ("auto", "bar", "log")
+VARIANTS = ("none", "scratch", "gluon")  # BN variants (bnexp/bn.py: make_bn)
+INITIALIZERS = ("normal", "xavier")      # weight initializers (bnexp/model.py)
+POOL_LAYOUTS = ("native", "folded")      # max pooling (bnexp/model.py), speed depends on the CPU
+BN_IMPLS = ("centered", "surrogate")     # ScratchBatchNorm formulations (bnexp/bn.py), likewise
 
 
 @dataclass
@@ -54,6 +56,18 @@ class TrainerConfig:
 
 
 @dataclass
+class PerfConfig:
+    threads: str = "auto"    # OpenMP threads: auto (measured, bnexp/tuning.py) or a number
+    pool: str = "auto"       # max pooling: auto | native | folded
+    bn_impl: str = "auto"    # ScratchBatchNorm formulation: auto | centered | surrogate
+
+    def layout(self) -> tuple[str, str]:
+        """(pool, bn_impl) to build with: `auto` that nobody resolved means the default."""
+        return (self.pool if self.pool != "auto" else POOL_LAYOUTS[0],
+                self.bn_impl if self.bn_impl != "auto" else BN_IMPLS[0])
+
+
+@dataclass
 class LoggerConfig:
     tensorboard: bool = True
     flush_secs: int = 10
@@ -66,6 +80,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
     lr: float = 0.2            # SGD learning rate
     momentum: float = 0.9      # BN moving-average momentum: moving = m*moving + (1-m)*batch
     eps: float = 1e-5          # BN epsilon
@@ -115,6 +130,13 @@ def check(cfg: Config) -> None:
         _fail("model.init", cfg.model.init, f"choose one of {', '.join(INITIALIZERS)}.")
     if not (math.isfinite(cfg.model.init_sigma) and cfg.model.init_sigma > 0):
         _fail("model.init_sigma", cfg.model.init_sigma, "must be a finite number > 0.")
+    threads = str(cfg.perf.threads)
+    if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
+        _fail("perf.threads", threads, "auto, or a number of threads >= 1.")
+    if cfg.perf.pool not in ("auto", *POOL_LAYOUTS):
+        _fail("perf.pool", cfg.perf.pool, f"choose one of auto, {', '.join(POOL_LAYOUTS)}.")
+    if cfg.perf.bn_impl not in ("auto", *BN_IMPLS):
+        _fail("perf.bn_impl", cfg.perf.bn_impl, f"choose one of auto, {', '.join(BN_IMPLS)}.")
     subset = cfg.data.test_subset
     if subset is not None and not (1 <= subset <= TEST_SIZE):
         _fail("data.test_subset", subset, f"must be between 1 and {TEST_SIZE}, or null for all.")

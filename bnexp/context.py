@@ -5,17 +5,23 @@ capability 5.0 to 8.9) and otherwise the CPU, logging why. An explicit `gpu`
 request for a GPU MXNet cannot use fails with a ConfigError that says which GPU,
 its compute capability and the supported range. A list (`gpu:0,1`, `cpu:0,cpu:1`)
 trains data-parallel: each batch is split evenly across the devices.
+
+MXNet is imported inside the functions that use it: `parse` also serves the
+config checks, which run before MXNet is imported (its thread count is chosen
+first, bnexp/tuning.py).
 """
 from __future__ import annotations
 
 import logging
 import re
-
-import mxnet as mx
+from typing import TYPE_CHECKING
 
 from bnexp import gpu as gpuinfo
 from bnexp import mxenv
 from bnexp.errors import ConfigError
+
+if TYPE_CHECKING:
+    import mxnet as mx
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ def parse(spec: str) -> list[tuple[str, int]]:
 def visible_gpus() -> list[gpuinfo.GPU]:
     """The GPUs MXNet sees (index i is mx.gpu(i)), with compute capability when the driver
     tells it; empty with the CPU build of MXNet or without a GPU."""
+    import mxnet as mx
     count = mx.context.num_gpus()  # 0 with the CPU build
     if count <= 0:
         return []
@@ -57,6 +64,7 @@ def visible_gpus() -> list[gpuinfo.GPU]:
 
 def why_no_gpu() -> str:
     """Why MXNet sees no GPU, with what to do about it."""
+    import mxnet as mx
     build = mxenv.CUDA.build
     if build == "cpu" or not mx.runtime.Features().is_enabled("CUDA"):
         smi, _ = gpuinfo.query()
@@ -69,6 +77,7 @@ def why_no_gpu() -> str:
 
 def resolve(spec: str) -> list[mx.Context]:
     """The devices to train on; fails clearly if a requested GPU is not usable."""
+    import mxnet as mx
     devices = parse(spec)
     if not devices:
         return [_auto()]
@@ -90,6 +99,7 @@ def resolve(spec: str) -> list[mx.Context]:
 
 
 def _auto() -> mx.Context:
+    import mxnet as mx
     gpus = visible_gpus()
     if not gpus:
         log.info("ctx=auto: training on the CPU: %s", why_no_gpu())

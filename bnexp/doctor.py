@@ -180,8 +180,9 @@ def check_dataset(root: str | None = None) -> Iterator[Check]:
 def check_threads() -> Iterator[Check]:
     cores, total = mxenv.available_cores(), os.cpu_count() or 1
     omp = os.environ.get("OMP_NUM_THREADS", "")
-    detail = (f"OMP_NUM_THREADS={omp} MKL_NUM_THREADS={os.environ.get('MKL_NUM_THREADS', '')} "
-              f"(BNEXP_THREADS={os.environ.get('BNEXP_THREADS', 'unset')}); "
+    chosen_by = "set by you" if mxenv.USER_THREADS is not None else "bnexp.tuning chooses per run"
+    detail = (f"OMP_NUM_THREADS={omp} ({chosen_by}), MKL_NUM_THREADS="
+              f"{os.environ.get('MKL_NUM_THREADS', '')}; at most {mxenv.thread_budget()} of "
               f"{cores} usable core(s) of {total}")
     extra = {k: v for k, v in os.environ.items() if k.startswith("MXNET_")}
     if extra:
@@ -192,9 +193,21 @@ def check_threads() -> Iterator[Check]:
     yield Check("threads", verdict, detail)
 
 
+def check_tuning() -> Iterator[Check]:
+    """The speed settings measured on this machine (bnexp/tuning.py), if any yet."""
+    from bnexp import tuning
+    entries = tuning.entries_for_this_machine()
+    if not entries:
+        yield Check("speed settings", OK, "none measured on this machine yet: the first run of "
+                                          f"each setting measures them ({tuning.cache_dir()})")
+        return
+    for line in tuning.summaries(entries):
+        yield Check("speed settings", OK, line)
+
+
 CHECKS: tuple[Callable[[], Iterator[Check]], ...] = (
     check_python, check_packages, check_mxnet, check_gpus, check_cuda_libraries, check_devices,
-    check_dataset, check_threads)
+    check_dataset, check_threads, check_tuning)
 
 
 def run_checks() -> list[Check]:

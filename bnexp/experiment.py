@@ -2,16 +2,16 @@
 Also where a run is resumed from its checkpoint, or skipped if already complete."""
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bnexp import checkpoint, context, data
+from bnexp import checkpoint, context, data, mxenv
 from bnexp.config import Config, check, flat
 from bnexp.errors import ConfigError, UserError
 from bnexp.files import write_json_atomic
@@ -19,23 +19,16 @@ from bnexp.metrics import METRICS_FILE, RunRecord, read
 from bnexp.signals import graceful_stop
 from bnexp.tblog import RunLogger
 from bnexp.train import fit
+from bnexp.tuning import Choice
 
 log = logging.getLogger(__name__)
 
 # Hyperparameters shown in TensorBoard's HParams tab (plain values only).
 HPARAM_KEYS = ("bn.variant", "lr", "momentum", "eps", "seed", "trainer.batch_size",
                "trainer.epochs", "trainer.max_steps", "model.bn_on_dense", "model.init", "ctx")
-# What a resumed run may change: how long it trains and where it runs.
-RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx", "resume")
-
-
-def record_failure(run_dir: Path, overrides: list[str], err: Exception) -> None:
-    """A sweep job that could not start: metrics.json says why (unless it has a record)."""
-    path = run_dir / METRICS_FILE
-    if not path.exists():
-        with contextlib.suppress(OSError):
-            write_json_atomic(path, RunRecord(status="failed", overrides=overrides,
-                                              error=str(err)).to_json())
+# What a resumed run may change: how long it trains, where and how fast it runs.
+RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx",
+                       "perf.threads", "perf.pool", "perf.bn_impl", "resume")
 
 
 def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
@@ -56,9 +49,11 @@ def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
     return resumed
 
 
-def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) -> RunRecord:
+def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
+        speed: Choice | None = None) -> RunRecord:
     """Train once as configured; `run_dir/metrics.json` records the outcome, whatever it is.
-    `cfg.resume` continues a checkpointed run ("auto": this job's own dir, if any)."""
+    `cfg.resume` continues a checkpointed run ("auto": this job's own dir, if any).
+    `speed`: the threads, pooling layout and BN formulation chosen by bnexp.tuning."""
     state = None  # the loop state of the checkpoint this run continues from
     if cfg.resume is not None:
         previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
@@ -71,12 +66,16 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) 
                               f"give the folder of a run that was interrupted or checkpointed.")
         if state is not None:
             cfg = resumed_config(cfg, state, overrides)
-    log.info("threads: %s, pid %d", os.environ.get("OMP_NUM_THREADS"), os.getpid())
+    speed = speed or Choice(None, *cfg.perf.layout())
+    log.info("threads: %s, pid %d", mxenv.threads_in_effect(), os.getpid())
+    log.info("speed settings: %s", speed.describe())
     ctx = context.resolve(cfg.ctx)
     dataset = data.load(cfg.data.root)
     settings = flat(cfg)
     record = RunRecord.from_json(state["record"]) if state else RunRecord(config=settings)
     record.overrides = overrides
+    record.perf = {**speed.to_json(), "threads": mxenv.threads_in_effect()}
+    built = replace(cfg, perf=replace(cfg.perf, pool=speed.pool, bn_impl=speed.bn_impl))
     metrics_path = run_dir / METRICS_FILE
     try:
         write_json_atomic(metrics_path, record.to_json())
@@ -89,7 +88,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float) 
                        resume_step=state["step"] if state else None)
     try:
         with graceful_stop() as stop:
-            fit(cfg, dataset, ctx, record, logger, run_dir, process_start, stop,
+            fit(built, dataset, ctx, record, logger, run_dir, process_start, stop,
                 resume=state is not None)
     except KeyboardInterrupt:
         record.status = "interrupted"

@@ -5,10 +5,13 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from bnexp.files import write_json_atomic
 
 TARGETS = (0.70, 0.80, 0.85)  # test accuracies whose first crossing is recorded
 METRICS_FILE = "metrics.json"
@@ -46,6 +49,7 @@ class RunRecord:
     train_curve: list[TrainPoint] = field(default_factory=list)
     diverged_at_step: int | None = None
     error: str | None = None
+    perf: dict = field(default_factory=dict)     # speed settings in effect (bnexp/tuning.py)
 
     def milestones(self) -> dict[str, dict[str, float | int | None]]:
         """First evaluation reaching each target accuracy: its step, images and seconds."""
@@ -86,3 +90,21 @@ def _finite(value):
 def read(run_dir: Path) -> dict:
     with open(run_dir / METRICS_FILE) as f:
         return json.load(f)
+
+
+def saved_config(run_dir: Path) -> dict | None:
+    """The flat config a run folder's metrics.json records, or None."""
+    try:
+        config = read(run_dir).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def record_failure(run_dir: Path, overrides: list[str], err: Exception) -> None:
+    """A sweep job that could not start: metrics.json says why (unless it has a record)."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        with contextlib.suppress(OSError):
+            write_json_atomic(path, RunRecord(status="failed", overrides=overrides,
+                                              error=str(err)).to_json())

@@ -29,6 +29,9 @@ from pathlib import Path
 GPU_DISTRIBUTION = "mxnet-cu112"
 # Marks an OMP_NUM_THREADS that bnexp chose itself (inherited by child processes).
 DERIVED_MARKER = "BNEXP_DERIVED_THREADS"
+# The most threads a process may use (set per job by the joblib launcher; default: its cores).
+BUDGET_VAR = "BNEXP_THREAD_BUDGET"
+USER_THREADS: int | None = None  # OMP_NUM_THREADS as the user set it; None: bnexp chooses
 CPU_DISTRIBUTION = "mxnet"
 
 # (wheel folder under site-packages/nvidia, library file), in load order: a library
@@ -189,20 +192,30 @@ def setup_cuda() -> CudaSetup:
     return CUDA
 
 
-def import_mxnet_or_exit() -> None:
-    """For entry points: import MXNet, or print one line saying why it cannot be and what
-    to do, and exit with status 2 (a broken installation is the user's to fix, not a bug)."""
+def import_mxnet() -> str | None:
+    """Import MXNet; None if that worked, else one line saying why not and what to do."""
+    global _IMPORT_THREADS
+    if not mxnet_imported():
+        _IMPORT_THREADS = os.environ.get("OMP_NUM_THREADS")
     try:
         import mxnet  # noqa: F401
     except Exception as err:  # OSError (libcuda.so.1 missing), ImportError, ...
         why = "; ".join(CUDA.problems) if CUDA.problems else f"{type(err).__name__}: {err}"
         build = {"gpu": "the GPU build of MXNet (mxnet-cu112) is installed but ",
                  "both": ""}.get(CUDA.build, "")
-        print(f"error: cannot import mxnet: {build}{why}. `make doctor` shows the details.",
-              file=sys.stderr)
-        sys.exit(2)
+        return f"cannot import mxnet: {build}{why}. `make doctor` shows the details."
     if CUDA.problems:
         warnings.warn("bnexp: " + "; ".join(CUDA.problems), RuntimeWarning, stacklevel=2)
+    return None
+
+
+def import_mxnet_or_exit() -> None:
+    """For entry points: import MXNet, or print why it cannot be and exit with status 2
+    (a broken installation is the user's to fix, not a bug)."""
+    problem = import_mxnet()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
 
 
 def restore_numpy_bool() -> None:
@@ -217,18 +230,52 @@ def restore_numpy_bool() -> None:
         numpy.bool = bool
 
 
+def thread_budget() -> int:
+    """The most OpenMP threads this process should use."""
+    try:
+        return max(1, int(os.environ[BUDGET_VAR]))
+    except (KeyError, ValueError):
+        return available_cores()
+
+
+def set_threads(threads: int) -> None:
+    """Choose the OpenMP (and MKL) thread count. Effective only before `import mxnet`.
+    Marked as bnexp's own choice, so that a child process counts again."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", DERIVED_MARKER):
+        os.environ[name] = str(threads)
+
+
+_IMPORT_THREADS: str | None = None  # OMP_NUM_THREADS when import_mxnet_or_exit imported MXNet
+
+
+def threads_in_effect() -> int | None:
+    """OpenMP threads of this process's MXNet: fixed when it was imported."""
+    try:
+        return int(_IMPORT_THREADS or os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return None
+
+
+def mxnet_imported() -> bool:
+    return "mxnet" in sys.modules
+
+
 def configure() -> None:
     """Set thread defaults for MXNet, keeping anything the user already set, and make the
     CUDA libraries of the GPU build loadable."""
+    global USER_THREADS
     # A thread count that a parent bnexp process derived from *its* cores (a sweep
     # launched on a login node, say) is not a user's choice: count again here.
     derived = os.environ.pop(DERIVED_MARKER, None)
     if derived is not None and os.environ.get("OMP_NUM_THREADS") == derived:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.pop(name, None)
-    if "OMP_NUM_THREADS" not in os.environ:
-        threads = os.environ.get("BNEXP_THREADS") or str(available_cores())
-        os.environ["OMP_NUM_THREADS"] = os.environ[DERIVED_MARKER] = threads
+    try:
+        USER_THREADS = int(os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        USER_THREADS = None
+    if USER_THREADS is None:
+        set_threads(thread_budget())  # until bnexp.tuning chooses (before MXNet is imported)
     os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
     # mxnet 1.9 warns about numpy's deprecated aliases on every import.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="mxnet")

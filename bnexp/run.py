@@ -17,12 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import mxenv
-
-mxenv.import_mxnet_or_exit()  # a broken MXNet install: one line and status 2, not a traceback
-
-from bnexp import callbacks, config, experiment  # noqa: E402  (they import mxnet)
-from bnexp.errors import UserError  # noqa: E402
+from bnexp import callbacks, config, metrics, mxenv, tuning
+from bnexp.errors import UserError
 
 _process_start: float | None = time.time()  # the first job's clock starts with the process
 log = logging.getLogger("bnexp")
@@ -48,13 +44,20 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
     try:
         settings = config.load(cfg)
-        record = experiment.run(settings, run_dir, list(hydra_cfg.overrides.task), job_start)
+        # Speed settings first: the thread count must be set before MXNet is imported.
+        speed = tuning.apply(settings, metrics.saved_config(run_dir) if settings.resume else None)
+        problem = mxenv.import_mxnet()
+        if problem:  # a broken MXNet install is the user's to fix: one line, status 2
+            raise UserError(problem)
+        from bnexp import experiment
+        record = experiment.run(settings, run_dir, overrides, job_start, speed)
     except UserError as err:
         log.error("%s", err)
         if in_sweep:  # the other jobs of the sweep go on; the report lists this one
-            experiment.record_failure(run_dir, list(hydra_cfg.overrides.task), err)
+            metrics.record_failure(run_dir, overrides, err)
             return 0.0
         callbacks.discard_if_never_started(run_dir)
         sys.exit(2)

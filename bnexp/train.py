@@ -49,9 +49,11 @@ class DeviceSplit:
 
 
 def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
-    """LeNet for the configured BN variant, its weights drawn from the seed."""
+    """LeNet for the configured BN variant, its weights drawn from the seed
+    (`cfg.perf` picks pooling layout and BN formulation: speed only)."""
     mx.random.seed(cfg.seed)
-    net = lenet(cfg.bn.variant, cfg.momentum, cfg.eps, cfg.model.bn_on_dense)
+    pool, bn_impl = cfg.perf.layout()
+    net = lenet(cfg.bn.variant, cfg.momentum, cfg.eps, cfg.model.bn_on_dense, pool, bn_impl)
     net.initialize(initializer(cfg.model.init, cfg.model.init_sigma), ctx=ctx)
     if cfg.model.hybridize and cfg.bn.variant == "scratch" and len(ctx) > 1:
         # MXNet 1.9's engine can deadlock running the custom moving-statistics

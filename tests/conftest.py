@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import bnexp  # noqa: F401  (first: thread settings and numpy.bool for MXNet, before any `import mxnet`)
-
 REPO = Path(__file__).resolve().parents[1]
+# The speed settings measured during the tests stay out of the user's cache (and are reused by
+# the next test session on this machine): bnexp.tuning reads BNEXP_CACHE_DIR.
+os.environ.setdefault("BNEXP_CACHE_DIR", str(REPO / ".pytest_cache" / "bnexp"))
+
+import bnexp  # noqa: F401,E402  (first: thread settings and numpy.bool for MXNet, before `import mxnet`)
 
 # Small but real: a few optimizer steps on the real Fashion-MNIST files.
 QUICK = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512",

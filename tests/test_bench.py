@@ -18,6 +18,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 from bnexp import bench
+from bnexp.bench import measure, observe, runners
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,12 +37,14 @@ def test_cli_table_and_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("variant"))
-    rows = {line.split()[0]: line.split() for line in lines[header + 2:header + 6]}
+    rows = {line.split()[0]: line.split() for line in lines[header + 2:header + 2 + len(bench.VARIANTS)]}
     assert set(rows) == set(bench.VARIANTS)
     for name, cells in rows.items():
         assert positive_finite([float(c) for c in cells[1:5]]), cells
-    assert rows["source"][5] == "1.00" and rows["none"][6] == "1.00"
-
+    assert rows["source"][5] == "1.00"
+    assert rows["none"][7] == "(plain-none)" and rows["scratch"][7] == "(gluon)"
+    assert "targets:" in proc.stdout and "gluon >= 0.95 x plain-gluon" in proc.stdout
+    assert "speed settings (bnexp.tuning)" in proc.stdout  # the choices it ran with
     report = json.loads(out.read_text())
     machine = report["machine"]
     for key in ("cpu_model", "cores", "OMP_NUM_THREADS", "mxnet_version"):
@@ -54,9 +57,37 @@ def test_cli_table_and_json(tmp_path):
         assert positive_finite(result["images_per_sec"] + result["ms_per_step"])
         assert positive_finite([result[k] for k in ("median_images_per_sec", "min_images_per_sec",
                                                     "max_images_per_sec", "median_ms_per_step",
-                                                    "ratio_vs_source", "ratio_vs_none")])
+                                                    "ratio_vs_source")])
     assert report["variants"]["source"]["ratio_vs_source"] == pytest.approx(1.0)
-    assert report["variants"]["none"]["ratio_vs_none"] == pytest.approx(1.0)
+    assert report["variants"]["gluon"]["reference"] == "plain-gluon"
+    assert {t["variant"] + "/" + t["base"] for t in report["targets"]} == \
+        {"none/plain-none", "gluon/plain-gluon", "scratch/gluon", "gluon/source", "gluon/none"}
+    for choice in report["speed_settings"].values():
+        assert choice["pool"] in ("native", "folded")
+
+
+def test_bn_floor_rows():
+    rows = measure.bn_floor(steps=2, repeats=1)
+    assert {r["shape"] for r in rows} == {"128x20x24x24", "128x50x10x10"}
+    assert {r["what"] for r in rows} >= {"gluon BatchNorm", "scratch (centered)",
+                                         "scratch (surrogate)", "affine only, depthwise conv"}
+    assert positive_finite([r["ms"] for r in rows])
+
+
+def test_plain_loop_trains(fashion_root):
+    """The textbook loop is a real training loop: its loss falls."""
+    from bnexp import data
+    from bnexp.train import DeviceSplit
+    dataset = data.load(fashion_root)
+    split = DeviceSplit.from_numpy(dataset.train.images[:2560], dataset.train.labels[:2560], mx.cpu())
+    runner = runners.PlainRunner("gluon", split, 128, mx.cpu())
+    runner.step()
+    runner.read_metrics()
+    first = runner.last_loss
+    for _ in range(20):
+        runner.step()
+    runner.read_metrics()
+    assert runner.last_loss < first - 0.3, (first, runner.last_loss)
 
 
 def test_bad_arguments_are_refused():
@@ -64,27 +95,37 @@ def test_bad_arguments_are_refused():
         bench.parse_args(["--steps", "0"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--variants", "batchnorm"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--threads", "zero"])
     args = bench.parse_args(["--variants", "gluon", "none", "gluon"])
     assert args.variants == ["gluon", "none"]
 
 
-def test_summary_medians_and_ratios():
-    samples = {"source": bench.Samples([100.0, 300.0, 200.0], [3.0, 1.0, 2.0]),
-               "none": bench.Samples([400.0, 400.0, 800.0], [1.0, 1.0, 0.5]),
-               "gluon": bench.Samples([1000.0], [0.4])}
-    result = bench.summarize(samples)
+def test_summary_medians_ratios_and_targets():
+    samples = {"source": measure.Samples([100.0, 300.0, 200.0], [3.0, 1.0, 2.0]),
+               "plain-gluon": measure.Samples([1000.0], [0.4]),
+               "none": measure.Samples([400.0, 400.0, 800.0], [1.0, 1.0, 0.5]),
+               "gluon": measure.Samples([900.0], [0.45])}
+    result = measure.summarize(samples)
     assert result["source"]["median_images_per_sec"] == 200.0
     assert result["source"]["min_images_per_sec"] == 100.0
     assert result["source"]["max_images_per_sec"] == 300.0
     assert result["none"]["ratio_vs_source"] == pytest.approx(2.0)
-    assert result["gluon"]["ratio_vs_none"] == pytest.approx(2.5)
-    table = bench.format_table(result)
+    assert result["gluon"]["ratio_vs_reference"] == pytest.approx(0.9)
+    assert result["none"]["reference"] is None  # plain-none was not measured
+    table = measure.format_table(result)
     assert table.splitlines()[0].split()[:2] == ["variant", "median"]
-    assert len(table.splitlines()) == 5
+    assert len(table.splitlines()) == 6
+    rows = {(t["variant"], t["base"]): t for t in measure.targets(result)}
+    assert rows[("gluon", "plain-gluon")]["ratio"] == pytest.approx(0.9)
+    assert not rows[("gluon", "plain-gluon")]["met"]            # 0.9 < 0.95
+    assert rows[("gluon", "source")]["met"] is False            # 4.5 < 10
+    assert rows[("gluon", "none")]["met"]                       # gluon/none step time 0.44 <= 1.3
+    assert "NOT met" in measure.format_targets(list(rows.values()))
     # without a baseline the ratio is absent, not a crash
-    alone = bench.summarize({"gluon": bench.Samples([5.0], [1.0])})
+    alone = measure.summarize({"gluon": measure.Samples([5.0], [1.0])})
     assert alone["gluon"]["ratio_vs_source"] is None
-    assert "-" in bench.format_table(alone).splitlines()[-1]
+    assert "-" in measure.format_table(alone).splitlines()[-1]
 
 
 @pytest.mark.parametrize("shape", [(16, 7), (8, 3, 5, 6)], ids=["2d", "4d"])
@@ -107,7 +148,7 @@ def test_source_batch_norm_is_batch_normalization(shape):
     layer.gamma.set_data(gamma)
     layer.beta.set_data(beta)
     with autograd.record():
-        ours = bench.source_batch_norm(x1, gamma, beta, moving, "bn", True, momentum=0.9, eps=1e-5)
+        ours = runners.source_batch_norm(x1, gamma, beta, moving, "bn", True, momentum=0.9, eps=1e-5)
         ref = layer(x2)
     ours.backward(head)
     ref.backward(head)
@@ -124,12 +165,12 @@ def test_source_batch_norm_is_batch_normalization(shape):
 
 
 def test_parsers():
-    assert bench.parse_eval_line(
+    assert observe.parse_eval_line(
         "[2026-11-27 04:30:09,607][bnexp.train][INFO] - step 351/2340 test_loss=0.41 test_acc=0.8512"
     ) == (351, 0.8512)
-    assert bench.parse_eval_line("step 60/60 loss=0.758 acc=0.7035") is None
-    assert bench.parse_time_v("\tMaximum resident set size (kbytes): 123456\n") == 123456
-    assert bench.parse_time_v("nothing") is None
+    assert observe.parse_eval_line("step 60/60 loss=0.758 acc=0.7035") is None
+    assert observe.parse_time_v("\tMaximum resident set size (kbytes): 123456\n") == 123456
+    assert observe.parse_time_v("nothing") is None
 
 
 FAKE_RUN = """
@@ -144,7 +185,7 @@ time.sleep(60)
 def test_time_to_accuracy_stops_at_target():
     """The first evaluation at the target is timed and the run is stopped by SIGINT
     (a stand-in process here; the real CLI is covered below)."""
-    result = bench.observe_run([], 0.85, True, False, echo=lambda s: None,
+    result = observe.observe_run([], 0.85, True, False, echo=lambda s: None,
                                command=[sys.executable, "-c", FAKE_RUN])
     assert result["step_at_target"] == 234 and result["test_acc_at_target"] == 0.86
     assert result["stopped_at_target"] and result["returncode"] != 0
@@ -157,7 +198,7 @@ def test_observe_real_run_with_memory():
     """Against the real CLI: its evaluation log lines are recognised, metrics.json is
     read, and a peak RSS is measured."""
     overrides = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512"]
-    result = bench.observe_run(overrides, 0.0, False, True, echo=lambda s: None)
+    result = observe.observe_run(overrides, 0.0, False, True, echo=lambda s: None)
     assert result["returncode"] == 0, result.get("output_tail")
     assert [e["step"] for e in result["eval_log"]] == [10, 20]
     assert result["step_at_target"] == 10

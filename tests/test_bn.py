@@ -10,6 +10,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 from bnexp.bn import ScratchBatchNorm, make_bn
+from bnexp.config import BN_IMPLS
 from bnexp.model import lenet
 
 RTOL, ATOL = 1e-5, 1e-5
@@ -19,8 +20,8 @@ def close(a, b):
     np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=RTOL, atol=ATOL)
 
 
-def pair(momentum, eps, hybridize, in_channels=0):
-    layers = (ScratchBatchNorm(momentum=momentum, epsilon=eps, in_channels=in_channels),
+def pair(momentum, eps, hybridize, in_channels=0, impl="centered"):
+    layers = (ScratchBatchNorm(momentum=momentum, epsilon=eps, in_channels=in_channels, impl=impl),
               gluon.nn.BatchNorm(momentum=momentum, epsilon=eps, in_channels=in_channels))
     for layer in layers:
         layer.initialize(ctx=mx.cpu())
@@ -32,8 +33,9 @@ def pair(momentum, eps, hybridize, in_channels=0):
 @pytest.mark.parametrize("shape", [(16, 7), (8, 3, 5, 6)], ids=["2d", "4d"])
 @pytest.mark.parametrize("momentum,eps", [(0.9, 1e-5), (0.5, 1e-3), (0.0, 1e-2), (0.99, 1e-5)])
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
-def test_matches_gluon(shape, momentum, eps, hybridize):
-    scratch, reference = pair(momentum, eps, hybridize)
+@pytest.mark.parametrize("impl", BN_IMPLS)
+def test_matches_gluon(shape, momentum, eps, hybridize, impl):
+    scratch, reference = pair(momentum, eps, hybridize, impl=impl)
     rng = np.random.default_rng(0)
     for step in range(4):
         # shifted and scaled so that mean and variance are far from 0 and 1
@@ -57,6 +59,23 @@ def test_matches_gluon(shape, momentum, eps, hybridize):
     before = scratch.params.get("running_var").data().copy()
     close(scratch(x), reference(x))
     close(scratch.params.get("running_var").data(), before)
+
+
+@pytest.mark.parametrize("offset", [2.0, 100.0])
+def test_more_accurate_than_gluon_against_float64(offset):
+    """Both formulations stay closer to the exact result than MXNet's own layer, also
+    when the mean is far from zero (where E[x^2] - mean^2 would lose digits)."""
+    x = np.random.default_rng(1).normal(offset, 1.0, size=(32, 20, 12, 12)).astype(np.float32)
+    exact = (x - x.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)) / np.sqrt(
+        x.astype(np.float64).var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    errors = {}
+    for name, layer in [(impl, ScratchBatchNorm(in_channels=20, impl=impl)) for impl in BN_IMPLS] + \
+                       [("gluon", gluon.nn.BatchNorm(in_channels=20))]:
+        layer.initialize(ctx=mx.cpu())
+        with autograd.record():
+            errors[name] = np.abs(layer(nd.array(x)).asnumpy() - exact).max()
+    for impl in BN_IMPLS:
+        assert errors[impl] <= errors["gluon"], errors
 
 
 def test_moving_statistics_move_only_in_training_and_get_no_gradient():
@@ -88,9 +107,10 @@ def test_training_output_is_normalized_per_channel():
 
 
 @pytest.mark.parametrize("bn_on_dense", [False, True])
-def test_lenet_step_matches_gluon(bn_on_dense):
+@pytest.mark.parametrize("impl", BN_IMPLS)
+def test_lenet_step_matches_gluon(bn_on_dense, impl):
     """A whole hybridized LeNet: same init, one SGD step, same gradients and loss."""
-    nets = [lenet(v, 0.9, 1e-5, bn_on_dense) for v in ("scratch", "gluon")]
+    nets = [lenet(v, 0.9, 1e-5, bn_on_dense, bn_impl=impl) for v in ("scratch", "gluon")]
     x = nd.random.uniform(shape=(32, 1, 28, 28))
     y = nd.array(np.arange(32) % 10)
     for net in nets:

@@ -56,6 +56,11 @@ def test_metrics_json(runs):
     assert 0 < walls[0] < walls[1] <= m["wall_seconds"]
     # BN trains: after 20 steps at lr 0.2 it is well above chance (0.10)
     assert m["final"]["test_acc"] > 0.4
+    # the speed settings it ran with, and where each came from (bnexp/tuning.py)
+    perf = m["perf"]
+    assert perf["pool"] in ("native", "folded") and perf["threads"] >= 1
+    assert perf["source"]["pool"] in ("probe", "cache") and perf["source"]["bn_impl"] == "unused"
+    assert "speed settings: threads=" in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow

@@ -1,0 +1,194 @@
+"""Training-throughput benchmark: bnexp's BN variants against a textbook Gluon loop and
+the source tutorial's loop.
+
+    python -m bnexp.bench                                   # all variants, defaults
+    python -m bnexp.bench --steps 50 --warmup 5 --repeats 5 --json bench.json
+    python -m bnexp.bench --variants plain-gluon gluon --batch-size 256
+    python -m bnexp.bench --bn-floor                        # also BN layers alone
+    python -m bnexp.bench --time-to-accuracy --memory       # also time a real default run
+
+Variants, all measured side by side in this one process:
+  none, scratch, gluon  bnexp's own training step (`bnexp.train.build_net`, `DeviceSplit`,
+                        `epoch_order`, the step of `bnexp.train.fit`), including its
+                        periodic read of the accumulated training metrics, with the
+                        pooling layout and BN formulation bnexp.tuning chose here.
+  plain-none,           a textbook hybridized Gluon LeNet (nn.MaxPool2D, gluon BatchNorm or
+  plain-gluon           none), contiguous slices of the in-memory data, gluon.Trainer:
+                        what a competent user writes by hand; nothing of bnexp's.
+  source                the source tutorial's loop re-implemented: an imperative `nd` LeNet
+                        with the from-scratch BN *function*, a gluon DataLoader with a
+                        per-sample ToTensor transform, a hand-written SGD update and two
+                        `.asscalar()` host syncs per batch (its per-batch test-set
+                        evaluation is left out: only training is measured).
+
+The process runs with one OpenMP thread count (MXNet fixes it at import): the one
+bnexp.tuning measured fastest for the bnexp variants (or `--threads`); every variant,
+the textbook loop included, runs with it.
+
+Only optimizer steps are timed (`mx.nd.waitall()` before starting and before stopping
+the clock), after `--warmup` untimed steps. The variants run interleaved, one block of
+steps each per repeat (A B C D A B C D ...), so that machine noise hits all of them alike;
+the table reports the median over repeats, with min and max.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+from pathlib import Path
+
+from bnexp import mxenv
+
+VARIANTS = ("source", "plain-none", "plain-gluon", "none", "scratch", "gluon")
+BNEXP_VARIANTS = ("none", "scratch", "gluon")
+DEFAULT_TARGET = 0.85
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bnexp.bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=30, help="timed optimizer steps per block (30)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps before each block (5)")
+    p.add_argument("--repeats", type=int, default=3, help="blocks per variant, interleaved (3)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                   help="which to measure (default: all, in the order " + " ".join(VARIANTS) + ")")
+    p.add_argument("--threads", default="auto",
+                   help="OpenMP threads of this process: auto (what bnexp.tuning measured fastest "
+                        "for the bnexp variants) or a number")
+    p.add_argument("--bn-floor", action="store_true",
+                   help="also time BN layers alone: MXNet's BatchNorm, the from-scratch layer, and "
+                        "the per-channel affine transform it cannot avoid (where MXNet sets the floor)")
+    p.add_argument("--ctx", default="cpu", help="device, as bnexp's ctx setting (default cpu)")
+    p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST .gz files")
+    p.add_argument("--source-workers", type=int, default=0,
+                   help="DataLoader worker processes of the source loop (0, as the tutorial on CPU)")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--time-to-accuracy", action="store_true",
+                   help="also run `python -m bnexp.run` (default config) and time it to --target")
+    p.add_argument("--target", type=float, default=DEFAULT_TARGET, help="test accuracy (0.85)")
+    p.add_argument("--run-to-end", action="store_true",
+                   help="let the timed run finish instead of stopping it at the target")
+    p.add_argument("--memory", action="store_true",
+                   help="peak RSS of a default `bnexp.run` subprocess (/usr/bin/time -v); "
+                        "measured on the --time-to-accuracy run if given, else on a run of "
+                        "--memory-steps steps")
+    p.add_argument("--memory-steps", type=int, default=120,
+                   help="trainer.max_steps of the memory run (120: includes the first "
+                        "full test-set evaluation at step 117)")
+    p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Hydra override for the bnexp.run subprocesses (repeatable)")
+    p.add_argument("--skip-throughput", action="store_true", help="only the subprocess measurements")
+    args = p.parse_args(argv)
+    for key in ("steps", "repeats", "batch_size"):
+        if getattr(args, key) < 1:
+            p.error(f"--{key.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    if args.batch_size > 60000:
+        p.error("--batch-size must be at most 60000 (the training set size)")
+    if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) >= 1):
+        p.error("--threads must be auto or a number >= 1")
+    args.variants = list(dict.fromkeys(args.variants))
+    return args
+
+
+def tuned_layouts(args: argparse.Namespace) -> tuple[int, dict[str, tuple[str, str]], dict]:
+    """The process's thread count and each bnexp variant's (pool, bn_impl), as bnexp.tuning
+    chooses them (measuring now if this machine has not been measured yet). One process has
+    one thread count: if the variants' fastest differ, the most common one is used for all."""
+    from bnexp import tuning
+    from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
+
+    def choose(variant: str, threads: str) -> tuning.Choice:
+        return tuning.choose(Config(bn=BNConfig(variant), ctx=args.ctx,
+                                    trainer=TrainerConfig(batch_size=args.batch_size),
+                                    perf=PerfConfig(threads=threads)))
+
+    variants = [v for v in args.variants if v in BNEXP_VARIANTS] or ["gluon"]
+    choices = {v: choose(v, args.threads) for v in variants}
+    counts = [c.threads for c in choices.values() if c.threads is not None]
+    threads = max(set(counts), key=counts.count) if counts else mxenv.thread_budget()
+    for v, c in choices.items():
+        if c.threads is not None and c.threads != threads:
+            choices[v] = choose(v, str(threads))
+    return threads, {v: (c.pool, c.bn_impl) for v, c in choices.items()}, \
+        {v: c.to_json() for v, c in choices.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    threads, layouts, choices = tuned_layouts(args)
+    mxenv.set_threads(threads)  # before MXNet is imported, below
+    mxenv.import_mxnet_or_exit()
+    import mxnet as mx  # noqa: F401
+
+    from bnexp import context
+    from bnexp.bench import measure, observe
+
+    report: dict = {"machine": measure.machine_info(), "speed_settings": choices,
+                    "settings": {"steps": args.steps, "warmup": args.warmup,
+                                 "repeats": args.repeats, "batch_size": args.batch_size,
+                                 "variants": args.variants, "ctx": args.ctx,
+                                 "source_workers": args.source_workers,
+                                 "timing": "optimizer steps only; mx.nd.waitall() before start "
+                                           "and stop; variants interleaved across repeats"}}
+    m = report["machine"]
+    print(f"cpu: {m['cpu_model']} ({m['available_cores']}/{m['cores']} cores, "
+          f"{' '.join(m['simd'])}), mxnet {m['mxnet_version']}, load average {m['loadavg']}")
+    print(f"threads: {threads}; speed settings (bnexp.tuning): " + "; ".join(
+        f"{v}: pool={c['pool']}" + (f" bn_impl={c['bn_impl']}" if v == "scratch" else "")
+        + f" ({', '.join(sorted(set(c['source'].values()) - {'unused'}))})" for v, c in choices.items()))
+    if not args.skip_throughput:
+        ctx = context.resolve(args.ctx)[0]
+        print(f"throughput on {ctx}: batch {args.batch_size}, {args.warmup} warm-up + "
+              f"{args.steps} timed steps per block, {args.repeats} repeats")
+        results = measure.benchmark(args.variants, args.steps, args.warmup, args.repeats,
+                                    args.batch_size, ctx, layouts, args.data_root,
+                                    args.source_workers)
+        report["variants"] = results
+        report["targets"] = measure.targets(results)
+        report["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print()
+        print(measure.format_table(results))
+        print("(median over repeats; x source / x reference = ratio of median images/s)")
+        if report["targets"]:
+            print("targets:")
+            print(measure.format_targets(report["targets"]))
+    if args.bn_floor:
+        print("\nBN layers alone, forward + backward (median ms):")
+        report["bn_floor"] = measure.bn_floor()
+        print(measure.format_floor(report["bn_floor"]))
+
+    overrides = list(args.run_override)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if args.time_to_accuracy:
+        print(f"\ntime to test accuracy {args.target}: python -m bnexp.run {' '.join(overrides)}")
+        tta = observe.observe_run(overrides, args.target, not args.run_to_end, args.memory)
+        report["time_to_accuracy"] = tta
+        if tta["wall_seconds_to_target"] is None:
+            print(f"  target {args.target} not reached (exit code {tta['returncode']})")
+        else:
+            mj = tta.get("metrics_json") or {}
+            hit = mj.get("to_accuracy") or {}
+            print(f"  reached {tta['test_acc_at_target']:.4f} at step {tta['step_at_target']}: "
+                  f"{tta['wall_seconds_to_target']:.1f} s wall from process launch "
+                  f"(training-only seconds per metrics.json: {hit.get('seconds')}; "
+                  f"evaluated every {mj.get('eval_every_steps')} steps)")
+        if args.memory:
+            print(f"  peak RSS of that run: {tta['peak_rss_mb']} MB ({tta['peak_rss_source']})")
+    if args.memory and not args.time_to_accuracy:
+        mem_overrides = [f"trainer.max_steps={args.memory_steps}", *overrides]
+        print(f"\npeak memory: python -m bnexp.run {' '.join(mem_overrides)}")
+        mem = observe.observe_run(mem_overrides, None, False, True)
+        report["memory"] = mem
+        print(f"  peak RSS {mem['peak_rss_mb']} MB ({mem['peak_rss_source']}), "
+              f"exit code {mem['returncode']}")
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0

@@ -1,0 +1,241 @@
+"""Timing the loops: interleaved blocks of optimizer steps, medians, ratios, targets,
+and a per-layer profile of BN for where MXNet's own kernels set the floor."""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon, nd
+
+from bnexp import data as bndata
+from bnexp import tuning
+from bnexp.bench import VARIANTS  # noqa: F401  (re-exported for the tests)
+from bnexp.bench.runners import BnexpRunner, PlainRunner, SourceRunner
+from bnexp.bn import ScratchBatchNorm, channel_affine
+from bnexp.config import BN_IMPLS
+from bnexp.train import DeviceSplit
+
+# What each variant is compared with: the textbook loop of the same network; scratch with
+# MXNet's own BN. (Targets from issue 10: at least these ratios of images/s.)
+REFERENCE = {"none": "plain-none", "gluon": "plain-gluon", "scratch": "gluon"}
+TARGETS = (("none", "plain-none", 0.95), ("gluon", "plain-gluon", 0.95),
+           ("scratch", "gluon", 0.80), ("gluon", "source", 10.0), ("gluon", "none", 1 / 1.3))
+
+
+@dataclass
+class Samples:
+    images_per_sec: list[float] = field(default_factory=list)
+    ms_per_step: list[float] = field(default_factory=list)
+
+
+def timed_block(runner, steps: int, warmup: int) -> tuple[float, float]:
+    """`warmup` untimed steps, then `steps` timed ones: (images/s, ms/step)."""
+    for _ in range(warmup):
+        runner.step()
+    runner.read_metrics()
+    mx.nd.waitall()
+    images = 0
+    start = time.perf_counter()
+    for _ in range(steps):
+        images += runner.step()
+    mx.nd.waitall()
+    elapsed = time.perf_counter() - start
+    runner.read_metrics()  # outside the clock: what is left to read after the block
+    return images / elapsed, 1000.0 * elapsed / steps
+
+
+def summarize(samples: dict[str, Samples]) -> dict[str, dict]:
+    """Per variant: samples, median/min/max, and median ratios against the references."""
+    out: dict[str, dict] = {}
+    for name, s in samples.items():
+        out[name] = {
+            "images_per_sec": [round(v, 3) for v in s.images_per_sec],
+            "ms_per_step": [round(v, 4) for v in s.ms_per_step],
+            "median_images_per_sec": statistics.median(s.images_per_sec),
+            "min_images_per_sec": min(s.images_per_sec),
+            "max_images_per_sec": max(s.images_per_sec),
+            "median_ms_per_step": statistics.median(s.ms_per_step),
+        }
+    for name, row in out.items():
+        source, ref = out.get("source"), out.get(REFERENCE.get(name, ""))
+        row["ratio_vs_source"] = (row["median_images_per_sec"] / source["median_images_per_sec"]
+                                  if source else None)
+        row["reference"] = REFERENCE.get(name) if ref else None
+        row["ratio_vs_reference"] = (row["median_images_per_sec"] / ref["median_images_per_sec"]
+                                     if ref else None)
+    return out
+
+
+def targets(results: dict[str, dict]) -> list[dict]:
+    """Each target that the measured variants allow checking: ratio of median images/s."""
+    rows = []
+    for variant, base, least in TARGETS:
+        if variant in results and base in results:
+            ratio = results[variant]["median_images_per_sec"] / results[base]["median_images_per_sec"]
+            rows.append({"variant": variant, "base": base, "at_least": least,
+                         "ratio": ratio, "met": ratio >= least})
+    return rows
+
+
+def format_targets(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        if r["variant"] == "gluon" and r["base"] == "none":  # a step-time bound, said as such
+            text = f"gluon step time <= 1.3 x none: {1 / r['ratio']:.2f}"
+        else:
+            text = f"{r['variant']} >= {r['at_least']:g} x {r['base']}: {r['ratio']:.2f}"
+        lines.append(f"  {text:<40} {'met' if r['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def format_table(results: dict[str, dict]) -> str:
+    header = (f"{'variant':<12} {'median img/s':>12} {'min':>9} {'max':>9} {'ms/step':>9} "
+              f"{'x source':>9} {'x reference':>20}")
+    lines = [header, "-" * len(header)]
+
+    def ratio(v):
+        return f"{v:.2f}" if v is not None else "-"
+
+    for name, r in results.items():
+        reference = f"{ratio(r['ratio_vs_reference'])} ({r['reference']})" if r["reference"] else "-"
+        lines.append(f"{name:<12} {r['median_images_per_sec']:>12.1f} {r['min_images_per_sec']:>9.1f} "
+                     f"{r['max_images_per_sec']:>9.1f} {r['median_ms_per_step']:>9.2f} "
+                     f"{ratio(r['ratio_vs_source']):>9} {reference:>20}")
+    return "\n".join(lines)
+
+
+def machine_info() -> dict:
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    ident = tuning.cpu_identity()
+    flags = ""
+    try:
+        flags = next((line.split(":", 1)[1] for line in open("/proc/cpuinfo")
+                      if line.startswith("flags")), "")
+    except OSError:
+        pass
+    simd = [f for f in ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+            if f in flags.split()]
+    return {
+        "cpu_model": ident["cpu"],
+        "cpu_flags_digest": ident["cpu_flags"],
+        "simd": simd,
+        "cores": os.cpu_count(),
+        "available_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+        "mxnet_version": mx.__version__,
+        "numpy_version": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg": load,
+    }
+
+
+def benchmark(variants: list[str], steps: int, warmup: int, repeats: int, batch_size: int,
+              ctx: mx.Context, layouts: dict[str, tuple[str, str]], data_root: str | None = None,
+              source_workers: int = 0, echo: Callable[[str], None] = print) -> dict[str, dict]:
+    """Time every variant, interleaved (A B C, A B C, ...) so that machine noise hits all
+    alike. `layouts`: the (pool, bn_impl) bnexp.tuning chose for each bnexp variant."""
+    dataset = bndata.load(data_root)
+    train = DeviceSplit.from_numpy(dataset.train.images, dataset.train.labels, ctx)
+    runners = {}
+    for name in variants:
+        if name == "source":
+            runners[name] = SourceRunner(dataset.train.images, dataset.train.labels, batch_size,
+                                         ctx, num_workers=source_workers)
+        elif name.startswith("plain-"):
+            runners[name] = PlainRunner(name.split("-", 1)[1], train, batch_size, ctx)
+        else:
+            runners[name] = BnexpRunner(name, train, batch_size, ctx, *layouts[name])
+    samples = {name: Samples() for name in variants}
+    for rep in range(repeats):
+        for name in variants:
+            ips, ms = timed_block(runners[name], steps, warmup)
+            samples[name].images_per_sec.append(ips)
+            samples[name].ms_per_step.append(ms)
+            echo(f"  repeat {rep + 1}/{repeats} {name:<12} {ips:9.1f} img/s {ms:8.2f} ms/step")
+    for name, runner in runners.items():
+        if not math.isfinite(runner.last_loss):
+            echo(f"  warning: {name} training loss is not finite ({runner.last_loss})")
+    return summarize(samples)
+
+
+# ------------------------------------------------------------------------ BN's floor
+# LeNet's two BN inputs at batch 128: after conv(20, 5x5) and after conv(50, 3x3).
+BN_SHAPES = ((128, 20, 24, 24), (128, 50, 10, 10))
+
+
+class ChannelAffine(gluon.HybridBlock):
+    """x * s[c] + t[c] alone, as ScratchBatchNorm forms its output (a 1x1 depthwise
+    convolution), or as broadcast ops (whose backward are MXNet's slow reductions)."""
+
+    def __init__(self, channels: int, how: str, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.how = channels, how
+        with self.name_scope():
+            self.s = self.params.get("s", shape=(channels,), init="ones")
+            self.t = self.params.get("t", shape=(channels,), init="zeros")
+
+    def hybrid_forward(self, F, x, s, t):
+        if self.how == "depthwise":
+            return channel_affine(F, x, s, t, self.channels)
+        return F.broadcast_add(F.broadcast_mul(x, F.reshape(s, (1, -1, 1, 1))),
+                               F.reshape(t, (1, -1, 1, 1)))
+
+
+def layer_ms(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int, repeats: int) -> float:
+    """Median ms of one forward + backward pass of `block` in training mode."""
+    block.initialize(ctx=mx.cpu())
+    block.hybridize(static_alloc=True, static_shape=True)
+    x = nd.random.normal(shape=shape)
+    x.attach_grad()
+
+    def once():
+        with autograd.record():
+            y = block(x)
+        y.backward()
+
+    for _ in range(3):
+        once()
+    times = []
+    for _ in range(repeats):
+        mx.nd.waitall()
+        start = time.perf_counter()
+        for _ in range(steps):
+            once()
+        mx.nd.waitall()
+        times.append((time.perf_counter() - start) / steps * 1000)
+    return statistics.median(times)
+
+
+def bn_floor(steps: int = 20, repeats: int = 5) -> list[dict]:
+    """Forward + backward ms of MXNet's fused BatchNorm, of the from-scratch layer (both
+    formulations), and of the per-channel affine transform alone, at LeNet's BN shapes."""
+    rows = []
+    for shape in BN_SHAPES:
+        c = shape[1]
+        blocks = {"gluon BatchNorm": gluon.nn.BatchNorm(in_channels=c),
+                  **{f"scratch ({impl})": ScratchBatchNorm(in_channels=c, impl=impl)
+                     for impl in BN_IMPLS},
+                  "affine only, depthwise conv": ChannelAffine(c, "depthwise"),
+                  "affine only, broadcast ops": ChannelAffine(c, "broadcast")}
+        for name, block in blocks.items():
+            rows.append({"shape": "x".join(map(str, shape)), "what": name,
+                         "ms": round(layer_ms(block, shape, steps, repeats), 3)})
+    return rows
+
+
+def format_floor(rows: list[dict]) -> str:
+    lines = [f"{'BN input':<16} {'forward + backward':<32} {'ms':>8}"]
+    lines += [f"{r['shape']:<16} {r['what']:<32} {r['ms']:>8.2f}" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Measuring a real `python -m bnexp.run` from outside: wall seconds to a test accuracy
+(its log lines, timestamped as they arrive) and peak memory (`/usr/bin/time -v`)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+
+_EVAL_LINE = re.compile(r"step (\d+)/\d+ test_loss=\S+ test_acc=([0-9.eE+-]+|nan)")
+
+
+def parse_eval_line(line: str) -> tuple[int, float] | None:
+    """`step 351/2340 test_loss=0.41 test_acc=0.8512` (bnexp.train's log line) -> (351, 0.8512)."""
+    m = _EVAL_LINE.search(line)
+    return (int(m.group(1)), float(m.group(2))) if m else None
+
+
+def time_tool() -> str | None:
+    path = "/usr/bin/time"
+    if not os.access(path, os.X_OK):
+        return None
+    try:  # BusyBox's time has no -v
+        ok = subprocess.run([path, "-v", "true"], capture_output=True).returncode == 0
+    except OSError:
+        ok = False
+    return path if ok else None
+
+
+def parse_time_v(text: str) -> int | None:
+    m = re.search(r"Maximum resident set size \(kbytes\):\s*(\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def observe_run(overrides: list[str], target: float | None, stop_at_target: bool,
+                measure_memory: bool, echo: Callable[[str], None] = print,
+                command: list[str] | None = None) -> dict:
+    """Run `python -m bnexp.run` in a temporary run dir, timestamping its log lines.
+
+    Returns wall seconds from launching the subprocess to the log line of the first
+    evaluation at or above `target` (exact up to pipe latency), the run's own
+    milestones from metrics.json, and peak RSS if asked. With `stop_at_target` the run
+    is sent SIGINT (bnexp's graceful stop) once the target is reached.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="bnexp-bench-"))
+    run_dir = tmp / "run"
+    cmd = command or [sys.executable, "-m", "bnexp.run", f"hydra.run.dir={run_dir}",
+                      "trainer.progress=log", *overrides]
+    timer = time_tool() if measure_memory else None
+    time_out = tmp / "time.txt"
+    if timer:
+        cmd = [timer, "-v", "-o", str(time_out), *cmd]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result: dict = {"command": cmd, "overrides": overrides, "target": target}
+    hit_wall = hit_step = hit_acc = None
+    evals: list[dict] = []
+    tail: list[str] = []  # the last lines of output, to show why a run failed
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.perf_counter() - start
+            tail = (tail + [line.rstrip()])[-20:]
+            parsed = parse_eval_line(line)
+            if parsed is None:
+                continue
+            step, acc = parsed
+            evals.append({"step": step, "test_acc": acc, "wall_seconds": round(now, 3)})
+            echo(f"  [{now:7.1f} s] step {step}: test acc {acc:.4f}")
+            if target is not None and hit_wall is None and acc >= target:
+                hit_wall, hit_step, hit_acc = now, step, acc
+                if stop_at_target:
+                    os.killpg(proc.pid, signal.SIGINT)  # our own child's group only
+        returncode = proc.wait()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    result["process_seconds"] = round(time.perf_counter() - start, 3)
+    result["returncode"] = returncode
+    result["stopped_at_target"] = bool(stop_at_target and hit_wall is not None)
+    result["eval_log"] = evals
+    if returncode != 0 and not result["stopped_at_target"]:
+        result["output_tail"] = tail
+        echo(f"  bnexp.run exited with code {returncode}:\n    " + "\n    ".join(tail[-8:]))
+    result["wall_seconds_to_target"] = round(hit_wall, 3) if hit_wall is not None else None
+    result["step_at_target"] = hit_step
+    result["test_acc_at_target"] = hit_acc
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        m = json.loads(metrics_path.read_text())
+        key = f"{target:.2f}" if target is not None else None
+        result["metrics_json"] = {
+            "status": m.get("status"), "steps": m.get("steps"),
+            "train_seconds": m.get("train_seconds"), "wall_seconds": m.get("wall_seconds"),
+            "to_accuracy": (m.get("to_accuracy") or {}).get(key) if key else None,
+            "eval_every_steps": m.get("config", {}).get("trainer.eval_every_steps"),
+        }
+    if measure_memory:
+        if timer and time_out.is_file():
+            result["peak_rss_mb"] = round(parse_time_v(time_out.read_text()) / 1024, 1)
+            result["peak_rss_source"] = "/usr/bin/time -v (Maximum resident set size)"
+        else:  # max over all children this process has waited for
+            result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+            result["peak_rss_source"] = "resource.getrusage(RUSAGE_CHILDREN).ru_maxrss"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return result

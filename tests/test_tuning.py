@@ -1,0 +1,129 @@
+"""Speed settings chosen by measuring (bnexp/tuning.py): the real probe, its cache, the
+overrides, and that no choice changes what is computed."""
+from __future__ import annotations
+
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import nd
+
+from bnexp import mxenv, tuning
+from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
+from bnexp.train import build_net, make_trainer, train_step
+
+SMALL = TrainerConfig(batch_size=16)  # a small batch keeps the real probe short
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNEXP_CACHE_DIR", str(tmp_path))
+    return tmp_path / tuning.CACHE_FILE
+
+
+def forbid_probe(monkeypatch):
+    def fail(*args):
+        raise AssertionError("the probe ran although the timings were cached")
+    monkeypatch.setattr(tuning, "probe", fail)
+
+
+def test_probe_then_cache(cache, monkeypatch):
+    cfg = Config(bn=BNConfig("scratch"), trainer=SMALL, ctx="cpu")
+    first = tuning.choose(cfg)
+    assert first.source == {"threads": "probe", "pool": "probe", "bn_impl": "probe"}
+    candidates = tuning.thread_candidates(mxenv.thread_budget())
+    assert sorted(map(int, first.timings)) == candidates
+    for table in first.timings.values():  # every layout x formulation, each a time per step
+        assert set(table) == set(tuning.combos("scratch"))
+        assert all(ms > 0 for ms in table.values())
+    best = min((ms, int(t), c) for t, table in first.timings.items() for c, ms in table.items())
+    assert (first.threads, f"{first.pool}/{first.bn_impl}") == (best[1], best[2])
+    entry, = json.loads(cache.read_text())["entries"].values()
+    assert entry["setting"]["bn"] == "scratch" and entry["setting"]["batch_per_device"] == 16
+
+    forbid_probe(monkeypatch)
+    again = tuning.choose(cfg)
+    assert again.source == {"threads": "cache", "pool": "cache", "bn_impl": "cache"}
+    assert (again.threads, again.pool, again.bn_impl) == (first.threads, first.pool, first.bn_impl)
+    # another batch size is another setting: not in the cache
+    with pytest.raises(AssertionError, match="the probe ran"):
+        tuning.choose(Config(bn=BNConfig("scratch"), trainer=TrainerConfig(batch_size=32), ctx="cpu"))
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"entries": [1, 2]}', '{"other": 1}', ""])
+def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(content)
+    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu"))
+    assert choice.source["pool"] == "probe"
+    assert len(json.loads(cache.read_text())["entries"]) == 1  # rebuilt, valid again
+
+
+def test_outdated_entries_are_ignored(cache, monkeypatch):
+    cfg = Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu")
+    setting = tuning.setting_of(cfg)
+    stale = {**setting, "probe_version": tuning.PROBE_VERSION - 1}
+    entry = {"setting": stale, "timings": {"1": {"native/centered": 1.0, "folded/centered": 2.0}}}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"entries": {tuning.setting_key(setting): entry}}))
+    assert tuning.read_cache() == {}
+    forbid_probe(monkeypatch)
+    with pytest.raises(AssertionError, match="the probe ran"):
+        tuning.choose(cfg)
+
+
+def test_settings_given_are_not_measured(cache, monkeypatch):
+    forbid_probe(monkeypatch)
+    cfg = Config(bn=BNConfig("scratch"), ctx="cpu",
+                 perf=PerfConfig(threads="1", pool="folded", bn_impl="surrogate"))
+    choice = tuning.choose(cfg)
+    assert (choice.threads, choice.pool, choice.bn_impl) == (1, "folded", "surrogate")
+    assert set(choice.source.values()) == {"config"}
+    assert not cache.exists()
+
+
+def test_threads_from_the_environment_count_as_given(cache, monkeypatch):
+    forbid_probe(monkeypatch)
+    monkeypatch.setattr(mxenv, "USER_THREADS", 1)
+    choice = tuning.choose(Config(bn=BNConfig("gluon"), ctx="cpu", perf=PerfConfig(pool="native")))
+    assert choice.threads == 1 and choice.source["threads"] == "environment"
+
+
+def test_nothing_cpu_specific_is_measured_for_a_gpu(cache, monkeypatch):
+    forbid_probe(monkeypatch)
+    choice = tuning.choose(Config(bn=BNConfig("scratch"), ctx="gpu"))
+    assert (choice.pool, choice.bn_impl) == ("native", "centered")
+    assert "probe" not in choice.source.values()
+
+
+@pytest.mark.parametrize("budget,expected", [(1, [1]), (2, [1, 2]), (4, [1, 2, 3, 4]),
+                                             (6, [1, 2, 4, 6]), (64, [1, 2, 4, 8, 16, 32, 64])])
+def test_thread_candidates_stay_within_the_budget(budget, expected):
+    assert tuning.thread_candidates(budget) == expected
+
+
+def test_joblib_budget_limits_the_choice(cache, monkeypatch):
+    monkeypatch.setenv(mxenv.BUDGET_VAR, "1")
+    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu"))
+    assert choice.threads == 1 and list(choice.timings) == ["1"]
+
+
+def one_step(cfg: Config, images, labels) -> dict[str, np.ndarray]:
+    net = build_net(cfg, [mx.cpu()])
+    train_step(net, make_trainer(net, cfg.lr, [mx.cpu()]), images, labels, [mx.cpu()])
+    return {name.split("_", 1)[1]: p.data().asnumpy() for name, p in net.collect_params().items()}
+
+
+def test_pooling_layout_changes_nothing_computed():
+    """Max pooling is exact: both layouts give the same step, bit for bit. (The two BN
+    formulations agree with gluon's BatchNorm step for step: tests/test_bn.py.)"""
+    rng = np.random.default_rng(0)
+    images = nd.array(rng.random((32, 1, 28, 28), dtype=np.float32))
+    labels = nd.array(rng.integers(0, 10, 32).astype(np.float32))
+    native, folded = (one_step(Config(bn=BNConfig("gluon"), trainer=TrainerConfig(batch_size=32),
+                                      perf=PerfConfig(pool=pool)), images, labels)
+                      for pool in ("native", "folded"))
+    assert native.keys() == folded.keys()
+    for name in native:
+        np.testing.assert_array_equal(native[name], folded[name], err_msg=name)
