@@ -66,12 +66,19 @@ def test_cli_table_and_json(tmp_path):
         assert choice["pool"] in ("native", "folded")
 
 
-def test_bn_floor_rows():
+def test_bn_floor_rows_and_profile():
     rows = measure.bn_floor(steps=2, repeats=1)
     assert {r["shape"] for r in rows} == {"128x20x24x24", "128x50x10x10"}
     assert {r["what"] for r in rows} >= {"gluon BatchNorm", "scratch (centered)",
                                          "scratch (surrogate)", "affine only, depthwise conv"}
     assert positive_finite([r["ms"] for r in rows])
+    profiles = measure.bn_profiles("centered")
+    gluon_ops = {op["op"] for op in profiles["gluon BatchNorm"]}
+    scratch_ops = {op["op"] for op in profiles["scratch (centered)"]}
+    assert {"BatchNorm", "_backward_BatchNorm"} <= gluon_ops   # one fused kernel each way
+    assert {"Convolution", "dot", "bnexp_moving_stats::pure_python"} <= scratch_ops
+    assert "BatchNorm" not in scratch_ops                       # from scratch indeed
+    assert "profiler" in measure.format_floor(rows, profiles)
 
 
 def test_plain_loop_trains(fashion_root):

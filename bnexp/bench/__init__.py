@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.bn_floor:
         print("\nBN layers alone, forward + backward (median ms):")
         report["bn_floor"] = measure.bn_floor()
-        print(measure.format_floor(report["bn_floor"]))
+        report["bn_profile"] = measure.bn_profiles(layouts.get("scratch", ("", "centered"))[1])
+        print(measure.format_floor(report["bn_floor"], report["bn_profile"]))
 
     overrides = list(args.run_override)
     if args.data_root:

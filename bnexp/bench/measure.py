@@ -235,7 +235,59 @@ def bn_floor(steps: int = 20, repeats: int = 5) -> list[dict]:
     return rows
 
 
-def format_floor(rows: list[dict]) -> str:
+def profile_ops(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int = 5) -> list[dict]:
+    """MXNet's profiler on forward + backward of `block`, op by op (bulk execution off so
+    that each operator is timed on its own): ms per pass for each operator, costliest first."""
+    import json
+
+    from mxnet import profiler
+    os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"  # read when the graph is built, below
+    try:
+        block.initialize(ctx=mx.cpu())
+        block.hybridize(static_alloc=True, static_shape=True)
+        x = nd.random.normal(shape=shape)
+        x.attach_grad()
+
+        def once():
+            with autograd.record():
+                y = block(x)
+            y.backward()
+
+        for _ in range(3):
+            once()
+        mx.nd.waitall()
+        profiler.set_config(profile_all=True, aggregate_stats=True,
+                            filename=os.devnull)
+        profiler.set_state("run")
+        for _ in range(steps):
+            once()
+        mx.nd.waitall()
+        profiler.set_state("stop")
+        stats = json.loads(profiler.dumps(reset=True, format="json"))
+    finally:
+        os.environ.pop("MXNET_EXEC_BULK_EXEC_TRAIN", None)
+    ops = [{"op": name, "ms": round(entry["Total"] / steps, 3), "calls": entry["Count"] // steps}
+           for section in ("operator", "Custom Operator") for name, entry in
+           stats.get("Time", {}).get(section, {}).items()
+           # DeleteVariable: freeing; SetValueOp: zeroing the test input's gradient each pass
+           if name not in ("DeleteVariable", "SetValueOp")
+           and not name.startswith("bnexp_moving_stats::_")]
+    return sorted(ops, key=lambda op: -op["ms"])
+
+
+def bn_profiles(bn_impl: str) -> dict[str, list[dict]]:
+    """Operator by operator: gluon's BatchNorm and the from-scratch layer at LeNet's first BN."""
+    shape, c = BN_SHAPES[0], BN_SHAPES[0][1]
+    return {"gluon BatchNorm": profile_ops(gluon.nn.BatchNorm(in_channels=c), shape),
+            f"scratch ({bn_impl})": profile_ops(ScratchBatchNorm(in_channels=c, impl=bn_impl), shape)}
+
+
+def format_floor(rows: list[dict], profiles: dict[str, list[dict]] | None = None) -> str:
     lines = [f"{'BN input':<16} {'forward + backward':<32} {'ms':>8}"]
     lines += [f"{r['shape']:<16} {r['what']:<32} {r['ms']:>8.2f}" for r in rows]
+    for name, ops in (profiles or {}).items():
+        total = sum(op["ms"] for op in ops)
+        lines.append(f"\nMXNet profiler, {name} at {'x'.join(map(str, BN_SHAPES[0]))}, bulk "
+                     f"execution off (ms per forward + backward; {total:.1f} in all):")
+        lines += [f"  {op['op']:<34} {op['ms']:>7.2f}  ({op['calls']} call(s))" for op in ops[:10]]
     return "\n".join(lines)
