@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import context
+from bnexp import context, schedule
 from bnexp.errors import ConfigError
 
 TRAIN_SIZE, TEST_SIZE = 60000, 10000
 PROGRESS_MODES = ("auto", "bar", "log")
-VARIANTS = ("none", "scratch", "gluon")  # BN variants (bnexp/bn.py: make_bn)
+VARIANTS = ("none", "scratch", "gluon", "noisy")  # BN variants (bnexp/bn.py: make_bn)
+BN_INITS = ("standard", "source")                 # BN initializations (bnexp/bn.py: BNSpec)
+MODELS = ("lenet", "mlp")                         # networks (bnexp/model.py)
+ACTIVATIONS = ("sigmoid", "relu", "tanh")         # mlp hidden activations
 INITIALIZERS = ("normal", "xavier")      # weight initializers (bnexp/model.py)
 POOL_LAYOUTS = ("native", "folded")      # max pooling (bnexp/model.py), speed depends on the CPU
 BN_IMPLS = ("centered", "surrogate")     # ScratchBatchNorm formulations (bnexp/bn.py), likewise
@@ -26,12 +29,17 @@ BN_IMPLS = ("centered", "surrogate")     # ScratchBatchNorm formulations (bnexp/
 
 @dataclass
 class BNConfig:
-    variant: str = "scratch"  # none | scratch | gluon
+    variant: str = "scratch"  # none | scratch | gluon | noisy
+    noise: float = 1.0        # bn=noisy: strength of the injected noise (0 = plain BN)
+    init: str = "standard"    # standard (gamma 1, beta 0, moving var 1) | source (the tutorial's)
 
 
 @dataclass
 class ModelConfig:
-    bn_on_dense: bool = False   # also normalize the hidden dense layer
+    name: str = "lenet"         # lenet | mlp (Ioffe & Szegedy's Fig. 1 network)
+    bn_on_dense: bool = False   # lenet: also normalize the hidden dense layer
+    hidden: List[int] = field(default_factory=lambda: [100, 100, 100])  # mlp: hidden layer widths
+    activation: str = "sigmoid"  # mlp: activation of the hidden layers
     init: str = "normal"        # normal (the source's) | xavier
     init_sigma: float = 0.01    # std of the normal initializer
     hybridize: bool = True      # compile the network into one static graph
@@ -41,6 +49,8 @@ class ModelConfig:
 class DataConfig:
     root: Optional[str] = None         # folder with the four .gz files; null = search
     test_subset: Optional[int] = None  # evaluate on the first N test images; null = all
+    val_size: int = 0                  # training images held out for validation (stratified); 0 = none
+    val_seed: int = 0                  # which ones: fixed by this seed, independent of the run's seed
 
 
 @dataclass
@@ -48,7 +58,8 @@ class TrainerConfig:
     epochs: int = 5
     batch_size: int = 128
     max_steps: Optional[int] = None    # stop after this many optimizer steps; null = no limit
-    eval_every_steps: int = 117        # test-set evaluation interval (and at each epoch end)
+    eval_every_steps: int = 117        # evaluation interval (and at each epoch end)
+    eval_schedule: Any = "uniform"     # uniform | dense_early | a list of steps (bnexp/schedule.py)
     log_every_steps: int = 10          # training loss/accuracy logging interval
     checkpoint_every_epochs: int = 1   # 0 = only at the end of the run and when interrupted
     diverge_above: Optional[float] = 1000.0  # a training loss above this (or non-finite) = diverged
@@ -68,6 +79,32 @@ class PerfConfig:
 
 
 @dataclass
+class ActivationsMonitorConfig:
+    every: int = 25      # steps between measurements
+    units: int = 8       # channels/units per layer, fixed for the run, whose percentiles are kept
+    images: int = 512    # the fixed probe batch: training images, the same at every measurement
+
+
+@dataclass
+class ICSMonitorConfig:
+    every: int = 25      # steps between measurements
+
+
+@dataclass
+class LandscapeMonitorConfig:
+    every: int = 25      # steps between measurements
+    factors: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])  # x learning rate
+
+
+@dataclass
+class MonitorConfig:
+    """Diagnostics of the training loop (bnexp/monitors/); none by default."""
+    activations: Optional[ActivationsMonitorConfig] = None
+    ics: Optional[ICSMonitorConfig] = None
+    landscape: Optional[LandscapeMonitorConfig] = None
+
+
+@dataclass
 class LoggerConfig:
     tensorboard: bool = True
     flush_secs: int = 10
@@ -81,6 +118,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     lr: float = 0.2            # SGD learning rate
     momentum: float = 0.9      # BN moving-average momentum: moving = m*moving + (1-m)*batch
     eps: float = 1e-5          # BN epsilon
@@ -102,6 +140,30 @@ def check(cfg: Config) -> None:
     """Range checks that the type schema cannot express."""
     if cfg.bn.variant not in VARIANTS:
         _fail("bn", cfg.bn.variant, f"unknown BN variant; choose one of {', '.join(VARIANTS)}.")
+    if not (math.isfinite(cfg.bn.noise) and cfg.bn.noise >= 0):
+        _fail("bn.noise", cfg.bn.noise, "the noise strength must be a finite number >= 0.")
+    if cfg.bn.init not in BN_INITS:
+        _fail("bn.init", cfg.bn.init, f"choose one of {', '.join(BN_INITS)}.")
+    if cfg.model.name not in MODELS:
+        _fail("model", cfg.model.name, f"unknown model; choose one of {', '.join(MODELS)}.")
+    if not cfg.model.hidden or min(cfg.model.hidden) < 1:
+        _fail("model.hidden", cfg.model.hidden, "a list of layer widths >= 1, e.g. [100,100,100].")
+    if cfg.model.activation not in ACTIVATIONS:
+        _fail("model.activation", cfg.model.activation, f"choose one of {', '.join(ACTIVATIONS)}.")
+    for name in ("activations", "ics", "landscape"):
+        monitor = getattr(cfg.monitor, name)
+        if monitor is not None and monitor.every < 1:
+            _fail(f"monitor.{name}.every", monitor.every, "must be at least 1 (steps).")
+    if cfg.monitor.activations is not None:
+        if cfg.monitor.activations.units < 1:
+            _fail("monitor.activations.units", cfg.monitor.activations.units, "must be at least 1.")
+        if not 1 <= cfg.monitor.activations.images <= TRAIN_SIZE:
+            _fail("monitor.activations.images", cfg.monitor.activations.images,
+                  f"must be between 1 and {TRAIN_SIZE}.")
+    if cfg.monitor.landscape is not None and not (
+            cfg.monitor.landscape.factors and min(cfg.monitor.landscape.factors) > 0):
+        _fail("monitor.landscape.factors", cfg.monitor.landscape.factors,
+              "a list of step sizes > 0, in units of the learning rate, e.g. [0.5,1,2,4].")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         _fail("lr", cfg.lr, "the learning rate must be a finite number > 0, e.g. lr=0.2.")
     if not (0 <= cfg.momentum < 1):
@@ -137,6 +199,12 @@ def check(cfg: Config) -> None:
         _fail("perf.pool", cfg.perf.pool, f"choose one of auto, {', '.join(POOL_LAYOUTS)}.")
     if cfg.perf.bn_impl not in ("auto", *BN_IMPLS):
         _fail("perf.bn_impl", cfg.perf.bn_impl, f"choose one of auto, {', '.join(BN_IMPLS)}.")
+    problem = schedule.check(cfg.trainer.eval_schedule)
+    if problem:
+        _fail("trainer.eval_schedule", cfg.trainer.eval_schedule, problem + ".")
+    if not 0 <= cfg.data.val_size <= TRAIN_SIZE // 2:
+        _fail("data.val_size", cfg.data.val_size,
+              f"must be between 0 (no validation split) and {TRAIN_SIZE // 2}.")
     subset = cfg.data.test_subset
     if subset is not None and not (1 <= subset <= TEST_SIZE):
         _fail("data.test_subset", subset, f"must be between 1 and {TEST_SIZE}, or null for all.")

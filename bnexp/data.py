@@ -148,6 +148,22 @@ def load(root: str | Path | None = None) -> FashionMNIST:
     )
 
 
+def validation_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training images to train on and of `size` held out for validation,
+    stratified: each class gives the same share (its share of `size`, rounded, the rest
+    spread over the first classes). A pure function of (labels, size, seed), so every run
+    with the same `data.val_seed` holds out the same images, whatever its own seed."""
+    if size <= 0:
+        return np.arange(len(labels)), np.arange(0)
+    rng = np.random.default_rng([seed, 0x5A11D])
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), size // len(classes))
+    per_class[: size - per_class.sum()] += 1
+    held = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, per_class)]
+    val = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
 def _install_debian_package() -> bool:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         return False

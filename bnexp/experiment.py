@@ -17,15 +17,17 @@ from bnexp.errors import ConfigError, UserError
 from bnexp.files import write_json_atomic
 from bnexp.metrics import METRICS_FILE, RunRecord, read
 from bnexp.signals import graceful_stop
+from bnexp import monitors
+from bnexp.loop import fit
 from bnexp.tblog import RunLogger
-from bnexp.train import fit
 from bnexp.tuning import Choice
 
 log = logging.getLogger(__name__)
 
 # Hyperparameters shown in TensorBoard's HParams tab (plain values only).
-HPARAM_KEYS = ("bn.variant", "lr", "momentum", "eps", "seed", "trainer.batch_size",
-               "trainer.epochs", "trainer.max_steps", "model.bn_on_dense", "model.init", "ctx")
+HPARAM_KEYS = ("bn.variant", "bn.noise", "bn.init", "lr", "momentum", "eps", "seed",
+               "trainer.batch_size", "trainer.epochs", "trainer.max_steps", "model.name",
+               "model.bn_on_dense", "model.init", "data.val_size", "ctx")
 # What a resumed run may change: how long it trains, where and how fast it runs.
 RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx",
                        "perf.threads", "perf.pool", "perf.bn_impl", "resume")
@@ -89,7 +91,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
     try:
         with graceful_stop() as stop:
             fit(built, dataset, ctx, record, logger, run_dir, process_start, stop,
-                resume=state is not None)
+                resume=state is not None, monitors=monitors.build(cfg))
     except KeyboardInterrupt:
         record.status = "interrupted"
         raise

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bnexp.files import write_json_atomic
 
-TARGETS = (0.70, 0.80, 0.85)  # test accuracies whose first crossing is recorded
+TARGETS = (0.70, 0.80, 0.85)  # accuracies (validation, else test) whose first crossing is recorded
 METRICS_FILE = "metrics.json"
 
 
@@ -22,9 +22,17 @@ class EvalPoint:
     step: int
     images: int
     seconds: float     # training seconds so far (evaluation time excluded)
-    test_acc: float
-    test_loss: float
+    acc: float
+    loss: float
     wall_seconds: float = 0.0  # since the process started (setup and evaluations included)
+    split: str = "test"        # what was evaluated: test, or val (data.val_size > 0)
+
+    @classmethod
+    def from_json(cls, point: dict) -> EvalPoint:
+        point = dict(point)
+        if "test_acc" in point:  # metrics.json written before validation splits existed
+            point["acc"], point["loss"] = point.pop("test_acc"), point.pop("test_loss")
+        return cls(**point)
 
 
 @dataclass
@@ -50,23 +58,29 @@ class RunRecord:
     diverged_at_step: int | None = None
     error: str | None = None
     perf: dict = field(default_factory=dict)     # speed settings in effect (bnexp/tuning.py)
+    monitors: dict = field(default_factory=dict)  # monitor name -> list of measurements
 
     def milestones(self) -> dict[str, dict[str, float | int | None]]:
-        """First evaluation reaching each target accuracy: its step, images and seconds."""
+        """First evaluation reaching each target accuracy: its step, images and seconds,
+        and the step of the evaluation before it (the crossing lies in between)."""
         out = {}
         for target in TARGETS:
-            hit = next((p for p in self.eval_curve if p.test_acc >= target), None)
+            index = next((i for i, p in enumerate(self.eval_curve) if p.acc >= target), None)
+            hit = self.eval_curve[index] if index is not None else None
+            before = self.eval_curve[index - 1].step if index else 0
             out[f"{target:.2f}"] = {
                 "step": hit.step if hit else None,
                 "images": hit.images if hit else None,
                 "seconds": round(hit.seconds, 3) if hit else None,
+                "after_step": before if hit else None,
+                "split": hit.split if hit else None,
             }
         return out
 
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["eval_curve"] = [EvalPoint(**p) for p in data.get("eval_curve", [])]
+        fields["eval_curve"] = [EvalPoint.from_json(p) for p in data.get("eval_curve", [])]
         fields["train_curve"] = [TrainPoint(**p) for p in data.get("train_curve", [])]
         return cls(**fields)
 

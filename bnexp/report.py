@@ -217,7 +217,8 @@ def milestone(job: Job, target: float) -> dict | None:
     if hit and hit.get("step") is not None:
         return hit
     for point in record.get("eval_curve") or []:  # files without `to_accuracy`
-        if point.get("test_acc") is not None and point["test_acc"] >= target:
+        acc = point.get("acc", point.get("test_acc"))
+        if acc is not None and acc >= target:
             return point
     return None
 
@@ -406,7 +407,7 @@ def write_convergence_plot(path: Path, groups: list[Group]) -> None:
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 5))
     colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
     for i, group in enumerate(groups):
-        plot_band(acc_ax, group, "eval_curve", "test_acc", colors(i % colors.N))
+        plot_band(acc_ax, group, "eval_curve", "acc", colors(i % colors.N))
         plot_band(loss_ax, group, "train_curve", "loss", colors(i % colors.N))
     for target in TARGETS:
         acc_ax.axhline(target, color="grey", linestyle=":", linewidth=0.8)

@@ -14,8 +14,10 @@ from tensorboardX.summary import hparams as hparams_summary
 
 # Scalars that the HParams tab shows as metrics, written once at the end of a run.
 HPARAM_METRICS = ("hparams/final_test_acc", "hparams/steps_to_0.80")
-# The Custom Scalars tab: every run's test accuracy in one chart, training loss in another.
+# The Custom Scalars tab: every run's test (or validation) accuracy in one chart, training
+# loss in another.
 LAYOUT = {"bnexp": {"test accuracy": ["Multiline", ["test/acc"]],
+                    "validation accuracy": ["Multiline", ["val/acc"]],
                     "training loss": ["Multiline", ["train/loss"]]}}
 
 
@@ -44,6 +46,10 @@ class RunLogger:
         if self.writer is not None:
             for tag, value in values.items():
                 self.writer.add_scalar(tag, value, step)
+
+    def histogram(self, tag: str, values, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_histogram(tag, values, step)
 
     def close(self, step: int, metrics: dict[str, float], status: str) -> None:
         """Write the hparam metrics and the session end, then close (the only real barrier)."""

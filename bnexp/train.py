@@ -1,34 +1,23 @@
-"""The training loop: SGD on the device-resident dataset, periodic evaluation,
-checkpoints, and a clean stop on request.
+"""The mechanics of training: the device-resident data, the network as configured, one
+SGD step, an evaluation pass. The loop that orders them is bnexp/loop.py.
 
-Nothing is read back from the device per batch: training loss and accuracy
-accumulate as NDArrays and are read every `log_every_steps` steps, which is
-also when a non-finite loss is noticed.
+Nothing is read back from the device per batch: a step returns its loss and number
+of correct answers as NDArrays, which `Accumulator` collects until the loop reads them.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
-from omegaconf import OmegaConf
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from bnexp import checkpoint
+from bnexp.bn import BNSpec
 from bnexp.config import Config
-from bnexp.data import FashionMNIST
-from bnexp.metrics import EvalPoint, RunRecord, TrainPoint
-from bnexp.model import initializer, lenet
-from bnexp.tblog import RunLogger
+from bnexp.model import initializer, lenet, mlp
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +42,12 @@ def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
     (`cfg.perf` picks pooling layout and BN formulation: speed only)."""
     mx.random.seed(cfg.seed)
     pool, bn_impl = cfg.perf.layout()
-    net = lenet(cfg.bn.variant, cfg.momentum, cfg.eps, cfg.model.bn_on_dense, pool, bn_impl)
+    spec = BNSpec(cfg.bn.variant, cfg.momentum, cfg.eps, bn_impl, cfg.bn.noise, cfg.bn.init,
+                  cfg.model.init_sigma, cfg.seed)
+    if cfg.model.name == "mlp":
+        net = mlp(spec, tuple(cfg.model.hidden), cfg.model.activation)
+    else:
+        net = lenet(spec, cfg.model.bn_on_dense, pool)
     net.initialize(initializer(cfg.model.init, cfg.model.init_sigma), ctx=ctx)
     if cfg.model.hybridize and cfg.bn.variant == "scratch" and len(ctx) > 1:
         # MXNet 1.9's engine can deadlock running the custom moving-statistics
@@ -67,6 +61,13 @@ def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
     for c in ctx:  # draw the (otherwise deferred) weights now, in a fixed order
         net(nd.zeros((per_device, 1, 28, 28), ctx=c))
     return net
+
+
+def step_hooks(net: gluon.Block) -> list[Callable[[int], None]]:
+    """What must learn the step number before each training step (bn=noisy's noise)."""
+    hooks: list[Callable[[int], None]] = []
+    net.apply(lambda block: hooks.append(block.set_step) if hasattr(block, "set_step") else None)
+    return hooks
 
 
 def make_trainer(net: gluon.Block, lr: float, ctx: list[mx.Context]) -> gluon.Trainer:
@@ -129,43 +130,6 @@ def evaluate(net: gluon.HybridBlock, data: DeviceSplit, batch_size: int,
     return loss_sum.asscalar() / n, correct.asscalar() / n
 
 
-class Progress:
-    """A tqdm bar on a terminal, plain log lines otherwise. Use as a context manager:
-    while the bar is shown, console log lines are written above it (tqdm.write)
-    instead of through it."""
-
-    def __init__(self, mode: str, total: int, initial: int = 0):
-        self.use_bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
-        self.total, self.initial = total, initial
-        self.bar: tqdm | None = None
-        self._redirect = contextlib.ExitStack()
-
-    def __enter__(self) -> Progress:
-        if self.use_bar:
-            self._redirect.enter_context(logging_redirect_tqdm())
-            self.bar = tqdm(total=self.total, initial=self.initial, unit="step", dynamic_ncols=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        self._redirect.close()
-
-    def step(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def report(self, step: int, values: dict[str, float], eval_line: bool = False) -> None:
-        text = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-        if self.bar is None:
-            log.info("step %d/%d %s", step, self.total, text)
-        elif eval_line:
-            self.bar.write(f"step {step}/{self.total} {text}")
-        else:
-            self.bar.set_postfix_str(text, refresh=False)
-
-
 class Accumulator:
     """Per-step device values since the last read, and epoch totals on the host."""
 
@@ -196,124 +160,3 @@ class Accumulator:
         self.epoch = {"loss": 0.0, "acc": 0.0, "steps": 0}
 
 
-def fit(cfg: Config, dataset: FashionMNIST, ctx: list[mx.Context], record: RunRecord,
-        logger: RunLogger, run_dir: Path, process_start: float,
-        stop_requested: Callable[[], str] = lambda: "", resume: bool = False) -> RunRecord:
-    """Train as configured, filling `record` (curves, final metrics, status).
-    `stop_requested()` names a signal that asks to stop after the current step ('' if none).
-    With `resume`, continue from the checkpoint in `run_dir`."""
-    tc = cfg.trainer
-    train = DeviceSplit.from_numpy(dataset.train.images, dataset.train.labels, ctx[0])
-    test_n = cfg.data.test_subset or len(dataset.test.labels)
-    test = DeviceSplit.from_numpy(dataset.test.images[:test_n], dataset.test.labels[:test_n], ctx[0])
-    net = build_net(cfg, ctx)
-    trainer = make_trainer(net, cfg.lr, ctx)
-
-    steps_per_epoch = len(train) // tc.batch_size
-    total_steps = tc.epochs * steps_per_epoch
-    if tc.max_steps is not None:
-        total_steps = min(total_steps, tc.max_steps)
-    step, train_seconds, epoch_totals = 0, 0.0, None
-    if resume:
-        state = checkpoint.restore(run_dir, net, trainer)
-        step, train_seconds, epoch_totals = state["step"], state["train_seconds"], state["epoch"]
-        log.info("resumed from %s at step %d", run_dir / checkpoint.CHECKPOINT_FILE, step)
-    acc = Accumulator(tc.batch_size, epoch_totals)
-    log.info("training %s BN on %s: %d steps (%d per epoch), batch %d, lr %g",
-             cfg.bn.variant, ",".join(str(c) for c in ctx), total_steps, steps_per_epoch,
-             tc.batch_size, cfg.lr)
-    progress = Progress(tc.progress, total_steps, initial=step)  # after the line above: not through the bar
-
-    interval_start, interval_images = time.perf_counter(), 0
-
-    def read_train_metrics() -> bool:
-        """Log the steps since the last read; False if the loss became non-finite."""
-        nonlocal train_seconds, interval_start, interval_images
-        losses, accs = acc.read()
-        elapsed = time.perf_counter() - interval_start
-        train_seconds += elapsed
-        record.steps, record.images_seen = step, step * tc.batch_size  # also if a later step fails
-        record.train_seconds = train_seconds
-        if not len(losses):
-            return True
-        limit = tc.diverge_above if tc.diverge_above is not None else np.inf
-        bad = np.flatnonzero(~(losses <= limit))  # NaN compares false: caught too
-        if bad.size:
-            record.diverged_at_step = step - len(losses) + 1 + int(bad[0])
-            logger.scalars(record.diverged_at_step, {"train/loss": float(losses[bad[0]])})
-            return False
-        loss, accuracy = float(losses.mean()), float(accs.mean())
-        record.train_curve.append(TrainPoint(step, loss, accuracy))
-        logger.scalars(step, {"train/loss": loss, "train/acc": accuracy, "lr": trainer.learning_rate,
-                              "perf/images_per_sec": interval_images / elapsed})
-        progress.report(step, {"loss": loss, "acc": accuracy})
-        interval_start, interval_images = time.perf_counter(), 0
-        return True
-
-    def run_evaluation() -> None:
-        nonlocal interval_start
-        loss, accuracy = evaluate(net, test, tc.batch_size, ctx)
-        record.eval_curve.append(EvalPoint(step, step * tc.batch_size, train_seconds, accuracy,
-                                           loss, time.time() - process_start))
-        record.final.update(test_loss=loss, test_acc=accuracy)
-        logger.scalars(step, {"test/loss": loss, "test/acc": accuracy})
-        progress.report(step, {"test_loss": loss, "test_acc": accuracy}, eval_line=True)
-        interval_start = time.perf_counter()  # evaluation time is not training time
-
-    def save_checkpoint() -> None:
-        nonlocal interval_start
-        state = {"step": step, "train_seconds": train_seconds, "epoch": acc.epoch,
-                 "record": record.to_json(),
-                 "config": OmegaConf.to_container(OmegaConf.structured(cfg))}
-        checkpoint.save(run_dir, net, trainer, state)
-        interval_start = time.perf_counter()
-
-    status = "completed"
-    with progress:
-        while step < total_steps:
-            epoch, batch = divmod(step, steps_per_epoch)
-            if batch == 0:
-                acc.new_epoch()
-            order = nd.array(epoch_order(cfg.seed, epoch, len(train)), ctx=ctx[0], dtype="int64")
-            for batch in range(batch, steps_per_epoch):
-                idx = order[batch * tc.batch_size:(batch + 1) * tc.batch_size]
-                acc.add(*train_step(net, trainer, nd.take(train.images, idx),
-                                    nd.take(train.labels, idx), ctx))
-                step += 1
-                interval_images += tc.batch_size
-                progress.step()
-                end_of_epoch = batch == steps_per_epoch - 1
-                stopping = stop_requested()
-                evaluating = step % tc.eval_every_steps == 0 or end_of_epoch or step == total_steps
-                if step % tc.log_every_steps == 0 or evaluating or stopping:
-                    if not read_train_metrics():
-                        status = "diverged"
-                        break
-                if evaluating:
-                    run_evaluation()
-                every = tc.checkpoint_every_epochs
-                if (stopping or step == total_steps
-                        or (end_of_epoch and every and (epoch + 1) % every == 0)):
-                    save_checkpoint()  # and at the end: a finished run keeps its weights
-                if stopping:
-                    log.warning("%s received: stopped after step %d and wrote a checkpoint",
-                                stopping, step)
-                    status = "interrupted"
-                    break
-                if step == total_steps:
-                    break
-            if status != "completed":
-                break
-
-    if status == "diverged":
-        log.error("training loss became non-finite or exceeded trainer.diverge_above at step %d: "
-                  "the run diverged (try a smaller lr)", record.diverged_at_step)
-    record.status = status
-    record.steps = step
-    record.images_seen = step * tc.batch_size
-    record.train_seconds = train_seconds
-    if acc.epoch["steps"]:
-        record.final.update(train_loss=acc.epoch["loss"] / acc.epoch["steps"],
-                            train_acc=acc.epoch["acc"] / acc.epoch["steps"])
-    record.wall_seconds = time.time() - process_start
-    return record

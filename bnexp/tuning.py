@@ -260,12 +260,20 @@ class Choice:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # threads -> combo -> ms
 
     def describe(self) -> str:
-        parts = [f"threads={self.threads if self.threads is not None else 'unchanged'}",
-                 f"pool={self.pool}", f"bn_impl={self.bn_impl}"]
-        sources = sorted(set(self.source.values()))
-        text = " ".join(parts) + f" ({', '.join(sources)})"
+        """e.g. "threads=2 (measured now) pool=native (cached) [bn_impl: unused]"."""
+        said = {"probe": "measured now", "cache": "cached", "config": "set in the config",
+                "environment": "OMP_NUM_THREADS", "default": "default", "": "unchanged"}
+        parts = []
+        for key in ("threads", "pool", "bn_impl"):
+            source = self.source.get(key, "")
+            if source == "unused":
+                continue
+            value = getattr(self, key)
+            parts.append(f"{key}={value if value is not None else 'unchanged'} "
+                         f"({said.get(source, source)})")
+        text = " ".join(parts)
         if self.ms_per_step is not None:
-            text += f", {self.ms_per_step:.1f} ms/step measured"
+            text += f"; {self.ms_per_step:.1f} ms/step when measured"
         return text
 
     def to_json(self) -> dict:

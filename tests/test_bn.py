@@ -9,7 +9,7 @@ import pytest
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from bnexp.bn import ScratchBatchNorm, make_bn
+from bnexp.bn import BNSpec, ScratchBatchNorm, make_bn
 from bnexp.config import BN_IMPLS
 from bnexp.model import lenet
 
@@ -110,7 +110,7 @@ def test_training_output_is_normalized_per_channel():
 @pytest.mark.parametrize("impl", BN_IMPLS)
 def test_lenet_step_matches_gluon(bn_on_dense, impl):
     """A whole hybridized LeNet: same init, one SGD step, same gradients and loss."""
-    nets = [lenet(v, 0.9, 1e-5, bn_on_dense, bn_impl=impl) for v in ("scratch", "gluon")]
+    nets = [lenet(BNSpec(v, impl=impl), bn_on_dense) for v in ("scratch", "gluon")]
     x = nd.random.uniform(shape=(32, 1, 28, 28))
     y = nd.array(np.arange(32) % 10)
     for net in nets:
@@ -142,8 +142,8 @@ def test_lenet_step_matches_gluon(bn_on_dense, impl):
 
 
 def test_make_bn():
-    assert make_bn("none", 0.9, 1e-5) is None
-    assert isinstance(make_bn("scratch", 0.9, 1e-5), ScratchBatchNorm)
-    assert isinstance(make_bn("gluon", 0.9, 1e-5), gluon.nn.BatchNorm)
+    assert make_bn(BNSpec("none"), 3) is None
+    assert isinstance(make_bn(BNSpec("scratch"), 3), ScratchBatchNorm)
+    assert isinstance(make_bn(BNSpec("gluon"), 3), gluon.nn.BatchNorm)
     with pytest.raises(ValueError, match="foo"):
-        make_bn("foo", 0.9, 1e-5)
+        make_bn(BNSpec("foo"), 3)

@@ -57,8 +57,8 @@ def test_sigint_then_resume_matches_uninterrupted_run(tmp_path):
     assert done.returncode == 0
     a, b = metrics(interrupted), metrics(straight)
     assert a["status"] == b["status"] == "completed" and a["steps"] == b["steps"] == 40
-    assert [(p["step"], p["test_acc"], p["test_loss"]) for p in a["eval_curve"]] == \
-           [(p["step"], p["test_acc"], p["test_loss"]) for p in b["eval_curve"]]
+    assert [(p["step"], p["acc"], p["loss"]) for p in a["eval_curve"]] == \
+           [(p["step"], p["acc"], p["loss"]) for p in b["eval_curve"]]
     assert a["final"]["test_acc"] == b["final"]["test_acc"]
     assert a["final"]["train_loss"] == pytest.approx(b["final"]["train_loss"], rel=1e-6)
 

@@ -117,7 +117,7 @@ def test_joblib_sweep_budgets_threads_and_reseeds(tmp_path: Path):
     assert job_threads_and_pid(basic_dir)[0] == str(expected)
     ours = json.loads((dirs["bn=gluon,seed=0"] / "metrics.json").read_text())
     reference = json.loads((basic_dir / "metrics.json").read_text())
-    curve = lambda m: [(p["step"], p["test_acc"], p["test_loss"]) for p in m["eval_curve"]]
+    curve = lambda m: [(p["step"], p["acc"], p["loss"]) for p in m["eval_curve"]]
     assert curve(ours) == curve(reference)
     assert ours["final"] == reference["final"]
     # and different seeds do differ

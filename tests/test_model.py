@@ -4,7 +4,7 @@ import pytest
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from bnexp.bn import ScratchBatchNorm
+from bnexp.bn import BNSpec, ScratchBatchNorm
 from bnexp.config import Config, ModelConfig
 from bnexp.model import FoldedMaxPool2D, lenet
 from bnexp.train import build_net
@@ -13,7 +13,7 @@ from bnexp.train import build_net
 @pytest.mark.parametrize("variant,bn_type,count", [
     ("none", None, 0), ("scratch", ScratchBatchNorm, 2), ("gluon", gluon.nn.BatchNorm, 2)])
 def test_bn_sits_after_each_convolution_before_relu(variant, bn_type, count):
-    net = lenet(variant, 0.9, 1e-5)
+    net = lenet(BNSpec(variant))
     layers = list(net)
     bns = [i for i, layer in enumerate(layers) if bn_type and isinstance(layer, bn_type)]
     assert len(bns) == count
@@ -23,7 +23,7 @@ def test_bn_sits_after_each_convolution_before_relu(variant, bn_type, count):
 
 
 def test_bn_on_dense_adds_a_third_layer():
-    net = lenet("gluon", 0.9, 1e-5, bn_on_dense=True)
+    net = lenet(BNSpec("gluon"), bn_on_dense=True)
     assert sum(isinstance(layer, gluon.nn.BatchNorm) for layer in net) == 3
 
 

@@ -47,7 +47,8 @@ def test_metrics_json(runs):
     assert "bn=gluon" in m["overrides"]
     assert [p["step"] for p in m["eval_curve"]] == [10, 20]
     assert all(p["images"] == p["step"] * 128 for p in m["eval_curve"])
-    assert m["final"]["test_acc"] == m["eval_curve"][-1]["test_acc"]
+    assert m["final"]["test_acc"] == m["eval_curve"][-1]["acc"]
+    assert {p["split"] for p in m["eval_curve"]} == {"test"}  # no validation split asked for
     for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
         assert math.isfinite(m["final"][key])
     assert set(m["to_accuracy"]) == {"0.70", "0.80", "0.85"}
@@ -139,7 +140,7 @@ def test_log_lines_during_the_bar_start_on_their_own_line(capsys):
     """A log line written while the bar is shown (e.g. "SIGINT received") is written above
     the bar, not appended to it."""
     import logging
-    from bnexp.train import Progress
+    from bnexp.loop import Progress
 
     handler = logging.StreamHandler(sys.stderr)  # the console handler Hydra installs
     handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
@@ -148,14 +149,14 @@ def test_log_lines_during_the_bar_start_on_their_own_line(capsys):
     try:
         with Progress("bar", total=4) as progress:
             progress.step()
-            logging.getLogger("bnexp.train").warning("SIGINT received: stopped after step 1")
+            logging.getLogger("bnexp.loop").warning("SIGINT received: stopped after step 1")
             progress.step()
     finally:
         root.removeHandler(handler)
     err = capsys.readouterr().err
     assert "%|" in err
     logged = [p for p in pieces(err) if "SIGINT received" in p]
-    assert logged == ["[bnexp.train] SIGINT received: stopped after step 1"], pieces(err)
+    assert logged == ["[bnexp.loop] SIGINT received: stopped after step 1"], pieces(err)
 
 
 @pytest.mark.slow
@@ -167,6 +168,6 @@ def test_first_log_line_comes_before_the_bar(tmp_path):
     out = proc.stdout
     assert proc.returncode == 0, out
     assert "%|" in out  # the bar was drawn
-    assert out.index("BN on cpu") < out.index("%|")
+    assert out.index(") on cpu") < out.index("%|")  # "training gluon BN (lenet) on cpu(0)..."
     logged = [p for p in pieces(out) if "][bnexp" in p]
     assert logged and all(p.startswith("[") for p in logged), [p for p in logged if p[:1] != "["]

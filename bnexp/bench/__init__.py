@@ -9,7 +9,7 @@ the source tutorial's loop.
 
 Variants, all measured side by side in this one process:
   none, scratch, gluon  bnexp's own training step (`bnexp.train.build_net`, `DeviceSplit`,
-                        `epoch_order`, the step of `bnexp.train.fit`), including its
+                        `epoch_order`, the step of `bnexp.loop.fit`), including its
                         periodic read of the accumulated training metrics, with the
                         pooling layout and BN formulation bnexp.tuning chose here.
   plain-none,           a textbook hybridized Gluon LeNet (nn.MaxPool2D, gluon BatchNorm or

@@ -19,7 +19,7 @@ from bnexp.train import Accumulator, DeviceSplit, build_net, epoch_order, make_t
 
 
 class BnexpRunner:
-    """One bnexp BN variant trained exactly as `bnexp.train.fit` trains it (single
+    """One bnexp BN variant trained exactly as `bnexp.loop.fit` trains it (single
     device): the same `train_step`, the same `Accumulator`, read from the device
     every `trainer.log_every_steps` steps; pooling layout and BN formulation as
     bnexp.tuning chose them for this machine (`pool`, `bn_impl`)."""

@@ -1,0 +1,66 @@
+"""Santurkar et al. (2018), Fig. 4: the loss landscape along the gradient.
+
+At a measuring step, on that step's batch, with g the gradient at the weights w and
+trial steps of sizes eta_k = f_k * lr (f_k = `factors`, default 0.5, 1, 2, 4):
+    loss_range       max - min of L(w - eta g) over eta in {0, eta_1, ..., eta_K}
+                     ("variation of the loss", Fig. 4a)
+    grad_change      max_k ||grad L(w - eta_k g) - g||      ("gradient predictiveness", 4b)
+    beta_smoothness  max_k ||grad L(w - eta_k g) - g|| / ||eta_k g||
+                     (the largest gradient change per distance moved, 4c)
+Smaller means a smoother, more predictable landscape; the paper finds all three smaller
+with BN. On a quadratic 1/2 h ||w||^2 the smoothness is exactly h and the loss range is
+L(w) - min_k L(w - eta_k g) with the closed form tested in tests/test_monitors.py. The
+trial steps run inside `preserved`: the run goes on as without them. TensorBoard:
+`landscape/loss_range`, `landscape/grad_change`, `landscape/beta_smoothness`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from bnexp.monitors import Monitor
+from bnexp.monitors.network import loss_and_gradients, preserved, set_values, trainable, values
+
+Weights = dict[str, np.ndarray]
+
+
+def along_gradient(loss_and_grad: Callable[[Weights], tuple[float, Weights]], w: Weights,
+                   lr: float, factors: list[float]) -> dict[str, float | list]:
+    """The three measures for any objective given as w -> (loss, gradient)."""
+    loss0, g = loss_and_grad(w)
+    g_norm = np.sqrt(sum(float(np.vdot(v, v)) for v in g.values()))
+    losses, changes, smoothness = [loss0], [], []
+    for f in factors:
+        eta = f * lr
+        loss, g_k = loss_and_grad({name: w[name] - eta * g[name] for name in w})
+        change = np.sqrt(sum(float(np.vdot(g_k[n] - g[n], g_k[n] - g[n])) for n in g))
+        losses.append(loss)
+        changes.append(change)
+        smoothness.append(change / (eta * g_norm) if g_norm > 0 else 0.0)
+    return {"loss_range": float(max(losses) - min(losses)), "grad_change": float(max(changes)),
+            "beta_smoothness": float(max(smoothness)), "losses": [float(v) for v in losses],
+            "factors": list(factors)}
+
+
+class LandscapeMonitor(Monitor):
+    name = "landscape"
+
+    def __init__(self, options, cfg):
+        super().__init__(options.every)
+        self.lr, self.factors = cfg.lr, list(options.factors)
+
+    def on_step_start(self, state) -> None:
+        if not self.due(state.step):
+            return
+        params = trainable(state.net)
+
+        def loss_and_grad(w: Weights) -> tuple[float, Weights]:
+            set_values(params, w)
+            return loss_and_gradients(state.net, state.images, state.labels, state.ctx)
+
+        with state.aside(), preserved(state.net):
+            m = along_gradient(loss_and_grad, values(params), self.lr, self.factors)
+        state.logger.scalars(state.step, {f"landscape/{k}": m[k]
+                                          for k in ("loss_range", "grad_change", "beta_smoothness")})
+        self.record(state, {"step": state.step, **m})
