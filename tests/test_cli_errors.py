@@ -48,7 +48,7 @@ def test_bad_override_fails_clearly(results, override):
     assert "Traceback" not in output, output
     for words in BAD[override]:
         assert words in output, f"{words!r} missing from: {output}"
-    assert "training " not in output  # stopped before training started
+    assert " BN (lenet) on " not in output  # stopped before training started
     assert not run_dir.exists(), list(run_dir.rglob("*"))  # a run that never started leaves nothing
 
 
