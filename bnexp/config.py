@@ -18,6 +18,7 @@ from bnexp.errors import ConfigError
 
 TRAIN_SIZE, TEST_SIZE = 60000, 10000
 PROGRESS_MODES = ("auto", "bar", "log")
+LR_SCALINGS = ("none", "linear")
 VARIANTS = ("none", "scratch", "gluon", "noisy")  # BN variants (bnexp/bn.py: make_bn)
 BN_INITS = ("standard", "source")                 # BN initializations (bnexp/bn.py: BNSpec)
 MODELS = ("lenet", "mlp")                         # networks (bnexp/model.py)
@@ -58,6 +59,9 @@ class TrainerConfig:
     epochs: int = 5
     batch_size: int = 128
     max_steps: Optional[int] = None    # stop after this many optimizer steps; null = no limit
+    max_images: Optional[int] = None   # stop after this many training images (a batch-size sweep's budget)
+    lr_scaling: str = "none"           # none | linear: lr * batch_size / lr_reference_batch (Goyal et al. 2017)
+    lr_reference_batch: int = 128      # the batch size at which `lr` is meant
     eval_every_steps: int = 117        # evaluation interval (and at each epoch end)
     eval_schedule: Any = "uniform"     # uniform | dense_early | a list of steps (bnexp/schedule.py)
     log_every_steps: int = 10          # training loss/accuracy logging interval
@@ -119,12 +123,19 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    lr: float = 0.2            # SGD learning rate
+    lr: float = 0.2            # SGD learning rate (at trainer.lr_reference_batch if scaled)
     momentum: float = 0.9      # BN moving-average momentum: moving = m*moving + (1-m)*batch
     eps: float = 1e-5          # BN epsilon
     ctx: str = "auto"          # cpu | gpu | gpu:N | gpu:0,1 | auto
     seed: int = 0
     resume: Optional[str] = None   # a run dir to continue, or "auto" (sweeps: skip/continue/start each job)
+
+
+def effective_lr(cfg: Config) -> float:
+    """The learning rate SGD uses: `lr`, scaled with the batch size if asked."""
+    if cfg.trainer.lr_scaling == "linear":
+        return cfg.lr * cfg.trainer.batch_size / cfg.trainer.lr_reference_batch
+    return cfg.lr
 
 
 def register() -> None:
@@ -170,13 +181,20 @@ def check(cfg: Config) -> None:
         _fail("momentum", cfg.momentum, "the BN momentum must be in [0, 1), e.g. momentum=0.9.")
     if not (math.isfinite(cfg.eps) and cfg.eps > 0):
         _fail("eps", cfg.eps, "the BN epsilon must be a finite number > 0, e.g. eps=1e-5.")
-    if not (1 <= cfg.trainer.batch_size <= TRAIN_SIZE):
+    if not (1 <= cfg.trainer.batch_size <= TRAIN_SIZE - cfg.data.val_size):
         _fail("trainer.batch_size", cfg.trainer.batch_size,
-              f"must be between 1 and {TRAIN_SIZE} (the training set size).")
+              f"must be between 1 and {TRAIN_SIZE - cfg.data.val_size} (the training set size).")
     if cfg.trainer.epochs < 1:
         _fail("trainer.epochs", cfg.trainer.epochs, "must be at least 1.")
     if cfg.trainer.max_steps is not None and cfg.trainer.max_steps < 1:
         _fail("trainer.max_steps", cfg.trainer.max_steps, "must be at least 1, or null for no limit.")
+    if cfg.trainer.max_images is not None and cfg.trainer.max_images < cfg.trainer.batch_size:
+        _fail("trainer.max_images", cfg.trainer.max_images,
+              "must be at least one batch (trainer.batch_size), or null for no limit.")
+    if cfg.trainer.lr_scaling not in LR_SCALINGS:
+        _fail("trainer.lr_scaling", cfg.trainer.lr_scaling, f"choose one of {', '.join(LR_SCALINGS)}.")
+    if cfg.trainer.lr_reference_batch < 1:
+        _fail("trainer.lr_reference_batch", cfg.trainer.lr_reference_batch, "must be at least 1.")
     for key in ("eval_every_steps", "log_every_steps"):
         if getattr(cfg.trainer, key) < 1:
             _fail(f"trainer.{key}", getattr(cfg.trainer, key), "must be at least 1.")

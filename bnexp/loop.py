@@ -30,7 +30,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bnexp import checkpoint, data, schedule
-from bnexp.config import Config
+from bnexp.config import Config, effective_lr
 from bnexp.metrics import EvalPoint, RunRecord, TrainPoint
 from bnexp.tblog import RunLogger
 from bnexp.train import (Accumulator, DeviceSplit, build_net, epoch_order, evaluate,
@@ -136,11 +136,14 @@ def fit(cfg: Config, dataset: data.FashionMNIST, ctx: list[mx.Context], record: 
     train, val, test = device_splits(cfg, dataset, ctx[0])
     watched, watched_name = (val, "val") if val is not None else (test, "test")
     net = build_net(cfg, ctx)
-    trainer = make_trainer(net, cfg.lr, ctx)
+    lr = effective_lr(cfg)
+    trainer = make_trainer(net, lr, ctx)
     steps_per_epoch = len(train) // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
     if tc.max_steps is not None:
         total_steps = min(total_steps, tc.max_steps)
+    if tc.max_images is not None:
+        total_steps = min(total_steps, tc.max_images // tc.batch_size)
     state = LoopState(cfg, net, trainer, ctx, train, record, logger, steps_per_epoch, total_steps,
                       monitors=list(monitors or []))
     epoch_totals = None
@@ -155,7 +158,7 @@ def fit(cfg: Config, dataset: data.FashionMNIST, ctx: list[mx.Context], record: 
     hooks = step_hooks(net)
     log.info("training %s BN (%s) on %s: %d steps (%d per epoch), batch %d, lr %g, %d "
              "evaluations on %s", cfg.bn.variant, cfg.model.name,
-             ",".join(str(c) for c in ctx), total_steps, steps_per_epoch, tc.batch_size, cfg.lr,
+             ",".join(str(c) for c in ctx), total_steps, steps_per_epoch, tc.batch_size, lr,
              len([s for s in due if s > state.step]), watched_name)
     progress = Progress(tc.progress, total_steps, initial=state.step)  # after the line above
     interval = {"start": time.perf_counter(), "images": 0, "aside": 0.0}

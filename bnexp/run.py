@@ -27,8 +27,12 @@ config.register()
 # A random component in output folder names: two runs started in the same second
 # must not share a folder (cached, so one run resolves it to one value).
 OmegaConf.register_new_resolver("bnexp_uid", lambda: secrets.token_hex(3), use_cache=True)
-# A sweep job's folder is named by its overrides; a job without any gets "default".
-OmegaConf.register_new_resolver("bnexp_job_name", lambda overrides: overrides or "default")
+# A sweep job's folder is named by its swept overrides (callbacks.SweepNamingCallback).
+OmegaConf.register_new_resolver(
+    "bnexp_job_name", lambda overrides, sweep_dir, num: callbacks.job_name(
+        list(overrides), sweep_dir, num, ("data.root", "experiment", "resume")))
+# For presets: a step count from an image count, e.g. ${bnexp_steps:10000,${trainer.batch_size}}.
+OmegaConf.register_new_resolver("bnexp_steps", lambda images, batch: max(1, int(images) // int(batch)))
 # `resume=<run dir>` continues in that folder and keeps its .hydra/ as first written.
 OmegaConf.register_new_resolver(
     "bnexp_run_dir", lambda resume, default: default if resume in (None, "auto") else resume)

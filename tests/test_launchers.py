@@ -151,3 +151,18 @@ def test_child_process_counts_its_own_cores_unless_the_user_chose():
                                    text=True, check=True).stdout.strip()
     assert run(inherited) == str(available_cores())
     assert run(chosen) == "3"
+
+
+def test_job_folders_are_named_by_the_swept_keys(tmp_path: Path):
+    """bn=none,seed=1 -- not every fixed override; those go to sweep.yaml once. A repeated
+    value still gets a folder of its own, and a resumed sweep finds its folders again."""
+    args = ["--multirun", "bn=none,gluon", "seed=1,1", *SHORT]
+    proc = run_cli(*args, f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.json").exists())
+    assert jobs == ["bn=gluon,seed=1", "bn=gluon,seed=1~2", "bn=none,seed=1", "bn=none,seed=1~2"]
+    sweep = OmegaConf.load(tmp_path / "sweep.yaml")
+    assert list(sweep.swept) == ["bn", "seed"] and list(sweep.fixed) == SHORT
+    again = run_cli(*args, f"hydra.sweep.dir={tmp_path}", "resume=auto")
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("already completed") == 4
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.json").exists()) == jobs

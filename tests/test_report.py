@@ -4,6 +4,7 @@ A synthetic sweep with hand-made curves checks the numbers exactly; a real
 two-job multirun checks that the callback writes the report at the end of a sweep.
 """
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,12 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(gluon["speedup_steps_0.70"]) == pytest.approx(4.0)
     assert num(gluon["speedup_steps_0.80"]) == pytest.approx(3.0)
     assert gluon["speedup_0.80_is_lower_bound"] == "False"
+    # paired bootstrap over the two seeds both reached 0.80 with: resampling {0,0} gives
+    # 350/100, {1,1} 400/150, mixed 375/125 -- the interval spans the two pure cases
+    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(400 / 150, rel=1e-5)  # CSV: 6 digits
+    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(3.5)
+    # evaluations every 50 steps: gluon crossed 0.80 at 100 (after 50) and 150 (after 100)
+    assert num(gluon["resolution_0.80"]) == pytest.approx(0.5)
     # bn=none never reached 0.85 within its 400 steps: gluon's 200 steps are >= 2x faster
     assert num(gluon["speedup_steps_0.85"]) == pytest.approx(2.0)
     assert gluon["speedup_0.85_is_lower_bound"] == "True"
@@ -137,7 +144,7 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert "metrics.json unreadable" in md and "metrics.json missing" in md
     assert "'eval_curve' is not a list" in md
     assert "diverged at step 80" in md
-    assert "3.0×" in md and "≥ 2.0×" in md
+    assert "3.0× [2.7, 3.5]" in md and "≥ 2.0×" in md
     for png in ("convergence.png", "lr_robustness.png"):
         assert (sweep / png).stat().st_size > 10_000, png
 
@@ -175,3 +182,85 @@ def test_real_multirun_writes_report(tmp_path: Path):
         assert 0.0 <= num(row["final_test_acc_mean"]) <= 1.0
     assert (tmp_path / "summary.md").exists()
     assert (tmp_path / "convergence.png").stat().st_size > 10_000
+
+
+def with_monitors(job_dir: Path, monitors: dict) -> None:
+    path = job_dir / "metrics.json"
+    record = json.loads(path.read_text())
+    record["monitors"] = monitors
+    path.write_text(json.dumps(record))
+
+
+def activations_run(shift: float) -> list[dict]:
+    """Two channels of conv0; the median moves by `shift` per measurement, width 2."""
+    return [{"step": step, "layers": {"conv0": {
+        str(c): {"p15": shift * i - 1.0, "p50": shift * i, "p85": shift * i + 1.0} for c in (3, 7)}}}
+        for i, step in enumerate((0, 50, 100))]
+
+
+def test_mechanism_figures_and_numbers(tmp_path: Path):
+    for seed in (0, 1):
+        with_monitors(make_job(tmp_path, "none", 0.2, seed, [0.3, 0.6]), {
+            "activations": activations_run(0.5),
+            "ics": [{"step": s, "layers": {"conv0": {"l2": 0.0, "cos": 1.0},
+                                           "conv1": {"l2": 2.0, "cos": 0.5}}} for s in (0, 50)],
+            "landscape": [{"step": s, "loss_range": 4.0, "grad_change": 2.0, "beta_smoothness": 8.0}
+                          for s in (0, 50)]})
+        with_monitors(make_job(tmp_path, "gluon", 0.2, seed, [0.7, 0.8]), {
+            "activations": activations_run(0.0),
+            "ics": [{"step": s, "layers": {"conv0": {"l2": 0.0, "cos": 1.0},
+                                           "conv1": {"l2": 3.0, "cos": 0.25}}} for s in (0, 50)],
+            "landscape": [{"step": s, "loss_range": 1.0, "grad_change": 0.5, "beta_smoothness": 2.0}
+                          for s in (0, 50)]})
+    md = write_report(tmp_path).read_text()
+    for png in ("activations.png", "ics.png", "landscape.png"):
+        assert (tmp_path / png).stat().st_size > 10_000, png
+        assert f"({png})" in md
+    from bnexp.report import activations, jobs
+    drifts = activations.drifts_by_group(jobs.group_jobs(jobs.find_jobs(tmp_path)))
+    # none: the median goes 0 -> 1 over a width of 2 -> drift 0.5; gluon: it stays -> 0
+    assert drifts["bn=none"]["conv0"] == [0.5, 0.5] and drifts["bn=gluon"]["conv0"] == [0.0, 0.0]
+    assert "| bn=none | 0.50 ± 0.00 |" in md and "| bn=gluon | 0.00 ± 0.00 |" in md
+    assert "| bn=gluon | 3 / 0.25 |" in md           # conv0 (always 0) is left out
+    assert "2 ± 0 (0.25×)" in md                      # smoothness 2 against bn=none's 8
+
+
+def test_study_figures(tmp_path: Path):
+    """momentum/eps, batch size and init sweeps each get their figure and table."""
+    def job(name, overrides, config, accs, train_accs=None):
+        job_dir = tmp_path / name / ",".join(overrides)
+        job_dir.mkdir(parents=True)
+        record = RunRecord(status="completed", overrides=overrides, config=config)
+        for i, acc in enumerate(accs, start=1):
+            record.eval_curve.append(EvalPoint(i * 10, i * 10 * 128, i * 1.0, acc, 1 - acc, 0, "val"))
+            record.train_curve.append(TrainPoint(i * 10, 2 - acc, (train_accs or accs)[i - 1]))
+        record.steps = len(accs) * 10
+        record.final = {"test_acc": accs[-1]}
+        write_json_atomic(job_dir / "metrics.json", record.to_json())
+
+    for m in (0.0, 0.99):
+        for e in (1e-5, 0.1):
+            job("momentum", [f"momentum={m}", f"eps={e}"], {"momentum": m, "eps": e, "bn.variant": "gluon"},
+                [0.2 if m == 0.99 else 0.7, 0.85], [0.7, 0.85])
+    md = write_report(tmp_path / "momentum").read_text()
+    assert (tmp_path / "momentum" / "momentum_eps.png").exists() and "## BN momentum and epsilon" in md
+    assert "| 0.99 | 1e-05 | 0.200 |" in md  # evaluated accuracy at step 10 lags with momentum 0.99
+
+    for bn in ("none", "gluon"):
+        for b in (8, 128):
+            config = {"bn.variant": bn, "trainer.batch_size": b, "lr": 0.2,
+                      "trainer.lr_scaling": "linear", "trainer.lr_reference_batch": 128}
+            job("batch", [f"bn={bn}", f"trainer.batch_size={b}"], config,
+                [0.5, 0.81] if bn == "gluon" else [0.5, 0.6])
+    md = write_report(tmp_path / "batch").read_text()
+    assert (tmp_path / "batch" / "batch_size.png").exists() and "## Batch size" in md
+    assert "| gluon | 8 | 0.0125 | 20 | 2560 | 2.0 | 20 | 2560 | 2.0 | 0.810 |" in md
+    assert "| none | 128 | 0.2 | never | never | never | never | never | never | 0.600 |" in md
+
+    for init in ("standard", "source"):
+        for seed in (0, 1):
+            job("init", [f"bn.init={init}", f"seed={seed}"], {"bn.init": init, "seed": seed},
+                [0.1 if init == "source" else 0.6, 0.75, 0.82])
+    md = write_report(tmp_path / "init").read_text()
+    assert (tmp_path / "init" / "init.png").exists()
+    assert "| bn.init=source | — | 0.750 ± 0.000 |" in md  # nothing evaluated by step 5

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnexp.config import effective_lr
 from bnexp.monitors import Monitor
 from bnexp.monitors.network import (loss_and_gradients, preserved, set_values, trainable,
                                     values, weighted_layers)
@@ -53,7 +54,7 @@ class ICSMonitor(Monitor):
 
     def __init__(self, options, cfg):
         super().__init__(options.every)
-        self.lr = cfg.lr
+        self.lr = effective_lr(cfg)
 
     def on_step_start(self, state) -> None:
         if not self.due(state.step):

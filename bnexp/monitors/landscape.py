@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from bnexp.config import effective_lr
 from bnexp.monitors import Monitor
 from bnexp.monitors.network import loss_and_gradients, preserved, set_values, trainable, values
 
@@ -48,7 +49,7 @@ class LandscapeMonitor(Monitor):
 
     def __init__(self, options, cfg):
         super().__init__(options.every)
-        self.lr, self.factors = cfg.lr, list(options.factors)
+        self.lr, self.factors = effective_lr(cfg), list(options.factors)
 
     def on_step_start(self, state) -> None:
         if not self.due(state.step):

@@ -1,0 +1,83 @@
+"""batch_size.png: BN against the batch size (drawn when trainer.batch_size is swept).
+
+Wu & He (2018, "Group Normalization", Fig. 1) report BN's error rising quickly once the
+batch per device falls below about 16: the batch statistics get noisy. Here each batch
+size is measured on three axes -- optimizer steps, training images and seconds of
+training to the target accuracy -- one line per BN variant, log2 batch axis; a run that
+never reached the target is drawn as an open circle at the top. The table: the learning
+rate used, steps / images / seconds to 0.70 and 0.80, final accuracy; mean over seeds.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from bnexp.report.jobs import Group
+from bnexp.report.plotting import colors, finish, plt
+from bnexp.report.stats import final_accuracies, mean_std, target_stats
+
+PNG = "batch_size.png"
+KEY = "trainer.batch_size"
+TARGET = 0.80
+AXES = {"steps": "optimizer steps", "images": "training images", "seconds": "training seconds"}
+
+
+def batch_of(group: Group) -> int | None:
+    try:
+        return int(group.jobs[0].value(KEY))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def lr_of(group: Group) -> float | None:
+    """The learning rate SGD used (bnexp.config.effective_lr)."""
+    config = group.jobs[0].config if group.jobs else {}
+    try:
+        lr = float(config["lr"])
+        if config.get("trainer.lr_scaling") == "linear":
+            lr *= int(config[KEY]) / int(config["trainer.lr_reference_batch"])
+        return lr
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]:
+    if KEY not in swept:
+        return []
+    lines_by_variant: dict[str, list[Group]] = defaultdict(list)
+    for group in groups:
+        if batch_of(group) is not None:
+            lines_by_variant[str(group.variant)].append(group)
+    fig, axes = plt.subplots(1, len(AXES), figsize=(15, 4.4))
+    for (variant, members), color in zip(sorted(lines_by_variant.items()), colors(len(lines_by_variant))):
+        members.sort(key=batch_of)
+        for ax, measure in zip(axes, AXES):
+            reached = [(batch_of(g), target_stats(g, TARGET)[f"{measure}_mean"]) for g in members]
+            xs = [b for b, v in reached if v is not None]
+            ax.plot(xs, [v for _, v in reached if v is not None], color=color, marker="o",
+                    label=f"bn={variant}")
+            never = [b for b, v in reached if v is None]
+            if never:
+                top = max([v for _, v in reached if v is not None] or [1.0])
+                ax.scatter(never, [top * 1.5] * len(never), facecolors="none", edgecolors=color,
+                           s=60, label=f"bn={variant}: never")
+    for ax, (measure, title) in zip(axes, AXES.items()):
+        ax.set(title=f"{title} to {TARGET:.2f}", xlabel="batch size", xscale="log", yscale="log")
+        ax.set_xscale("log", base=2)
+    finish(fig, list(axes), sweep_dir / PNG)
+    lines = ["## Batch size", "", f"![batch size]({PNG})", "",
+             "Mean over seeds; `never` = not reached within the run's images:", "",
+             "| bn | batch | lr | steps to 0.70 | images to 0.70 | seconds to 0.70 | steps to 0.80 "
+             "| images to 0.80 | seconds to 0.80 | final test acc |", "|" + "---|" * 10]
+    for variant, members in sorted(lines_by_variant.items()):
+        for group in members:
+            cells = [variant, str(batch_of(group)), f"{lr_of(group):g}" if lr_of(group) else "—"]
+            for target in (0.70, 0.80):
+                stats = target_stats(group, target)
+                for measure, digits in (("steps", 0), ("images", 0), ("seconds", 1)):
+                    value = stats[f"{measure}_mean"]
+                    cells.append("never" if value is None else f"{value:.{digits}f}")
+            final, _ = mean_std(final_accuracies(group))
+            cells.append("—" if final is None else f"{final:.3f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines

@@ -1,0 +1,180 @@
+"""The jobs of a sweep, read from disk, and their grouping into configurations.
+
+A job folder holds the job's metrics.json (bnexp.metrics); a job whose metrics.json
+is missing or unreadable counts as failed and never stops the report. Jobs with the
+same overrides except `seed` (and `resume`) are one configuration.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from bnexp.metrics import METRICS_FILE
+
+SEED_KEY = "seed"
+# Not part of a configuration's identity: the seeds are its repetitions, and a
+# job continued with resume=auto is still the same job.
+IGNORED_KEYS = (SEED_KEY, "resume")
+BN_KEYS = ("bn", "bn.variant")
+BASELINE = "none"
+COUNTED_STATUSES = ("completed", "diverged", "failed", "interrupted", "running")
+
+
+@dataclass
+class Job:
+    """One job folder of the sweep and what its metrics.json says (if anything)."""
+    name: str
+    status: str
+    overrides: dict[str, str]
+    record: dict | None = None
+    error: str | None = None
+
+    @property
+    def config(self) -> dict:
+        return (self.record or {}).get("config") or {}
+
+    def value(self, key: str) -> str | None:
+        """The job's setting `key`: from its config, else from its overrides."""
+        if key in self.config:
+            return str(self.config[key])
+        return self.overrides.get(key)
+
+    @property
+    def seed(self) -> str | None:
+        return self.value(SEED_KEY)
+
+    @property
+    def monitors(self) -> dict:
+        return (self.record or {}).get("monitors") or {}
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """["bn=none", "seed=1"] -> {"bn": "none", "seed": "1"} (a leading + or ~ is dropped)."""
+    out = {}
+    for item in items:
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def overrides_from_dirname(name: str) -> dict[str, str]:
+    """Best-effort overrides of a job folder named like `bn=none,seed=1`."""
+    items: list[str] = []
+    for part in name.split(","):
+        if "=" in part or not items:
+            items.append(part)
+        else:
+            items[-1] += "," + part  # a comma inside a value, e.g. a list
+    return parse_overrides([i for i in items if "=" in i])
+
+
+def fallback_overrides(job_dir: Path) -> dict[str, str]:
+    """Overrides of a job without a usable metrics.json: Hydra's record, else the folder name."""
+    hydra_file = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        return parse_overrides(list(OmegaConf.load(hydra_file)))
+    except Exception:
+        return overrides_from_dirname(job_dir.name)
+
+
+def check_record(record) -> None:
+    """Raise ValueError unless `record` has the shape RunRecord.to_json() writes."""
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    for key, kind in (("eval_curve", list), ("train_curve", list), ("final", dict),
+                      ("config", dict), ("overrides", list), ("to_accuracy", dict)):
+        if not isinstance(record.get(key, kind()), kind):
+            raise ValueError(f"{key!r} is not a {kind.__name__}")
+    for key in ("eval_curve", "train_curve"):
+        if not all(isinstance(p, dict) and isinstance(p.get("step"), int) for p in record.get(key, [])):
+            raise ValueError(f"{key!r} has a point without an integer step")
+
+
+def load_job(job_dir: Path) -> Job:
+    """Read one job folder; a missing or unreadable metrics.json gives a failed job."""
+    path = job_dir / METRICS_FILE
+    try:
+        record = json.loads(path.read_text())
+        check_record(record)
+    except (OSError, ValueError) as err:
+        reason = "metrics.json missing" if not path.exists() else f"metrics.json unreadable: {err}"
+        return Job(job_dir.name, "failed", fallback_overrides(job_dir), None, reason)
+    status = record.get("status")
+    status = status if status in COUNTED_STATUSES else "failed"
+    overrides = parse_overrides(record.get("overrides") or []) or fallback_overrides(job_dir)
+    return Job(job_dir.name, status, overrides, record, record.get("error"))
+
+
+def is_job_dir(path: Path) -> bool:
+    """A visible folder where a job ran (Hydra's .hydra folder or a metrics.json)."""
+    return (path.is_dir() and not path.name.startswith(".")
+            and ((path / METRICS_FILE).exists() or (path / ".hydra").is_dir()))
+
+
+def find_jobs(sweep_dir: Path) -> list[Job]:
+    """All jobs of a sweep, in folder-name order."""
+    return [load_job(p) for p in sorted(sweep_dir.iterdir()) if is_job_dir(p)]
+
+
+# ------------------------------------------------------------------------- groups
+
+@dataclass
+class Group:
+    """The jobs (seeds) of one configuration: identical overrides except `seed`."""
+    overrides: dict[str, str]
+    jobs: list[Job] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def variant(self) -> str | None:
+        """The BN variant of the configuration (config value, else override)."""
+        for job in self.jobs:
+            for key in ("bn.variant", "bn"):
+                if job.value(key) is not None:
+                    return job.value(key)
+        return None
+
+    def rest_key(self) -> tuple:
+        """The configuration without its BN variant: finds the matching baseline."""
+        return tuple(sorted((k, v) for k, v in self.overrides.items() if k not in BN_KEYS))
+
+
+def group_jobs(jobs: list[Job]) -> list[Group]:
+    """One group per distinct override set minus seed (and resume), labelled by the swept keys."""
+    groups: dict[tuple, Group] = {}
+    for job in jobs:
+        overrides = {k: v for k, v in job.overrides.items() if k not in IGNORED_KEYS}
+        key = tuple(sorted(overrides.items()))
+        groups.setdefault(key, Group(overrides)).jobs.append(job)
+    swept = swept_keys(list(groups.values()))
+    for group in groups.values():
+        group.label = ",".join(f"{k}={group.overrides.get(k, '')}" for k in swept) or "default"
+    return sorted(groups.values(), key=sort_key)
+
+
+def swept_keys(groups: list[Group]) -> list[str]:
+    """Override keys whose value differs between configurations, in first-seen order."""
+    keys = list(dict.fromkeys(k for g in groups for k in g.overrides))
+    return [k for k in keys if len({g.overrides.get(k) for g in groups}) > 1]
+
+
+def common_overrides(groups: list[Group]) -> dict[str, str]:
+    """Overrides shared by every configuration (shown once, not per row)."""
+    if not groups:
+        return {}
+    swept = set(swept_keys(groups))
+    return {k: v for k, v in groups[0].overrides.items() if k not in swept}
+
+
+def sort_key(group: Group) -> tuple:
+    """Baseline (bn=none) rows first, then by overrides, numbers numerically (lr=0.05 before 0.4)."""
+    def num(v: str) -> tuple:
+        try:
+            return (0, float(v), "")
+        except ValueError:
+            return (1, 0.0, v)
+    return (group.variant != BASELINE,
+            tuple((k, num(v)) for k, v in sorted(group.overrides.items())))

@@ -1,0 +1,62 @@
+"""landscape.png (Santurkar et al. 2018, Fig. 4): along the gradient, the variation of the
+loss, the change of the gradient and the effective beta-smoothness over training, per
+configuration, from the `landscape` monitor. Lines: mean over seeds; bands: min..max;
+log scale (the configurations differ by orders of magnitude).
+
+The table: each measure averaged over a run's measurements, mean ± std over seeds, and
+its ratio to bn=none. Santurkar et al.'s finding: all three are smaller with BN.
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from bnexp.report.jobs import BASELINE, Group
+from bnexp.report.plotting import colors, finish, plot_band, plt
+from bnexp.report.stats import mean_std
+
+PNG = "landscape.png"
+MEASURES = {"loss_range": "loss variation", "grad_change": "gradient change (l2)",
+            "beta_smoothness": "effective beta-smoothness"}
+
+
+def measurements(job) -> list[dict]:
+    return job.monitors.get("landscape") or []
+
+
+def run_mean(job, key: str) -> float | None:
+    values = [m[key] for m in measurements(job)]
+    return statistics.fmean(values) if values else None
+
+
+def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]:
+    shown = [g for g in groups if any(measurements(j) for j in g.jobs)]
+    if not shown:
+        return []
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(14, 4.4), squeeze=False)
+    for group, color in zip(shown, colors(len(shown))):
+        for ax, key in zip(axes[0], MEASURES):
+            plot_band(ax, [[(m["step"], m[key]) for m in measurements(j)] for j in group.jobs],
+                      color, f"{group.label} (n={len(group.jobs)})")
+    for ax, title in zip(axes[0], MEASURES.values()):
+        ax.set(title=title, xlabel="optimizer steps", yscale="log")
+    finish(fig, list(axes[0]), sweep_dir / PNG)
+    means = {g.label: {k: mean_std([v for v in (run_mean(j, k) for j in g.jobs) if v is not None])
+                       for k in MEASURES} for g in shown}
+    base = next((g.label for g in shown if g.variant == BASELINE), None)
+    lines = ["## Loss landscape along the gradient (Santurkar et al. Fig. 4)", "",
+             f"![landscape]({PNG})", "",
+             "Average over a run's measurements, mean ± std over seeds"
+             + (f"; in brackets the ratio to `{base}`" if base else "") + ":", "",
+             "| config | " + " | ".join(MEASURES.values()) + " |", "|---|" + "---|" * len(MEASURES)]
+    for group in shown:
+        cells = []
+        for key in MEASURES:
+            mean, std = means[group.label][key]
+            text = "—" if mean is None else f"{mean:.3g}" + (f" ± {std:.2g}" if std is not None else "")
+            ref = means[base][key][0] if base else None
+            if mean is not None and ref:
+                text += f" ({mean / ref:.2f}×)"
+            cells.append(text)
+        lines.append(f"| {group.label} | " + " | ".join(cells) + " |")
+    return lines

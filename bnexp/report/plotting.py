@@ -1,0 +1,42 @@
+"""What every figure of the report shares: the non-interactive backend, one color per
+configuration, a mean line with a min..max band over seeds, saving."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+from bnexp.report.stats import band  # noqa: E402
+
+
+def colors(count: int):
+    cmap = plt.get_cmap("tab10" if count <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
+def plot_band(ax, series: list[list[tuple[int, float]]], color, label: str,
+              linestyle: str = "-") -> bool:
+    """Mean over runs as a line, min..max as a shaded band; False if there was nothing."""
+    steps, mean, low, high = band(series)
+    if not steps:
+        return False
+    ax.plot(steps, mean, color=color, label=label, linestyle=linestyle,
+            marker="." if len(steps) < 30 else None)
+    ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+    return True
+
+
+def finish(fig, axes, path: Path) -> None:
+    """Grid and legend on every axis ("no data" where nothing was drawn), then save."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+        elif not ax.lines:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
