@@ -193,8 +193,9 @@ class ChannelAffine(gluon.HybridBlock):
                                F.reshape(t, (1, -1, 1, 1)))
 
 
-def layer_ms(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int, repeats: int) -> float:
-    """Median ms of one forward + backward pass of `block` in training mode."""
+def training_pass(block: gluon.HybridBlock, shape: tuple[int, ...]) -> Callable[[], None]:
+    """`block`, initialized and hybridized, as one forward + backward pass on random input
+    of `shape`, warmed up."""
     block.initialize(ctx=mx.cpu())
     block.hybridize(static_alloc=True, static_shape=True)
     x = nd.random.normal(shape=shape)
@@ -207,6 +208,12 @@ def layer_ms(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int, repea
 
     for _ in range(3):
         once()
+    return once
+
+
+def layer_ms(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int, repeats: int) -> float:
+    """Median ms of one forward + backward pass of `block` in training mode."""
+    once = training_pass(block, shape)
     times = []
     for _ in range(repeats):
         mx.nd.waitall()
@@ -243,18 +250,7 @@ def profile_ops(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int = 5
     from mxnet import profiler
     os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"  # read when the graph is built, below
     try:
-        block.initialize(ctx=mx.cpu())
-        block.hybridize(static_alloc=True, static_shape=True)
-        x = nd.random.normal(shape=shape)
-        x.attach_grad()
-
-        def once():
-            with autograd.record():
-                y = block(x)
-            y.backward()
-
-        for _ in range(3):
-            once()
+        once = training_pass(block, shape)
         mx.nd.waitall()
         profiler.set_config(profile_all=True, aggregate_stats=True,
                             filename=os.devnull)
