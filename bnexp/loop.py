@@ -75,6 +75,20 @@ class LoopState:
             self.aside_seconds += time.perf_counter() - start
 
 
+def take_step(state: LoopState, images: nd.NDArray, labels: nd.NDArray, acc: Accumulator,
+              hooks: list[Callable[[int], None]]) -> None:
+    """One optimizer step as the loop takes it: the layers that follow the step number
+    learn it, monitors hear on_step_start, SGD steps, monitors hear on_step_end. (The
+    benchmark times this very function: bnexp.bench.runners.BnexpRunner.)"""
+    state.images, state.labels = images, labels
+    for hook in hooks:
+        hook(state.step)
+    state.emit("on_step_start")
+    acc.add(*train_step(state.net, state.trainer, images, labels, state.ctx))
+    state.step += 1
+    state.emit("on_step_end")
+
+
 class Progress:
     """A tqdm bar on a terminal, plain log lines otherwise. Use as a context manager:
     while the bar is shown, console log lines are written above it (tqdm.write)
@@ -193,7 +207,9 @@ def fit(cfg: Config, dataset: data.FashionMNIST, ctx: list[mx.Context], record: 
         return True
 
     def run_evaluation(split: DeviceSplit, name: str) -> dict[str, float]:
+        start = time.perf_counter()
         loss, accuracy = evaluate(net, split, tc.batch_size, ctx)
+        record.eval_seconds += time.perf_counter() - start
         record.final.update({f"{name}_loss": loss, f"{name}_acc": accuracy})
         logger.scalars(state.step, {f"{name}/loss": loss, f"{name}/acc": accuracy})
         progress.report(state.step, {f"{name}_loss": loss, f"{name}_acc": accuracy}, eval_line=True)
@@ -216,15 +232,9 @@ def fit(cfg: Config, dataset: data.FashionMNIST, ctx: list[mx.Context], record: 
             order = nd.array(epoch_order(cfg.seed, epoch, len(train)), ctx=ctx[0], dtype="int64")
             for batch in range(batch, steps_per_epoch):
                 idx = order[batch * tc.batch_size:(batch + 1) * tc.batch_size]
-                state.images, state.labels = nd.take(train.images, idx), nd.take(train.labels, idx)
-                for hook in hooks:
-                    hook(state.step)
-                state.emit("on_step_start")
-                acc.add(*train_step(net, trainer, state.images, state.labels, ctx))
-                state.step += 1
+                take_step(state, nd.take(train.images, idx), nd.take(train.labels, idx), acc, hooks)
                 interval["images"] += tc.batch_size
                 progress.step()
-                state.emit("on_step_end")
                 step = state.step
                 end_of_epoch = batch == steps_per_epoch - 1
                 stopping = stop_requested()

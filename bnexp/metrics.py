@@ -51,6 +51,7 @@ class RunRecord:
     steps: int = 0
     images_seen: int = 0
     train_seconds: float = 0.0       # optimizer steps only
+    eval_seconds: float = 0.0        # evaluations only
     wall_seconds: float = 0.0        # from process start, evaluation and setup included
     final: dict = field(default_factory=dict)   # train_loss, train_acc, test_loss, test_acc
     eval_curve: list[EvalPoint] = field(default_factory=list)

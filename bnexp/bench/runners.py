@@ -7,6 +7,7 @@ the images it trained on) and `read_metrics()` (what the loop reads from the dev
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import mxnet as mx
@@ -15,14 +16,17 @@ from mxnet import autograd, gluon, nd
 from mxnet.gluon.data.vision import transforms
 
 from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
-from bnexp.train import Accumulator, DeviceSplit, build_net, epoch_order, make_trainer, train_step
+from bnexp.loop import LoopState, take_step
+from bnexp.metrics import RunRecord
+from bnexp.tblog import RunLogger
+from bnexp.train import Accumulator, DeviceSplit, build_net, epoch_order, make_trainer, step_hooks
 
 
 class BnexpRunner:
     """One bnexp BN variant trained exactly as `bnexp.loop.fit` trains it (single
-    device): the same `train_step`, the same `Accumulator`, read from the device
-    every `trainer.log_every_steps` steps; pooling layout and BN formulation as
-    bnexp.tuning chose them for this machine (`pool`, `bn_impl`)."""
+    device, no monitor): its `take_step` (the step with the loop's events), the same
+    `Accumulator`, read from the device every `trainer.log_every_steps` steps; pooling
+    layout and BN formulation as bnexp.tuning chose them for this machine."""
 
     def __init__(self, variant: str, train: DeviceSplit, batch_size: int, ctx: mx.Context,
                  pool: str = "native", bn_impl: str = "centered"):
@@ -32,6 +36,9 @@ class BnexpRunner:
         self.batch_size = batch_size
         self.net = build_net(cfg, self.ctx)
         self.trainer = make_trainer(self.net, cfg.lr, self.ctx)
+        self.state = LoopState(cfg, self.net, self.trainer, self.ctx, train, RunRecord(),
+                               RunLogger(Path(), {}, enabled=False), 0, 0)
+        self.hooks = step_hooks(self.net)
         self.acc = Accumulator(batch_size)
         self.steps_per_epoch = len(train) // batch_size
         self.epoch, self.batch, self.step_count = 0, 0, 0
@@ -55,8 +62,8 @@ class BnexpRunner:
             self.order = self._order(self.epoch)
         bs = self.batch_size
         idx = self.order[self.batch * bs:(self.batch + 1) * bs]
-        self.acc.add(*train_step(self.net, self.trainer, nd.take(self.train.images, idx),
-                                 nd.take(self.train.labels, idx), self.ctx))
+        take_step(self.state, nd.take(self.train.images, idx), nd.take(self.train.labels, idx),
+                  self.acc, self.hooks)
         self.batch += 1
         self.step_count += 1
         if self.step_count % self.cfg.trainer.log_every_steps == 0:

@@ -4,8 +4,8 @@ after the layers before it take their step -- per configuration, from the `ics` 
 Lines: mean over seeds; bands: min..max. The first layer, with nothing before it, is left
 out (its shift is 0 by definition).
 
-The table: each layer's l2 and cosine, averaged over the measurements of a run, mean over
-seeds. Santurkar et al.'s finding: BN does not reduce this shift (noisy BN even raises it)
+The table: each layer's l2 and cosine, averaged over the measurements of a run (the whole
+run, and its second half: see landscape.py on plateaus), mean over seeds. Santurkar et al.'s finding: BN does not reduce this shift (noisy BN even raises it)
 while it still trains faster.
 """
 from __future__ import annotations
@@ -24,8 +24,12 @@ def measurements(job) -> list[dict]:
     return job.monitors.get("ics") or []
 
 
-def run_mean(job, layer: str, key: str) -> float | None:
-    values = [m["layers"][layer][key] for m in measurements(job) if layer in m["layers"]]
+def run_mean(job, layer: str, key: str, second_half: bool = False) -> float | None:
+    points = measurements(job)
+    if second_half and points:
+        half = max(m["step"] for m in points) / 2
+        points = [m for m in points if m["step"] >= half]
+    values = [m["layers"][layer][key] for m in points if layer in m["layers"]]
     return statistics.fmean(values) if values else None
 
 
@@ -53,14 +57,17 @@ def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]
         axes[1][col].set_title(f"{layer}: cos(G, G')", fontsize="small")
         axes[1][col].set_xlabel("optimizer steps")
     finish(fig, [ax for row in axes for ax in row], sweep_dir / PNG)
-    lines = ["## Internal covariate shift (Santurkar et al. Fig. 3)", "", f"![ics]({PNG})", "",
-             "Average over a run's measurements, mean ± std over seeds (l2 / cosine):", "",
-             "| config | " + " | ".join(layers) + " |", "|---|" + "---|" * len(layers)]
-    for group in shown:
-        cells = []
-        for layer in layers:
-            l2 = mean_std([v for v in (run_mean(j, layer, "l2") for j in group.jobs) if v is not None])
-            cos = mean_std([v for v in (run_mean(j, layer, "cos") for j in group.jobs) if v is not None])
-            cells.append("—" if l2[0] is None else f"{l2[0]:.3g} / {cos[0]:.2f}")
-        lines.append(f"| {group.label} | " + " | ".join(cells) + " |")
-    return lines
+    lines = ["## Internal covariate shift (Santurkar et al. Fig. 3)", "", f"![ics]({PNG})", ""]
+    for second_half, title in ((False, "whole run"), (True, "second half of the run")):
+        lines += [f"Average over the {title}, mean over seeds (l2 / cosine):", "",
+                  "| config | " + " | ".join(layers) + " |", "|---|" + "---|" * len(layers)]
+        for group in shown:
+            cells = []
+            for layer in layers:
+                l2, cos = (mean_std([v for v in (run_mean(j, layer, key, second_half)
+                                                 for j in group.jobs) if v is not None])[0]
+                           for key in ("l2", "cos"))
+                cells.append("—" if l2 is None else f"{l2:.3g} / {cos:.2f}")
+            lines.append(f"| {group.label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines[:-1]

@@ -18,6 +18,9 @@ def summary_row(group: Group, groups: list[Group], swept: list[str]) -> dict:
     for status in COUNTED_STATUSES:
         row[status] = sum(j.status == status for j in group.jobs)
     row["final_test_acc_mean"], row["final_test_acc_std"] = mean_std(final_accuracies(group))
+    row["eval_share"] = mean_std([j.record["eval_seconds"] / (j.record["eval_seconds"] + j.record["train_seconds"])
+                                  for j in group.jobs if (j.record or {}).get("eval_seconds")
+                                  and j.record.get("train_seconds")])[0]
     baseline = find_baseline(group, groups)
     for target in TARGETS:
         t = f"{target:.2f}"
@@ -89,11 +92,13 @@ def markdown(sweep_dir: Path, rows: list[dict], groups: list[Group],
               "share of the step (the crossing lies in that gap). Speedup = mean steps of the "
               "matching `bn=none` configuration / mean steps of this one, with a 95% bootstrap "
               "interval over seeds (paired by seed where both ran the same seeds; none with one "
-              "seed); `≥` when `bn=none` never reached the target (a bound from its run length).",
+              "seed); `≥` when `bn=none` never reached the target (a bound from its run length). "
+              "Evaluation time: its share of training plus evaluation time.",
               "", "## Outcome", "",
-              "| config | seeds | statuses | final test acc |", "|---|---|---|---|"]
+              "| config | seeds | statuses | final test acc | evaluation time |", "|---|---|---|---|---|"]
     lines += [f"| {r['config']} | {r['seeds']} | {statuses_text(r)} | "
-              f"{fmt(r['final_test_acc_mean'], r['final_test_acc_std'], 4)} |" for r in rows]
+              f"{fmt(r['final_test_acc_mean'], r['final_test_acc_std'], 4)} | "
+              f"{'—' if r['eval_share'] is None else format(r['eval_share'], '.0%')} |" for r in rows]
     split = split_name(jobs)
     for target in TARGETS:
         lines += target_table(rows, f"{target:.2f}", split)

@@ -1,0 +1,55 @@
+"""Every preset in conf/experiment/ composes with the real config and passes the checks;
+the sizes the README promises (jobs, steps) are the ones the presets ask for."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+import bnexp.run  # noqa: F401  (registers the resolvers the configs use)
+from bnexp import config
+from conftest import REPO
+
+PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture
+def composer():
+    config.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        yield lambda *overrides, hydra=True: compose("config", overrides=list(overrides),
+                                                     return_hydra_config=hydra)
+    GlobalHydra.instance().clear()
+
+
+def jobs_of(cfg) -> int:
+    count = 1
+    for value in (cfg.hydra.sweeper.params or {}).values():
+        count *= len(str(value).split(","))
+    return count
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_composes_and_is_valid(composer, name):
+    cfg = composer(f"experiment={name}")
+    params = cfg.hydra.sweeper.params
+    assert params, f"{name} sweeps nothing"
+    first = {key: str(value).split(",")[0] for key, value in params.items()}
+    job = composer(f"experiment={name}", *(f"{k}={v}" for k, v in first.items()), hydra=False)
+    config.load(job)  # the schema and the range checks
+
+
+def test_preset_sizes(composer):
+    assert jobs_of(composer("experiment=convergence")) == 10
+    assert jobs_of(composer("experiment=mechanism")) == 9
+    assert jobs_of(composer("experiment=momentum_eps")) == 12
+    assert jobs_of(composer("experiment=batch_size")) == 10
+    assert jobs_of(composer("experiment=source_defects")) == 6
+    mechanism = composer("experiment=mechanism")
+    assert {k for k, v in mechanism.monitor.items() if v is not None} == {"activations", "ics", "landscape"}
+    assert composer("experiment=ioffe_fig1").model.name == "mlp"
+    assert composer("experiment=momentum_eps").bn.variant == "gluon"
+    assert composer("experiment=source_defects").bn.variant == "scratch"
