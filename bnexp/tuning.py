@@ -292,64 +292,71 @@ def fixed_threads(cfg: Config) -> tuple[int | None, str]:
 def choose(cfg: Config, saved: dict | None = None) -> Choice:
     """The threads, pooling layout and BN formulation for this run (measured if needed)."""
     setting = setting_of(cfg, saved)
-    variant = setting["bn"]
+    scratch = setting["bn"] == "scratch"
     forced, forced_from = fixed_threads(cfg)
     pools = POOL_LAYOUTS if cfg.perf.pool == "auto" else (cfg.perf.pool,)
-    impls = (BN_IMPLS if cfg.perf.bn_impl == "auto" else (cfg.perf.bn_impl,)) \
-        if variant == "scratch" else (DEFAULTS["bn_impl"],)
-    source = {"threads": forced_from, "pool": "config", "bn_impl": "config"}
-    if cfg.perf.pool == "auto":
-        source["pool"] = "probe"
-    if variant == "scratch" and cfg.perf.bn_impl == "auto":
-        source["bn_impl"] = "probe"
-    elif variant != "scratch":
-        source["bn_impl"] = "unused"
-    wanted = [f"{p}/{i}" for p in pools for i in impls]
+    impls = (BN_IMPLS if cfg.perf.bn_impl == "auto" else (cfg.perf.bn_impl,)) if scratch \
+        else (DEFAULTS["bn_impl"],)
+    # where each setting comes from unless measured: the config, the environment, or nowhere
+    source = {"threads": forced_from or "probe",
+              "pool": "probe" if len(pools) > 1 else "config",
+              "bn_impl": ("probe" if len(impls) > 1 else "config") if scratch else "unused"}
     if setting["device"] == "gpu":  # nothing CPU-specific to choose
-        return Choice(forced, DEFAULTS["pool"] if cfg.perf.pool == "auto" else pools[0],
+        return Choice(forced, pools[0] if len(pools) == 1 else DEFAULTS["pool"],
                       impls[0] if len(impls) == 1 else DEFAULTS["bn_impl"],
-                      {k: (v if v != "probe" else "default") for k, v in source.items()}
-                      | {"threads": forced_from or "default"})
+                      {k: ("default" if v == "probe" else v) for k, v in source.items()})
+    wanted = [f"{p}/{i}" for p in pools for i in impls]
     candidates = [forced] if forced is not None else thread_candidates(mxenv.thread_budget())
-    if forced is None:
-        source["threads"] = "probe"
-    if len(wanted) == 1 and forced is not None:
+    if len(wanted) == 1 and forced is not None:  # nothing to measure
         pool, impl = wanted[0].split("/")
         return Choice(forced, pool, impl, source)
-    key = setting_key(setting)
-    timings = (read_cache().get(key) or {}).get("timings", {})
-    missing = [t for t in candidates if not all(c in timings.get(str(t), {}) for c in wanted)]
-    measured_now = False
-    if missing:
-        with cache_lock() as locked:
-            timings = (read_cache().get(key) or {}).get("timings", {}) if locked else timings
-            missing = [t for t in candidates
-                       if not all(c in timings.get(str(t), {}) for c in wanted)]
-            if missing:
-                log.info("tuning: measuring %s for this machine (%s thread(s); once, then cached "
-                         "in %s)", ", ".join(k for k in ("threads", "pool", "bn_impl")
-                                             if source[k] == "probe"),
-                         ",".join(map(str, missing)), cache_dir() / CACHE_FILE)
-                for threads in missing:
-                    measured = probe(setting, threads)
-                    if measured:
-                        timings[str(threads)] = {**timings.get(str(threads), {}), **measured}
-                        measured_now = True
-                if measured_now and locked:
-                    store(key, {"setting": setting, "timings": timings,
-                                "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    timings, measured_now = timings_for(setting, candidates, wanted, source)
     options = [(timings[str(t)][c], t, c) for t in candidates for c in wanted
                if c in timings.get(str(t), {})]
     if not options:  # the probe failed: fall back, say so, go on
-        pool, impl = (DEFAULTS["pool"] if len(pools) > 1 else pools[0],
-                      DEFAULTS["bn_impl"] if len(impls) > 1 else impls[0])
-        return Choice(forced, pool, impl, {k: ("default" if v == "probe" else v)
-                                           for k, v in source.items()})
+        return Choice(forced, pools[0] if len(pools) == 1 else DEFAULTS["pool"],
+                      impls[0] if len(impls) == 1 else DEFAULTS["bn_impl"],
+                      {k: ("default" if v == "probe" else v) for k, v in source.items()})
     ms, threads, combo = min(options)
     pool, impl = combo.split("/")
     if not measured_now:
         source = {k: ("cache" if v == "probe" else v) for k, v in source.items()}
     return Choice(threads, pool, impl, source, ms, {t: dict(v) for t, v in timings.items()})
+
+
+def timings_for(setting: dict, candidates: list[int], wanted: list[str],
+                source: dict[str, str]) -> tuple[dict, bool]:
+    """The cached timings of `setting`, with every candidate thread count x wanted
+    combination measured now if missing (one process at a time); and whether any was."""
+    key = setting_key(setting)
+
+    def cached() -> dict:
+        return (read_cache().get(key) or {}).get("timings", {})
+
+    def missing(timings: dict) -> list[int]:
+        return [t for t in candidates if not all(c in timings.get(str(t), {}) for c in wanted)]
+
+    timings = cached()
+    if not missing(timings):
+        return timings, False
+    measured_now = False
+    with cache_lock() as locked:
+        if locked:
+            timings = cached()  # another process may have measured while we waited
+        todo = missing(timings)
+        if todo:
+            log.info("tuning: measuring %s for this machine (%s thread(s); once, then cached in %s)",
+                     ", ".join(k for k, v in source.items() if v == "probe"),
+                     ",".join(map(str, todo)), cache_dir() / CACHE_FILE)
+        for threads in todo:
+            measured = probe(setting, threads)
+            if measured:
+                timings[str(threads)] = {**timings.get(str(threads), {}), **measured}
+                measured_now = True
+        if measured_now and locked:
+            store(key, {"setting": setting, "timings": timings,
+                        "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return timings, measured_now
 
 
 def apply(cfg: Config, saved: dict | None = None) -> Choice:
