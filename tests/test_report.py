@@ -198,20 +198,21 @@ def activations_run(shift: float) -> list[dict]:
         for i, step in enumerate((0, 50, 100))]
 
 
+def monitored(shift: float, conv1_ics: tuple[float, float], landscape: float) -> dict:
+    """Monitor records of one run: activations drifting by `shift`, conv1's (l2, cos) ICS,
+    landscape measures proportional to `landscape` (conv0 has nothing before it: ICS 0)."""
+    l2, cos = conv1_ics
+    return {"activations": activations_run(shift),
+            "ics": [{"step": s, "layers": {"conv0": {"l2": 0.0, "cos": 1.0},
+                                           "conv1": {"l2": l2, "cos": cos}}} for s in (0, 50)],
+            "landscape": [{"step": s, "loss_range": landscape, "grad_change": landscape / 2,
+                           "beta_smoothness": 2 * landscape} for s in (0, 50)]}
+
+
 def test_mechanism_figures_and_numbers(tmp_path: Path):
     for seed in (0, 1):
-        with_monitors(make_job(tmp_path, "none", 0.2, seed, [0.3, 0.6]), {
-            "activations": activations_run(0.5),
-            "ics": [{"step": s, "layers": {"conv0": {"l2": 0.0, "cos": 1.0},
-                                           "conv1": {"l2": 2.0, "cos": 0.5}}} for s in (0, 50)],
-            "landscape": [{"step": s, "loss_range": 4.0, "grad_change": 2.0, "beta_smoothness": 8.0}
-                          for s in (0, 50)]})
-        with_monitors(make_job(tmp_path, "gluon", 0.2, seed, [0.7, 0.8]), {
-            "activations": activations_run(0.0),
-            "ics": [{"step": s, "layers": {"conv0": {"l2": 0.0, "cos": 1.0},
-                                           "conv1": {"l2": 3.0, "cos": 0.25}}} for s in (0, 50)],
-            "landscape": [{"step": s, "loss_range": 1.0, "grad_change": 0.5, "beta_smoothness": 2.0}
-                          for s in (0, 50)]})
+        with_monitors(make_job(tmp_path, "none", 0.2, seed, [0.3, 0.6]), monitored(0.5, (2.0, 0.5), 4.0))
+        with_monitors(make_job(tmp_path, "gluon", 0.2, seed, [0.7, 0.8]), monitored(0.0, (3.0, 0.25), 1.0))
     md = write_report(tmp_path).read_text()
     for png in ("activations.png", "ics.png", "landscape.png"):
         assert (tmp_path / png).stat().st_size > 10_000, png
