@@ -112,17 +112,17 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(gluon["steps_to_0.80_std"]) == pytest.approx(35.3553, rel=1e-4)
     assert (gluon["reached_0.80"], gluon["never_reached_0.80"]) == ("2", "1")
     assert num(gluon["speedup_steps_0.70"]) == pytest.approx(4.0)
-    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(3.0)
-    assert gluon["speedup_0.80_is_lower_bound"] == "False"
-    # paired bootstrap over the two seeds both reached 0.80 with: resampling {0,0} gives
-    # 350/100, {1,1} 400/150, mixed 375/125 -- the interval spans the two pure cases
-    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(400 / 150, rel=1e-5)  # CSV: 6 digits
-    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(3.5)
+    # bn=none seed 2 ran its 400 steps without reaching 0.80: it counts as 400 (it needed
+    # more), so the speedup (350 + 400 + 400) / 3 / 125 is a lower bound, without interval
+    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(1150 / 3 / 125, rel=1e-5)
+    assert gluon["speedup_0.80_bound"] == "lower" and gluon["speedup_0.80_ci_low"] == ""
     # evaluations every 50 steps: gluon crossed 0.80 at 100 (after 50) and 150 (after 100)
     assert num(gluon["resolution_0.80"]) == pytest.approx(0.5)
     # bn=none never reached 0.85 within its 400 steps: gluon's 200 steps are >= 2x faster
     assert num(gluon["speedup_steps_0.85"]) == pytest.approx(2.0)
-    assert gluon["speedup_0.85_is_lower_bound"] == "True"
+    assert gluon["speedup_0.85_bound"] == "lower"
+    # 0.70: every seed reached it (gluon's diverged seed 2 too, before diverging)
+    assert gluon["speedup_0.70_bound"] == "" and gluon["speedup_0.70_ci_low"] != ""
 
     scratch = rows["bn=scratch,lr=0.2"]
     assert (scratch["seeds"], scratch["completed"], scratch["failed"],
@@ -130,7 +130,7 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(scratch["steps_to_0.80_mean"]) == pytest.approx(100)
     assert scratch["steps_to_0.80_std"] == ""  # one seed: no spread
     assert (scratch["reached_0.80"], scratch["never_reached_0.80"]) == ("1", "4")
-    assert num(scratch["speedup_steps_0.80"]) == pytest.approx(3.75)
+    assert num(scratch["speedup_steps_0.80"]) == pytest.approx(1150 / 3 / 100, rel=1e-5)
 
     # lr=1.6 rows match the lr=1.6 baseline, which diverged: no speedup, not lr=0.2's
     assert rows["bn=none,lr=1.6"]["diverged"] == "1"
@@ -144,9 +144,33 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert "metrics.json unreadable" in md and "metrics.json missing" in md
     assert "'eval_curve' is not a list" in md
     assert "diverged at step 80" in md
-    assert "3.0× [2.7, 3.5]" in md and "≥ 2.0×" in md
+    assert "4.0× [" in md and "≥ 3.1×" in md and "≥ 2.0×" in md
     for png in ("convergence.png", "lr_robustness.png"):
         assert (sweep / png).stat().st_size > 10_000, png
+
+
+def test_speedup_interval_and_censored_seeds(tmp_path: Path):
+    # every seed reached 0.80: bn=none at 350 and 400, gluon at 100 and 150 (paired by seed)
+    make_job(tmp_path, "none", 0.2, 0, [0.1, 0.1, 0.3, 0.5, 0.7, 0.75, 0.81, 0.82])
+    make_job(tmp_path, "none", 0.2, 1, [0.1, 0.2, 0.4, 0.6, 0.72, 0.79, 0.79, 0.80])
+    make_job(tmp_path, "gluon", 0.2, 0, [0.72, 0.81, 0.84, 0.86])
+    make_job(tmp_path, "gluon", 0.2, 1, [0.65, 0.78, 0.82, 0.85])
+    # scratch: seed 0 reached 0.80 at 100, seed 1 ran 200 steps without: needs more than 200
+    make_job(tmp_path, "scratch", 0.2, 0, [0.72, 0.81, 0.84, 0.86])
+    make_job(tmp_path, "scratch", 0.2, 1, [0.65, 0.75, 0.78, 0.79])
+    write_report(tmp_path)
+    rows = read_rows(tmp_path)
+    gluon, scratch = rows["bn=gluon"], rows["bn=scratch"]
+    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(3.0) and gluon["speedup_0.80_bound"] == ""
+    # paired bootstrap over the two seeds: resampling {0,0} gives 350/100, {1,1} 400/150,
+    # mixed 375/125 -- the interval spans the two pure cases
+    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(400 / 150, rel=1e-5)  # CSV: 6 digits
+    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(3.5)
+    # scratch's censored seed counts as 200: 375 / 150 is an upper bound on its speedup
+    assert num(scratch["speedup_steps_0.80"]) == pytest.approx(2.5)
+    assert scratch["speedup_0.80_bound"] == "upper"
+    md = (tmp_path / "summary.md").read_text()
+    assert "3.0× [2.7, 3.5]" in md and "≤ 2.5×" in md
 
 
 def test_report_without_lr_sweep_and_cli(tmp_path: Path):

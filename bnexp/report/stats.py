@@ -8,8 +8,10 @@ report is reproducible), recompute the ratio of means, take the 2.5th and 97.5th
 percentiles. Where both configurations ran the same seeds, the seeds are resampled as
 pairs (one seed's BN run and no-BN run share the initial weights and the batch order);
 otherwise each configuration's seeds are resampled on their own. With one seed there is
-no interval. If `bn=none` never reached the target the speedup is only a lower bound
-(its run length over these steps) and has no interval.
+no interval. A seed that ran to its end without reaching the target is censored: all we
+know is that it needed more steps than it ran. It then counts with its run length, so if
+`bn=none` has such seeds the speedup is a lower bound (`≥`), if this configuration has
+them an upper bound (`≤`), if both, unknown; a bound has no interval.
 """
 from __future__ import annotations
 
@@ -84,19 +86,17 @@ def target_stats(group: Group, target: float) -> dict:
     return out
 
 
-def steps_to(group: Group, target: float) -> dict[str, float]:
-    """Steps to `target` by seed, for the seeds that reached it."""
-    out = {}
+def steps_to(group: Group, target: float) -> tuple[dict[str, float], bool]:
+    """Steps to `target` by seed, and whether any is censored: a completed seed that never
+    reached the target counts with its run length (it needed more)."""
+    out, censored = {}, False
     for job in group.jobs:
         hit = milestone(job, target)
         if hit is not None:
             out[job.seed or job.name] = float(hit["step"])
-    return out
-
-
-def steps_run(group: Group) -> list[int]:
-    """Optimizer steps of the completed seeds (how long a run that never reached a target tried)."""
-    return [int(j.record.get("steps") or 0) for j in group.jobs if j.status == "completed"]
+        elif job.status == "completed" and job.record.get("steps"):
+            out[job.seed or job.name], censored = float(job.record["steps"]), True
+    return out, censored
 
 
 def bootstrap_ratio(base: dict[str, float], mine: dict[str, float]) -> tuple[float, float] | None:
@@ -119,20 +119,21 @@ def bootstrap_ratio(base: dict[str, float], mine: dict[str, float]) -> tuple[flo
 
 
 def speedup(group: Group, baseline: Group | None, target: float) -> dict:
-    """{"value", "lower_bound", "ci"}: baseline steps / these steps to `target` (see above)."""
-    none = {"value": None, "lower_bound": False, "ci": None}
-    mine = steps_to(group, target)
-    if baseline is None or not mine:
+    """{"value", "bound", "ci"}: baseline steps / these steps to `target`; bound is None,
+    "lower" or "upper" when censored seeds make the value a bound (see the module doc)."""
+    none = {"value": None, "bound": None, "ci": None}
+    if baseline is None or not any(milestone(j, target) for j in group.jobs):
         return none
-    mean_mine = statistics.fmean(mine.values())
-    base = steps_to(baseline, target)
-    if base:
-        return {"value": statistics.fmean(base.values()) / mean_mine, "lower_bound": False,
-                "ci": bootstrap_ratio(base, mine)}
-    tried = steps_run(baseline)
-    if tried and min(tried) > 0:
-        return {"value": min(tried) / mean_mine, "lower_bound": True, "ci": None}
-    return none
+    if group is baseline:
+        return {"value": 1.0, "bound": None, "ci": None}
+    mine, mine_censored = steps_to(group, target)
+    base, base_censored = steps_to(baseline, target)
+    if not base or (mine_censored and base_censored):
+        return none
+    value = statistics.fmean(base.values()) / statistics.fmean(mine.values())
+    if base_censored or mine_censored:
+        return {"value": value, "bound": "lower" if base_censored else "upper", "ci": None}
+    return {"value": value, "bound": None, "ci": bootstrap_ratio(base, mine)}
 
 
 def find_baseline(group: Group, groups: list[Group]) -> Group | None:

@@ -31,7 +31,7 @@ def summary_row(group: Group, groups: list[Group], swept: list[str]) -> dict:
         row[f"reached_{t}"], row[f"never_reached_{t}"] = stats["reached"], stats["never"]
         row[f"resolution_{t}"] = stats["resolution"]
         s = speedup(group, baseline, target)
-        row[f"speedup_steps_{t}"], row[f"speedup_{t}_is_lower_bound"] = s["value"], s["lower_bound"]
+        row[f"speedup_steps_{t}"], row[f"speedup_{t}_bound"] = s["value"], s["bound"] or ""
         row[f"speedup_{t}_ci_low"], row[f"speedup_{t}_ci_high"] = s["ci"] or (None, None)
     return row
 
@@ -62,12 +62,12 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 3) -> str:
     return text + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def fmt_speedup(value: float | None, lower_bound: bool, low: float | None = None,
+def fmt_speedup(value: float | None, bound: str, low: float | None = None,
                 high: float | None = None) -> str:
     if value is None:
         return "—"
-    if lower_bound:
-        return f"≥ {value:.1f}×"
+    if bound:
+        return f"{'≥' if bound == 'lower' else '≤'} {value:.1f}×"
     return f"{value:.1f}×" + (f" [{low:.1f}, {high:.1f}]" if low is not None else "")
 
 
@@ -92,7 +92,9 @@ def markdown(sweep_dir: Path, rows: list[dict], groups: list[Group],
               "share of the step (the crossing lies in that gap). Speedup = mean steps of the "
               "matching `bn=none` configuration / mean steps of this one, with a 95% bootstrap "
               "interval over seeds (paired by seed where both ran the same seeds; none with one "
-              "seed); `≥` when `bn=none` never reached the target (a bound from its run length). "
+              "seed). A seed that ran to its end without reaching the target counts with its run "
+              "length (it needed more): the speedup is then a bound, `≥` when `bn=none` has "
+              "such seeds, `≤` when this configuration has, and has no interval. "
               "Evaluation time: its share of training plus evaluation time.",
               "", "## Outcome", "",
               "| config | seeds | statuses | final test acc | evaluation time |", "|---|---|---|---|---|"]
@@ -121,7 +123,7 @@ def target_table(rows: list[dict], t: str, split: str) -> list[str]:
             f"{fmt(r[f'images_to_{t}_mean'], r[f'images_to_{t}_std'], 0)} | "
             f"{fmt(r[f'seconds_to_{t}_mean'], r[f'seconds_to_{t}_std'], 1)} | "
             f"{f'{resolution:.0%}' if resolution is not None else '—'} | "
-            f"{fmt_speedup(r[f'speedup_steps_{t}'], r[f'speedup_{t}_is_lower_bound'], r[f'speedup_{t}_ci_low'], r[f'speedup_{t}_ci_high'])} |")
+            f"{fmt_speedup(r[f'speedup_steps_{t}'], r[f'speedup_{t}_bound'], r[f'speedup_{t}_ci_low'], r[f'speedup_{t}_ci_high'])} |")
     return lines
 
 
