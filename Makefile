@@ -73,10 +73,10 @@ run: data ## train with the default config (add ARGS="bn=gluon lr=0.1" for overr
 test: data ## run the test suite
 	$(PY) -m pytest $(ARGS)
 
-sweep: data ## the convergence sweep (bn none/scratch/gluon x 3 seeds) and its report
+sweep: data ## the convergence sweep (bn none/gluon x 5 seeds, ~11 min) and its report with speedups
 	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)
 
-bench: data ## training throughput of none/scratch/gluon against the source's loop
+bench: data ## training throughput of none/scratch/gluon against a textbook loop and the source loop
 	$(PY) -m bnexp.bench $(ARGS)
 
 tensorboard: $(STAMP) ## TensorBoard on outputs/ at http://127.0.0.1:6006 (PORT=... to change)
