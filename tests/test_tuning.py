@@ -18,7 +18,10 @@ SMALL = TrainerConfig(batch_size=16)  # a small batch keeps the real probe short
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
+    """An empty tuning cache, and a user who left the thread count to bnexp (an
+    OMP_NUM_THREADS exported around the test run would otherwise fix it: tested below)."""
     monkeypatch.setenv("BNEXP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(mxenv, "USER_THREADS", None)
     return tmp_path / tuning.CACHE_FILE
 
 
