@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("BNEXP_CACHE_DIR", str(REPO / ".pytest_cache" / "bnexp"))
 
 import bnexp  # noqa: F401,E402  (first: thread settings and numpy.bool for MXNet, before `import mxnet`)
+from bnexp import mxenv  # noqa: E402
 
 # Small but real: a few optimizer steps on the real Fashion-MNIST files.
 QUICK = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512",
@@ -23,10 +24,15 @@ QUICK = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subse
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path = REPO,
             **popen) -> subprocess.CompletedProcess:
     """`python -m bnexp.run ARGS` exactly as a user types it, from the repository root
-    (or `cwd`); `popen` goes to subprocess.run (e.g. umask=0o002)."""
+    (or `cwd`), with `env` added to this environment; `popen` goes to subprocess.run
+    (e.g. umask=0o002)."""
+    full = {**os.environ, **(env or {})}
+    if env and "OMP_NUM_THREADS" in env and mxenv.DERIVED_MARKER not in env:
+        # the caller sets the thread count as a user would: not the count this test
+        # process derived (and marked) when it imported bnexp, even if equal to it
+        full.pop(mxenv.DERIVED_MARKER, None)
     return subprocess.run([sys.executable, "-m", "bnexp.run", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, **popen)
+                          capture_output=True, text=True, timeout=timeout, env=full, **popen)
 
 
 @pytest.fixture(scope="session")
