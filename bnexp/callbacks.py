@@ -71,8 +71,11 @@ def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[
     from omegaconf import OmegaConf
 
     swept = set(filter(None, os.environ.get(SWEPT_KEYS_VAR, "").split(",")))
-    items = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ignored]
-    named = sorted(o for o in items if not swept or o.split("=", 1)[0].lstrip("+~") in swept)
+
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    named = sorted(o for o in overrides if key(o) not in ignored and (not swept or key(o) in swept))
     name = ",".join(named) or "default"
     for attempt in range(1, 1000):
         candidate = name if attempt == 1 else f"{name}~{attempt}"

@@ -10,12 +10,11 @@ while it still trains faster.
 """
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from bnexp.report.jobs import Group
 from bnexp.report.plotting import colors, finish, plot_band, plt
-from bnexp.report.stats import mean_std
+from bnexp.report.stats import mean_std, run_average
 
 PNG = "ics.png"
 
@@ -25,12 +24,7 @@ def measurements(job) -> list[dict]:
 
 
 def run_mean(job, layer: str, key: str, second_half: bool = False) -> float | None:
-    points = measurements(job)
-    if second_half and points:
-        half = max(m["step"] for m in points) / 2
-        points = [m for m in points if m["step"] >= half]
-    values = [m["layers"][layer][key] for m in points if layer in m["layers"]]
-    return statistics.fmean(values) if values else None
+    return run_average(measurements(job), lambda m: m["layers"].get(layer, {}).get(key), second_half)
 
 
 def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]:

@@ -12,12 +12,11 @@ smaller with BN.
 """
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from bnexp.report.jobs import BASELINE, Group
 from bnexp.report.plotting import colors, finish, plot_band, plt
-from bnexp.report.stats import mean_std
+from bnexp.report.stats import mean_std, run_average
 
 PNG = "landscape.png"
 MEASURES = {"loss_range": "loss variation", "grad_change": "gradient change (l2)",
@@ -29,12 +28,7 @@ def measurements(job) -> list[dict]:
 
 
 def run_mean(job, key: str, second_half: bool = False) -> float | None:
-    points = measurements(job)
-    if second_half and points:
-        half = max(m["step"] for m in points) / 2
-        points = [m for m in points if m["step"] >= half]
-    values = [m[key] for m in points]
-    return statistics.fmean(values) if values else None
+    return run_average(measurements(job), lambda m: m[key], second_half)
 
 
 def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]:
