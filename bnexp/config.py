@@ -131,11 +131,15 @@ class Config:
     resume: Optional[str] = None   # a run dir to continue, or "auto" (sweeps: skip/continue/start each job)
 
 
+def scaled_lr(lr: float, scaling: str, batch_size: int, reference_batch: int) -> float:
+    """The learning rate SGD uses for `lr` given at `reference_batch` (trainer.lr_scaling)."""
+    return lr * batch_size / reference_batch if scaling == "linear" else lr
+
+
 def effective_lr(cfg: Config) -> float:
     """The learning rate SGD uses: `lr`, scaled with the batch size if asked."""
-    if cfg.trainer.lr_scaling == "linear":
-        return cfg.lr * cfg.trainer.batch_size / cfg.trainer.lr_reference_batch
-    return cfg.lr
+    return scaled_lr(cfg.lr, cfg.trainer.lr_scaling, cfg.trainer.batch_size,
+                     cfg.trainer.lr_reference_batch)
 
 
 def register() -> None:

@@ -22,7 +22,7 @@ SHADES = {"p15": "tab:blue", "p50": "black", "p85": "tab:red"}
 
 
 def measurements(job) -> list[dict]:
-    return job.monitors.get("activations") or []
+    return job.measurements("activations")
 
 
 def layers_of(groups: list[Group]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from bnexp.config import scaled_lr
 from bnexp.report.jobs import Group
 from bnexp.report.plotting import colors, finish, plt
 from bnexp.report.stats import final_accuracies, mean_std, target_stats
@@ -30,13 +31,12 @@ def batch_of(group: Group) -> int | None:
 
 
 def lr_of(group: Group) -> float | None:
-    """The learning rate SGD used (bnexp.config.effective_lr)."""
+    """The learning rate SGD used (bnexp.config.scaled_lr of the job's recorded config)."""
     config = group.jobs[0].config if group.jobs else {}
     try:
-        lr = float(config["lr"])
-        if config.get("trainer.lr_scaling") == "linear":
-            lr *= int(config[KEY]) / int(config["trainer.lr_reference_batch"])
-        return lr
+        scaling = config.get("trainer.lr_scaling", "none")
+        reference = int(config["trainer.lr_reference_batch"]) if scaling == "linear" else 1
+        return scaled_lr(float(config["lr"]), scaling, int(config[KEY]), reference)
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -71,7 +71,8 @@ def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]
              "| images to 0.80 | seconds to 0.80 | final test acc |", "|" + "---|" * 10]
     for variant, members in sorted(lines_by_variant.items()):
         for group in members:
-            cells = [variant, str(batch_of(group)), f"{lr_of(group):g}" if lr_of(group) else "—"]
+            lr = lr_of(group)
+            cells = [variant, str(batch_of(group)), "—" if lr is None else f"{lr:g}"]
             for target in (0.70, 0.80):
                 stats = target_stats(group, target)
                 for measure, digits in (("steps", 0), ("images", 0), ("seconds", 1)):

@@ -20,7 +20,7 @@ PNG = "ics.png"
 
 
 def measurements(job) -> list[dict]:
-    return job.monitors.get("ics") or []
+    return job.measurements("ics")
 
 
 def run_mean(job, layer: str, key: str, second_half: bool = False) -> float | None:

@@ -46,9 +46,9 @@ class Job:
     def seed(self) -> str | None:
         return self.value(SEED_KEY)
 
-    @property
-    def monitors(self) -> dict:
-        return (self.record or {}).get("monitors") or {}
+    def measurements(self, monitor: str) -> list[dict]:
+        """What monitor `monitor` measured during the run (none: [])."""
+        return ((self.record or {}).get("monitors") or {}).get(monitor) or []
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ MEASURES = {"loss_range": "loss variation", "grad_change": "gradient change (l2)
 
 
 def measurements(job) -> list[dict]:
-    return job.monitors.get("landscape") or []
+    return job.measurements("landscape")
 
 
 def run_mean(job, key: str, second_half: bool = False) -> float | None:
