@@ -16,6 +16,7 @@ from pathlib import Path
 from bnexp.report.jobs import Group
 from bnexp.report.plotting import finish, plot_band, plt
 from bnexp.report.stats import mean_std
+from bnexp.report.summary import fmt
 
 PNG = "activations.png"
 SHADES = {"p15": "tab:blue", "p50": "black", "p85": "tab:red"}
@@ -73,8 +74,8 @@ def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]
     for group in shown:
         cells = []
         for layer in layers:
-            mean, std = mean_std([d for d in (drift(j, layer) for j in group.jobs) if d is not None])
-            cells.append("—" if mean is None else f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else ""))
+            cells.append(fmt(*mean_std([d for d in (drift(j, layer) for j in group.jobs)
+                                        if d is not None]), 2))
         lines.append(f"| {group.label} | " + " | ".join(cells) + " |")
     return lines
 

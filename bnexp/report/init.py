@@ -15,6 +15,7 @@ from pathlib import Path
 from bnexp.report.jobs import Group
 from bnexp.report.plotting import colors, finish, plot_band, plt
 from bnexp.report.stats import accuracy, accuracy_at, final_accuracies, mean_std, target_stats
+from bnexp.report.summary import fmt
 
 PNG = "init.png"
 KEY = "bn.init"
@@ -37,21 +38,17 @@ def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]
              "Mean ± std over seeds (accuracy evaluated during training: validation if held "
              "out, else test):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    def fmt(values, digits=3):
-        mean, std = mean_std([v for v in values if v is not None])
-        if mean is None:
-            return "—"
-        return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    def over_seeds(values, digits=3):
+        return fmt(*mean_std([v for v in values if v is not None]), digits)
 
     for group in groups:
         jobs = [j for j in group.jobs if j.record]
-        row = [group.label] + [fmt([accuracy_at(j, s) for j in jobs]) for s in EARLY_STEPS]
+        row = [group.label] + [over_seeds([accuracy_at(j, s) for j in jobs]) for s in EARLY_STEPS]
         for target in (0.70, 0.80):
             stats = target_stats(group, target)
             row.append("never" if stats["steps_mean"] is None else
-                       f"{stats['steps_mean']:.0f}" + (f" ± {stats['steps_std']:.0f}"
-                                                       if stats["steps_std"] is not None else "")
+                       fmt(stats["steps_mean"], stats["steps_std"], 0)
                        + (f" ({stats['never']} never)" if stats["never"] else ""))
-        row.append(fmt(final_accuracies(group), 4))
+        row.append(over_seeds(final_accuracies(group), 4))
         lines.append("| " + " | ".join(row) + " |")
     return lines
