@@ -62,7 +62,7 @@ $(STAMP): requirements/cpu.txt requirements/gpu.txt requirements/common.txt pypr
 	@echo $(BUILD) $$($(call VERSION_OF,$(PY))) > $@
 
 doctor: $(STAMP) ## check the installation: versions, GPUs and CUDA libraries, dataset, threads
-	$(PY) -m bnexp.doctor
+	$(PY) -m bnexp.runtime.doctor
 
 data: $(STAMP) ## make Fashion-MNIST available (apt package, else official download) and verify it
 	$(PY) -m bnexp.data fetch

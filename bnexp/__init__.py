@@ -1,6 +1,5 @@
-"""bnexp: Hydra-configured batch-normalization experiments on Apache MXNet."""
-# MXNet reads its thread settings once, at import: settle them before any
-# bnexp module (or the user) imports mxnet.
-from bnexp import mxenv as _mxenv
+"""bnexp: Hydra-configured batch-normalization experiments on Apache MXNet.
 
-_mxenv.configure()
+Importing bnexp changes nothing: MXNet is imported, with its thread count, by the entry
+points through bnexp.runtime.mxnet_import.
+"""

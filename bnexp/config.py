@@ -13,31 +13,36 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import context, schedule
 from bnexp.errors import ConfigError
+from bnexp.monitors.registry import MONITORS
+from bnexp.nn.norm.registry import NORMALIZATIONS
+from bnexp.nn.registry import MODELS
+from bnexp.runtime import context
+from bnexp.training import schedule
 
 TRAIN_SIZE, TEST_SIZE = 60000, 10000
 PROGRESS_MODES = ("auto", "bar", "log")
 LR_SCALINGS = ("none", "linear")
-VARIANTS = ("none", "scratch", "gluon", "noisy")  # BN variants (bnexp/bn.py: make_bn)
-BN_INITS = ("standard", "source")                 # BN initializations (bnexp/bn.py: BNSpec)
-MODELS = ("lenet", "mlp")                         # networks (bnexp/model.py)
-ACTIVATIONS = ("sigmoid", "relu", "tanh")         # mlp hidden activations
-INITIALIZERS = ("normal", "xavier")      # weight initializers (bnexp/model.py)
-POOL_LAYOUTS = ("native", "folded")      # max pooling (bnexp/model.py), speed depends on the CPU
-BN_IMPLS = ("centered", "surrogate")     # ScratchBatchNorm formulations (bnexp/bn.py), likewise
+BN_INITS = ("standard", "source")        # BN initializations (bnexp/nn/norm/registry.py: NormSpec)
+ACTIVATIONS = ("sigmoid", "relu", "tanh")  # mlp hidden activations
+INITIALIZERS = ("normal", "xavier")      # weight initializers (bnexp/nn/blocks.py)
+POOL_LAYOUTS = ("native", "folded")      # max pooling (bnexp/nn/pooling.py), speed depends on the CPU
+BN_IMPLS = ("centered", "surrogate")     # ScratchBatchNorm formulations (bnexp/nn/norm/scratch.py), likewise
 
 
 @dataclass
 class BNConfig:
-    variant: str = "scratch"  # none | scratch | gluon | noisy
+    """The normalization layer before each hidden activation (conf/bn/, bnexp/nn/norm/)."""
+    variant: str = "scratch"  # a name of bnexp.nn.norm.registry.NORMALIZATIONS
+    momentum: float = 0.9     # moving = momentum * moving + (1 - momentum) * batch statistic
+    eps: float = 1e-5         # x_hat = (x - mean) / sqrt(var + eps)
     noise: float = 1.0        # bn=noisy: strength of the injected noise (0 = plain BN)
     init: str = "standard"    # standard (gamma 1, beta 0, moving var 1) | source (the tutorial's)
 
 
 @dataclass
 class ModelConfig:
-    name: str = "lenet"         # lenet | mlp (Ioffe & Szegedy's Fig. 1 network)
+    name: str = "lenet"         # a name of bnexp.nn.registry.MODELS: lenet | mlp (Ioffe & Szegedy's Fig. 1)
     bn_on_dense: bool = False   # lenet: also normalize the hidden dense layer
     hidden: List[int] = field(default_factory=lambda: [100, 100, 100])  # mlp: hidden layer widths
     activation: str = "sigmoid"  # mlp: activation of the hidden layers
@@ -84,25 +89,51 @@ class PerfConfig:
 
 @dataclass
 class ActivationsMonitorConfig:
+    """bnexp/monitors/activations.py"""
     every: int = 25      # steps between measurements
     units: int = 8       # channels/units per layer, fixed for the run, whose percentiles are kept
     images: int = 512    # the fixed probe batch: training images, the same at every measurement
 
+    def check(self, key: str) -> None:
+        _check_every(key, self.every)
+        if self.units < 1:
+            _fail(f"{key}.units", self.units, "must be at least 1.")
+        if not 1 <= self.images <= TRAIN_SIZE:
+            _fail(f"{key}.images", self.images, f"must be between 1 and {TRAIN_SIZE}.")
+
 
 @dataclass
 class ICSMonitorConfig:
+    """bnexp/monitors/ics.py"""
     every: int = 25      # steps between measurements
+
+    def check(self, key: str) -> None:
+        _check_every(key, self.every)
 
 
 @dataclass
 class LandscapeMonitorConfig:
+    """bnexp/monitors/landscape.py"""
     every: int = 25      # steps between measurements
     factors: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])  # x learning rate
+
+    def check(self, key: str) -> None:
+        _check_every(key, self.every)
+        if not (self.factors and min(self.factors) > 0):
+            _fail(f"{key}.factors", self.factors,
+                  "a list of step sizes > 0, in units of the learning rate, e.g. [0.5,1,2,4].")
+
+
+def _check_every(key: str, every: int) -> None:
+    if every < 1:
+        _fail(f"{key}.every", every, "must be at least 1 (steps).")
 
 
 @dataclass
 class MonitorConfig:
-    """Diagnostics of the training loop (bnexp/monitors/); none by default."""
+    """Diagnostics of the training loop, none by default: one field per monitor that
+    bnexp.monitors.registry.MONITORS lists, with its options (tests/test_registries.py
+    holds the two, and conf/monitor/, together)."""
     activations: Optional[ActivationsMonitorConfig] = None
     ics: Optional[ICSMonitorConfig] = None
     landscape: Optional[LandscapeMonitorConfig] = None
@@ -124,8 +155,10 @@ class Config:
     perf: PerfConfig = field(default_factory=PerfConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     lr: float = 0.2            # SGD learning rate (at trainer.lr_reference_batch if scaled)
-    momentum: float = 0.9      # BN moving-average momentum: moving = m*moving + (1-m)*batch
-    eps: float = 1e-5          # BN epsilon
+    # Short command-line forms of bn.momentum and bn.eps (`momentum=0.99 eps=1e-3`): conf/config.yaml
+    # sets bn.momentum: ${momentum} and bn.eps: ${eps}; the code reads only cfg.bn.
+    momentum: float = 0.9
+    eps: float = 1e-5
     ctx: str = "auto"          # cpu | gpu | gpu:N | gpu:0,1 | auto
     seed: int = 0
     resume: Optional[str] = None   # a run dir to continue, or "auto" (sweeps: skip/continue/start each job)
@@ -153,38 +186,28 @@ def _fail(key: str, value, allowed: str) -> None:
 
 def check(cfg: Config) -> None:
     """Range checks that the type schema cannot express."""
-    if cfg.bn.variant not in VARIANTS:
-        _fail("bn", cfg.bn.variant, f"unknown BN variant; choose one of {', '.join(VARIANTS)}.")
+    if cfg.bn.variant not in NORMALIZATIONS:
+        raise ConfigError(NORMALIZATIONS.unknown(cfg.bn.variant))
     if not (math.isfinite(cfg.bn.noise) and cfg.bn.noise >= 0):
         _fail("bn.noise", cfg.bn.noise, "the noise strength must be a finite number >= 0.")
     if cfg.bn.init not in BN_INITS:
         _fail("bn.init", cfg.bn.init, f"choose one of {', '.join(BN_INITS)}.")
     if cfg.model.name not in MODELS:
-        _fail("model", cfg.model.name, f"unknown model; choose one of {', '.join(MODELS)}.")
+        raise ConfigError(MODELS.unknown(cfg.model.name))
     if not cfg.model.hidden or min(cfg.model.hidden) < 1:
         _fail("model.hidden", cfg.model.hidden, "a list of layer widths >= 1, e.g. [100,100,100].")
     if cfg.model.activation not in ACTIVATIONS:
         _fail("model.activation", cfg.model.activation, f"choose one of {', '.join(ACTIVATIONS)}.")
-    for name in ("activations", "ics", "landscape"):
-        monitor = getattr(cfg.monitor, name)
-        if monitor is not None and monitor.every < 1:
-            _fail(f"monitor.{name}.every", monitor.every, "must be at least 1 (steps).")
-    if cfg.monitor.activations is not None:
-        if cfg.monitor.activations.units < 1:
-            _fail("monitor.activations.units", cfg.monitor.activations.units, "must be at least 1.")
-        if not 1 <= cfg.monitor.activations.images <= TRAIN_SIZE:
-            _fail("monitor.activations.images", cfg.monitor.activations.images,
-                  f"must be between 1 and {TRAIN_SIZE}.")
-    if cfg.monitor.landscape is not None and not (
-            cfg.monitor.landscape.factors and min(cfg.monitor.landscape.factors) > 0):
-        _fail("monitor.landscape.factors", cfg.monitor.landscape.factors,
-              "a list of step sizes > 0, in units of the learning rate, e.g. [0.5,1,2,4].")
+    for name in MONITORS.names():
+        options = getattr(cfg.monitor, name)
+        if options is not None:
+            options.check(f"monitor.{name}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         _fail("lr", cfg.lr, "the learning rate must be a finite number > 0, e.g. lr=0.2.")
-    if not (0 <= cfg.momentum < 1):
-        _fail("momentum", cfg.momentum, "the BN momentum must be in [0, 1), e.g. momentum=0.9.")
-    if not (math.isfinite(cfg.eps) and cfg.eps > 0):
-        _fail("eps", cfg.eps, "the BN epsilon must be a finite number > 0, e.g. eps=1e-5.")
+    if not (0 <= cfg.bn.momentum < 1):
+        _fail("momentum", cfg.bn.momentum, "the BN momentum must be in [0, 1), e.g. momentum=0.9.")
+    if not (math.isfinite(cfg.bn.eps) and cfg.bn.eps > 0):
+        _fail("eps", cfg.bn.eps, "the BN epsilon must be a finite number > 0, e.g. eps=1e-5.")
     if not (1 <= cfg.trainer.batch_size <= TRAIN_SIZE - cfg.data.val_size):
         _fail("trainer.batch_size", cfg.trainer.batch_size,
               f"must be between 1 and {TRAIN_SIZE - cfg.data.val_size} (the training set size).")

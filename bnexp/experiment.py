@@ -1,5 +1,6 @@
-"""One run, start to finish: data and devices in, metrics.json and TensorBoard out.
-Also where a run is resumed from its checkpoint, or skipped if already complete."""
+"""One run, start to finish: config in; data, network and a Trainer with its callbacks
+built from it; metrics.json and TensorBoard out. Also where a run is resumed from its
+checkpoint, or skipped if already complete."""
 from __future__ import annotations
 
 import errno
@@ -11,21 +12,31 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bnexp import checkpoint, context, data, mxenv
-from bnexp.config import Config, check, flat
+from bnexp import data
+from bnexp.config import Config, check, effective_lr, flat
 from bnexp.errors import ConfigError, UserError
 from bnexp.files import write_json_atomic
-from bnexp.metrics import METRICS_FILE, RunRecord, read
-from bnexp.signals import graceful_stop
-from bnexp import monitors
-from bnexp.loop import fit
-from bnexp.tblog import RunLogger
-from bnexp.tuning import Choice
+from bnexp.monitors.registry import build as build_monitors
+from bnexp.nn.build import build_net
+from bnexp.record import METRICS_FILE, RunRecord, read
+from bnexp.runtime import context, mxnet_import
+from bnexp.runtime.threads import ThreadPolicy
+from bnexp.runtime.tuning import Choice
+from bnexp.training import checkpoint
+from bnexp.training.callback import Callback
+from bnexp.training.curve import TrainingCurve
+from bnexp.training.divergence import DivergenceGuard
+from bnexp.training.evaluation import Evaluation
+from bnexp.training.progress import Progress
+from bnexp.training.signals import graceful_stop
+from bnexp.training.step import device_splits, make_optimizer
+from bnexp.training.tensorboard import RunLogger, TensorBoardCurves
+from bnexp.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 # Hyperparameters shown in TensorBoard's HParams tab (plain values only).
-HPARAM_KEYS = ("bn.variant", "bn.noise", "bn.init", "lr", "momentum", "eps", "seed",
+HPARAM_KEYS = ("bn.variant", "bn.noise", "bn.init", "bn.momentum", "bn.eps", "lr", "seed",
                "trainer.batch_size", "trainer.epochs", "trainer.max_steps", "model.name",
                "model.bn_on_dense", "model.init", "data.val_size", "ctx")
 # What a resumed run may change: how long it trains, where and how fast it runs.
@@ -35,7 +46,12 @@ RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress"
 
 def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
     """The saved run's config, with only the overrides a resumed run may change."""
-    saved = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+    saved_config = dict(state["config"])
+    if "momentum" in saved_config and "momentum" not in saved_config.get("bn", {}):
+        # a checkpoint from before bn.momentum/bn.eps: its top-level values were BN's
+        saved_config["bn"] = {**saved_config.get("bn", {}), "momentum": saved_config["momentum"],
+                              "eps": saved_config.get("eps", 1e-5)}
+    saved = OmegaConf.merge(OmegaConf.structured(Config), saved_config)
     current = OmegaConf.structured(cfg)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -51,32 +67,46 @@ def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
     return resumed
 
 
+def total_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """The run's length: epochs, cut by trainer.max_steps and trainer.max_images."""
+    tc = cfg.trainer
+    steps = tc.epochs * steps_per_epoch
+    if tc.max_steps is not None:
+        steps = min(steps, tc.max_steps)
+    if tc.max_images is not None:
+        steps = min(steps, tc.max_images // tc.batch_size)
+    return steps
+
+
 def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
-        speed: Choice | None = None) -> RunRecord:
+        speed: Choice | None = None, policy: ThreadPolicy | None = None) -> RunRecord:
     """Train once as configured; `run_dir/metrics.json` records the outcome, whatever it is.
     `cfg.resume` continues a checkpointed run ("auto": this job's own dir, if any).
-    `speed`: the threads, pooling layout and BN formulation chosen by bnexp.tuning."""
-    state = None  # the loop state of the checkpoint this run continues from
+    `speed`: the threads, pooling layout and BN formulation bnexp.runtime.tuning chose;
+    `policy`: the thread policy they were chosen under (both recorded)."""
+    saved = None  # the checkpoint's state, if this run continues one
     if cfg.resume is not None:
         previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
         if previous and previous["status"] == "completed":
             log.info("%s already completed; skipping (delete it to train again)", run_dir)
             return RunRecord.from_json(previous)
-        state = checkpoint.read_state(run_dir)
-        if state is None and cfg.resume != "auto":
+        saved = checkpoint.read_state(run_dir)
+        if saved is None and cfg.resume != "auto":
             raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
                               f"give the folder of a run that was interrupted or checkpointed.")
-        if state is not None:
-            cfg = resumed_config(cfg, state, overrides)
+        if saved is not None:
+            cfg = resumed_config(cfg, saved, overrides)
     speed = speed or Choice(None, *cfg.perf.layout())
-    log.info("threads: %s, pid %d", mxenv.threads_in_effect(), os.getpid())
+    threads = mxnet_import.threads_in_effect()
+    log.info("threads: %s, pid %d", threads, os.getpid())
     log.info("speed settings: %s", speed.describe())
     ctx = context.resolve(cfg.ctx)
     dataset = data.load(cfg.data.root)
     settings = flat(cfg)
-    record = RunRecord.from_json(state["record"]) if state else RunRecord(config=settings)
+    record = RunRecord.from_json(saved["record"]) if saved else RunRecord(config=settings)
     record.overrides = overrides
-    record.perf = {**speed.to_json(), "threads": mxenv.threads_in_effect()}
+    record.perf = {**speed.to_json(), "threads": threads,
+                   "policy": policy.to_json() if policy else None}
     built = replace(cfg, perf=replace(cfg.perf, pool=speed.pool, bn_impl=speed.bn_impl))
     metrics_path = run_dir / METRICS_FILE
     try:
@@ -85,13 +115,16 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
         reason = "disk full" if err.errno == errno.ENOSPC else err.strerror
         raise UserError(f"cannot write {metrics_path}: {reason}. Choose another output folder "
                         f"with hydra.run.dir=... (or hydra.sweep.dir=... for sweeps).") from None
-    hparams = {key: settings[key] for key in HPARAM_KEYS}
-    logger = RunLogger(run_dir, hparams, cfg.logger.tensorboard, cfg.logger.flush_secs,
-                       resume_step=state["step"] if state else None)
+    logger = RunLogger(run_dir, {key: settings[key] for key in HPARAM_KEYS},
+                       cfg.logger.tensorboard, cfg.logger.flush_secs,
+                       resume_step=saved["step"] if saved else None)
     try:
         with graceful_stop() as stop:
-            fit(built, dataset, ctx, record, logger, run_dir, process_start, stop,
-                resume=state is not None, monitors=monitors.build(cfg))
+            trainer = make_trainer(built, dataset, ctx, record, logger, run_dir, process_start, stop)
+            if saved is not None:
+                step = checkpoint.resume(trainer.state, run_dir)
+                log.info("resumed from %s at step %d", run_dir / checkpoint.CHECKPOINT_FILE, step)
+            trainer.fit()
     except KeyboardInterrupt:
         record.status = "interrupted"
         raise
@@ -115,3 +148,34 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
                     record.steps, run_dir)
         stop.deliver_deferred()  # e.g. submitit's checkpoint-and-requeue, now that it is safe
     return record
+
+
+def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: RunRecord,
+                 logger: RunLogger, run_dir: Path, process_start: float, stop) -> Trainer:
+    """The Trainer of `cfg` with its callbacks, in the order they must hear each event
+    (bnexp/training/callback.py): the divergence guard before what records a read; the
+    monitors and the evaluation before the checkpoint, which holds the record as of its
+    step; the display last."""
+    tc = cfg.trainer
+    train, val, test = device_splits(dataset, cfg.data.val_size, cfg.data.val_seed,
+                                     cfg.data.test_subset, ctx[0])
+    net = build_net(cfg, ctx)
+    lr = effective_lr(cfg)
+    watched, watched_name = (val, "val") if val is not None else (test, "test")
+    describe = (f"{cfg.bn.variant} BN ({cfg.model.name}) on {','.join(str(c) for c in ctx)}, "
+                f"lr {lr:g}")
+    config = OmegaConf.to_container(OmegaConf.structured(cfg))
+    callbacks: list[Callback] = [
+        DivergenceGuard(tc.diverge_above, record),
+        TrainingCurve(record),
+        *build_monitors(cfg),
+        Evaluation(record, watched, watched_name, test if val is not None else None,
+                   tc.eval_schedule, tc.eval_every_steps, process_start, describe),
+        checkpoint.Checkpointing(run_dir, record, config, tc.checkpoint_every_epochs),
+        TensorBoardCurves(logger),
+        Progress(tc.progress),
+    ]
+    steps = total_steps(cfg, len(train) // tc.batch_size)
+    return Trainer(net, make_optimizer(net, lr, ctx), ctx, train, batch_size=tc.batch_size,
+                   total_steps=steps, seed=cfg.seed, log_every=tc.log_every_steps,
+                   callbacks=callbacks, stop_requested=stop, record=record, logger=logger)

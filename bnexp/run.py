@@ -17,8 +17,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import callbacks, config, metrics, mxenv, tuning
+from bnexp import config, record
 from bnexp.errors import UserError
+from bnexp.runtime import tuning
+from bnexp.runtime.threads import ThreadPolicy
+from bnexp.runtime.tuning.choice import import_with
+from bnexp.sweep import callbacks, naming
 
 _process_start: float | None = time.time()  # the first job's clock starts with the process
 log = logging.getLogger("bnexp")
@@ -27,9 +31,9 @@ config.register()
 # A random component in output folder names: two runs started in the same second
 # must not share a folder (cached, so one run resolves it to one value).
 OmegaConf.register_new_resolver("bnexp_uid", lambda: secrets.token_hex(3), use_cache=True)
-# A sweep job's folder is named by its swept overrides (callbacks.SweepNamingCallback).
+# A sweep job's folder is named by its swept overrides (bnexp.sweep.naming).
 OmegaConf.register_new_resolver(
-    "bnexp_job_name", lambda overrides, sweep_dir, num: callbacks.job_name(
+    "bnexp_job_name", lambda overrides, sweep_dir, num: naming.job_name(
         list(overrides), sweep_dir, num, ("data.root", "experiment", "resume")))
 # For presets: a step count from an image count, e.g. ${bnexp_steps:10000,${trainer.batch_size}}.
 OmegaConf.register_new_resolver("bnexp_steps", lambda images, batch: max(1, int(images) // int(batch)))
@@ -51,17 +55,19 @@ def main(cfg: DictConfig) -> float:
     overrides = list(hydra_cfg.overrides.task)
     try:
         settings = config.load(cfg)
-        # Speed settings first: the thread count must be set before MXNet is imported.
-        speed = tuning.apply(settings, metrics.saved_config(run_dir) if settings.resume else None)
-        problem = mxenv.import_mxnet()
+        # Speed settings first: MXNet fixes its thread count when it is imported.
+        policy = ThreadPolicy.resolve(settings.perf.threads)
+        speed = tuning.choose(settings, policy,
+                              record.saved_config(run_dir) if settings.resume else None)
+        problem = import_with(speed)
         if problem:  # a broken MXNet install is the user's to fix: one line, status 2
             raise UserError(problem)
         from bnexp import experiment
-        record = experiment.run(settings, run_dir, overrides, job_start, speed)
+        result = experiment.run(settings, run_dir, overrides, job_start, speed, policy)
     except UserError as err:
         log.error("%s", err)
         if in_sweep:  # the other jobs of the sweep go on; the report lists this one
-            metrics.record_failure(run_dir, overrides, err)
+            record.record_failure(run_dir, overrides, err)
             return 0.0
         callbacks.discard_if_never_started(run_dir)
         sys.exit(2)
@@ -70,10 +76,10 @@ def main(cfg: DictConfig) -> float:
             raise
         log.exception("job failed; the sweep goes on")
         return 0.0
-    if record.status == "interrupted":
+    if result.status == "interrupted":
         sys.exit(130)  # also stops a sweep: the user asked to stop
-    accuracy = record.final.get("test_acc", 0.0)
-    if record.status == "diverged" or not math.isfinite(accuracy):
+    accuracy = result.final.get("test_acc", 0.0)
+    if result.status == "diverged" or not math.isfinite(accuracy):
         return 0.0  # a diverged network's weights are not finite any more
     return float(accuracy)
 

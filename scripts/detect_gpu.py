@@ -3,13 +3,13 @@
 
 `make install` runs this with the system python3, before the venv exists, to choose
 requirements/gpu.txt or requirements/cpu.txt; the reason goes to stderr. It loads
-bnexp/gpu.py by path (standard library only) without importing the bnexp package.
+bnexp/runtime/gpu.py by path (standard library only) without importing the bnexp package.
 """
 import importlib.util
 import sys
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parents[1] / "bnexp" / "gpu.py"
+SOURCE = Path(__file__).resolve().parents[1] / "bnexp" / "runtime" / "gpu.py"
 
 spec = importlib.util.spec_from_file_location("bnexp_gpu_detect", SOURCE)
 gpu = importlib.util.module_from_spec(spec)

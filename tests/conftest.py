@@ -13,8 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 # the next test session on this machine): bnexp.tuning reads BNEXP_CACHE_DIR.
 os.environ.setdefault("BNEXP_CACHE_DIR", str(REPO / ".pytest_cache" / "bnexp"))
 
-import bnexp  # noqa: F401,E402  (first: thread settings and numpy.bool for MXNet, before `import mxnet`)
-from bnexp import mxenv  # noqa: E402
+from bnexp.runtime import mxnet_import  # noqa: E402
+from bnexp.runtime.threads import ThreadPolicy  # noqa: E402
+
+# MXNet for the tests' own process, imported as bnexp's entry points import it (numpy.bool
+# restored on Python 3.12+), with every thread the policy allows, before any test module
+# imports it.
+mxnet_import.import_mxnet_or_exit(ThreadPolicy.resolve().default())
 
 # Small but real: a few optimizer steps on the real Fashion-MNIST files.
 QUICK = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512",
@@ -27,10 +32,6 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path
     (or `cwd`), with `env` added to this environment; `popen` goes to subprocess.run
     (e.g. umask=0o002)."""
     full = {**os.environ, **(env or {})}
-    if env and "OMP_NUM_THREADS" in env and mxenv.DERIVED_MARKER not in env:
-        # the caller sets the thread count as a user would: not the count this test
-        # process derived (and marked) when it imported bnexp, even if equal to it
-        full.pop(mxenv.DERIVED_MARKER, None)
     return subprocess.run([sys.executable, "-m", "bnexp.run", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=full, **popen)
 

@@ -84,7 +84,7 @@ def test_bn_floor_rows_and_profile():
 def test_plain_loop_trains(fashion_root):
     """The textbook loop is a real training loop: its loss falls."""
     from bnexp import data
-    from bnexp.train import DeviceSplit
+    from bnexp.training.step import DeviceSplit
     dataset = data.load(fashion_root)
     split = DeviceSplit.from_numpy(dataset.train.images[:2560], dataset.train.labels[:2560], mx.cpu())
     runner = runners.PlainRunner("gluon", split, 128, mx.cpu())
@@ -173,7 +173,7 @@ def test_source_batch_norm_is_batch_normalization(shape):
 
 def test_parsers():
     assert observe.parse_eval_line(
-        "[2026-11-27 04:30:09,607][bnexp.train][INFO] - step 351/2340 test_loss=0.41 test_acc=0.8512"
+        "[2026-11-27 04:30:09,607][bnexp.training.progress][INFO] - step 351/2340 test_loss=0.41 test_acc=0.8512"
     ) == (351, 0.8512)
     assert observe.parse_eval_line("step 60/60 loss=0.758 acc=0.7035") is None
     assert observe.parse_time_v("\tMaximum resident set size (kbytes): 123456\n") == 123456
@@ -183,7 +183,7 @@ def test_parsers():
 FAKE_RUN = """
 import sys, time
 for step, acc in ((117, 0.70), (234, 0.86), (351, 0.87)):
-    print(f"[t][bnexp.train][INFO] - step {step}/2340 test_loss=0.5 test_acc={acc}", flush=True)
+    print(f"[t][bnexp.training.progress][INFO] - step {step}/2340 test_loss=0.5 test_acc={acc}", flush=True)
     time.sleep(0.2)
 time.sleep(60)
 """

@@ -9,9 +9,11 @@ import pytest
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from bnexp.bn import BNSpec, ScratchBatchNorm, make_bn
-from bnexp.config import BN_IMPLS
-from bnexp.model import lenet
+from bnexp.nn.norm.registry import NormSpec, make_norm
+from bnexp.nn.norm.scratch import ScratchBatchNorm
+from bnexp.config import BN_IMPLS, ModelConfig
+from bnexp.errors import ConfigError
+from bnexp.nn.lenet import lenet
 
 RTOL, ATOL = 1e-5, 1e-5
 
@@ -110,7 +112,7 @@ def test_training_output_is_normalized_per_channel():
 @pytest.mark.parametrize("impl", BN_IMPLS)
 def test_lenet_step_matches_gluon(bn_on_dense, impl):
     """A whole hybridized LeNet: same init, one SGD step, same gradients and loss."""
-    nets = [lenet(BNSpec(v, impl=impl), bn_on_dense) for v in ("scratch", "gluon")]
+    nets = [lenet(ModelConfig(bn_on_dense=bn_on_dense), NormSpec(v, impl=impl)) for v in ("scratch", "gluon")]
     x = nd.random.uniform(shape=(32, 1, 28, 28))
     y = nd.array(np.arange(32) % 10)
     for net in nets:
@@ -141,9 +143,9 @@ def test_lenet_step_matches_gluon(bn_on_dense, impl):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
-def test_make_bn():
-    assert make_bn(BNSpec("none"), 3) is None
-    assert isinstance(make_bn(BNSpec("scratch"), 3), ScratchBatchNorm)
-    assert isinstance(make_bn(BNSpec("gluon"), 3), gluon.nn.BatchNorm)
-    with pytest.raises(ValueError, match="foo"):
-        make_bn(BNSpec("foo"), 3)
+def test_make_norm():
+    assert make_norm(NormSpec("none"), 3) is None
+    assert isinstance(make_norm(NormSpec("scratch"), 3), ScratchBatchNorm)
+    assert isinstance(make_norm(NormSpec("gluon"), 3), gluon.nn.BatchNorm)
+    with pytest.raises(ConfigError, match="bn=foo: unknown normalization; choose one of"):
+        make_norm(NormSpec("foo"), 3)

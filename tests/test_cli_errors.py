@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bnexp import context
+from bnexp.runtime import context
 from bnexp.errors import ConfigError
 from conftest import run_cli
 

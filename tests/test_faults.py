@@ -108,7 +108,7 @@ def test_a_library_signal_handler_runs_after_the_clean_stop(tmp_path):
 def test_signal_handler_only_records(caplog, capsys):
     """No I/O inside the handler: a signal can land while the main thread is writing to
     the same stream, and a write from the handler would raise "reentrant call"."""
-    from bnexp.signals import graceful_stop
+    from bnexp.training.signals import graceful_stop
 
     with caplog.at_level("DEBUG"), graceful_stop() as stop:
         assert stop() == ""
@@ -200,13 +200,14 @@ def test_resume_errors_are_clear(tmp_path):
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     import mxnet as mx
-    from bnexp import checkpoint
+    from bnexp.training import checkpoint
     from bnexp.config import Config
-    from bnexp.train import build_net, make_trainer
+    from bnexp.nn.build import build_net
+    from bnexp.training.step import make_optimizer
 
     cfg = Config()
     net = build_net(cfg, [mx.cpu()])
-    trainer = make_trainer(net, 0.1, [mx.cpu()])
+    trainer = make_optimizer(net, 0.1, [mx.cpu()])
     checkpoint.save(tmp_path, net, trainer, {"step": 1})
     before = (tmp_path / "checkpoint.params").read_bytes()
 
@@ -224,7 +225,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     first = {k: p.data().asnumpy() for k, p in net.collect_params().items()}
     fresh = build_net(Config(seed=1), [mx.cpu()])
-    state = checkpoint.restore(tmp_path, fresh, make_trainer(fresh, 0.1, [mx.cpu()]))
+    state = checkpoint.restore(tmp_path, fresh, make_optimizer(fresh, 0.1, [mx.cpu()]))
     assert state == {"step": 1}
     for (name, p), (_, q) in zip(net.collect_params().items(), fresh.collect_params().items()):
         np.testing.assert_array_equal(p.data().asnumpy(), q.data().asnumpy(), err_msg=name)

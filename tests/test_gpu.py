@@ -12,7 +12,7 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from bnexp import context, gpu, mxenv
+from bnexp.runtime import context, cuda, gpu
 from bnexp.errors import ConfigError
 from conftest import REPO, run_cli
 
@@ -165,14 +165,14 @@ def fake_gpus(monkeypatch):
 
 def test_auto_takes_a_supported_gpu(fake_gpus, caplog):
     fake_gpus(("NVIDIA A100", (8, 0)))
-    with caplog.at_level(logging.INFO, logger="bnexp.context"):
+    with caplog.at_level(logging.INFO, logger="bnexp.runtime.context"):
         assert context.resolve("auto") == [mx.gpu(0)]
     assert "NVIDIA A100" in caplog.text
 
 
 def test_auto_skips_hopper(fake_gpus, caplog):
     fake_gpus(("NVIDIA H100", (9, 0)))
-    with caplog.at_level(logging.INFO, logger="bnexp.context"):
+    with caplog.at_level(logging.INFO, logger="bnexp.runtime.context"):
         assert context.resolve("auto") == [mx.cpu()]
     assert "CPU" in caplog.text and "H100" in caplog.text and "9.0" in caplog.text
 
@@ -180,7 +180,7 @@ def test_auto_skips_hopper(fake_gpus, caplog):
 def test_auto_on_this_machine_logs_why(caplog):
     if HAS_GPU:
         pytest.skip("this machine has a GPU")
-    with caplog.at_level(logging.INFO, logger="bnexp.context"):
+    with caplog.at_level(logging.INFO, logger="bnexp.runtime.context"):
         assert context.resolve("auto") == [mx.cpu()]
     assert "training on the CPU" in caplog.text
 
@@ -208,7 +208,7 @@ def test_gpu_without_gpu_says_why():
 
 
 def test_cpu_build_sees_no_gpu():
-    if mxenv.mxnet_build() != "cpu":
+    if cuda.mxnet_build() != "cpu":
         pytest.skip("not the CPU build")
     assert mx.context.num_gpus() == 0
     assert not mx.runtime.Features().is_enabled("CUDA")
@@ -222,18 +222,18 @@ def test_parse_and_resolve_cpu_lists():
 # --- CUDA library loading ---------------------------------------------------------------------
 
 def test_cpu_build_loads_no_cuda_library():
-    if mxenv.mxnet_build() != "cpu":
+    if cuda.mxnet_build() != "cpu":
         pytest.skip("not the CPU build")
-    assert mxenv.CUDA.build == "cpu" and mxenv.CUDA.libraries is None
+    assert cuda.CUDA.build == "cpu" and cuda.CUDA.libraries is None
 
 
 def test_find_cuda_libraries_in_wheel_layout(tmp_path):
     """site-packages/nvidia/<wheel>/lib/<soname>, in dependency order; absent ones reported."""
-    for folder, name in mxenv.CUDA_LIBRARIES:
+    for folder, name in cuda.CUDA_LIBRARIES:
         if name != "libnccl.so.2":
             (tmp_path / folder / "lib").mkdir(parents=True, exist_ok=True)
             (tmp_path / folder / "lib" / name).write_bytes(b"")
-    found = mxenv.find_cuda_libraries([tmp_path / "missing", tmp_path])
+    found = cuda.find_cuda_libraries([tmp_path / "missing", tmp_path])
     names = [lib.name for lib in found]
     assert names.index("libcudart.so.11.0") < names.index("libcublas.so.11") < names.index("libcudnn.so.8")
     assert names.index("libcublasLt.so.11") < names.index("libcublas.so.11")
@@ -241,16 +241,16 @@ def test_find_cuda_libraries_in_wheel_layout(tmp_path):
     by_name = {lib.name: lib for lib in found}
     assert by_name["libcudart.so.11.0"].path == tmp_path / "cuda_runtime" / "lib" / "libcudart.so.11.0"
     assert by_name["libnccl.so.2"].path is None
-    setup = mxenv.CudaSetup(build="gpu", libraries=found)
+    setup = cuda.CudaSetup(build="gpu", libraries=found)
     assert [lib.name for lib in setup.missing] == ["libnccl.so.2"]
-    assert mxenv.REQUIRED <= set(names)
+    assert cuda.REQUIRED <= set(names)
 
 
 def test_loader_records_unloadable_library(tmp_path):
     bad = tmp_path / "libcudart.so.11.0"
     bad.write_bytes(b"not an ELF file")
-    libs = [mxenv.LibraryStatus("libcudart.so.11.0", bad)]
-    mxenv.load_cuda_libraries(libs)
+    libs = [cuda.LibraryStatus("libcudart.so.11.0", bad)]
+    cuda.load_cuda_libraries(libs)
     assert not libs[0].loaded and libs[0].error
 
 
@@ -259,8 +259,8 @@ def test_loader_records_unloadable_library(tmp_path):
 @pytest.mark.gpu
 @requires_gpu
 def test_gpu_build_loaded_its_cuda_libraries():
-    assert mxenv.CUDA.build == "gpu"
-    assert not mxenv.CUDA.missing, mxenv.CUDA.missing
+    assert cuda.CUDA.build == "gpu"
+    assert not cuda.CUDA.missing, cuda.CUDA.missing
     assert mx.runtime.Features().is_enabled("CUDA")
 
 

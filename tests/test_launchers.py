@@ -5,7 +5,7 @@ ThreadBudgetCallback must give each job cores // n_jobs OpenMP threads, and a
 job's numbers must not depend on which (reused) worker ran it.
 `hydra/launcher=submitit_local` stands in for SLURM: one process per job, and
 the report is still built from the job folders at the end of the sweep.
-Each job logs "threads: <OMP_NUM_THREADS>, pid <pid>" (bnexp/experiment.py).
+Each job logs "threads: <OpenMP threads>, pid <pid>" (bnexp/experiment.py).
 """
 import csv
 import json
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bnexp.callbacks import JOBLIB_LAUNCHER, ThreadBudgetCallback, threads_per_job
-from bnexp.mxenv import BUDGET_VAR, DERIVED_MARKER, available_cores
-
-THREAD_VARS = (BUDGET_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS", DERIVED_MARKER)
+from bnexp.runtime.threads import BUDGET_VAR, available_cores, threads_per_job
+from bnexp.sweep.callbacks import JOBLIB_LAUNCHER, ThreadBudgetCallback
 from conftest import run_cli
+
+THREAD_VARS = (BUDGET_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 SHORT = ["trainer.max_steps=4", "trainer.eval_every_steps=2", "data.test_subset=256"]
 JOB_LINE = re.compile(r"threads: (\S+), pid (\d+)")
@@ -74,13 +74,15 @@ def launcher_config(target: str, n_jobs=2):
     return OmegaConf.create({"hydra": {"launcher": {"_target_": target, "n_jobs": n_jobs}}})
 
 
-def test_thread_budget_callback_sets_environment(monkeypatch):
+def test_thread_budget_callback_sets_the_workers_budget(monkeypatch):
+    """Only the budget, which the workers' thread policy reads; a thread count the user
+    exported stays theirs."""
     for var in THREAD_VARS:
         monkeypatch.setenv(var, "99")  # restored after the test
     ThreadBudgetCallback().on_multirun_start(launcher_config(JOBLIB_LAUNCHER, n_jobs=2))
     expected = str(max(1, available_cores() // 2))
     assert {var: os.environ[var] for var in THREAD_VARS} == \
-        {var: expected for var in THREAD_VARS}
+        {BUDGET_VAR: expected, "OMP_NUM_THREADS": "99", "MKL_NUM_THREADS": "99"}
 
 
 def test_thread_budget_callback_ignores_other_launchers(monkeypatch):
@@ -138,19 +140,30 @@ def test_submitit_local_sweep(tmp_path: Path):
     assert all(list(p.glob("*_result.pkl")) for p in submitted)
 
 
-def test_child_process_counts_its_own_cores_unless_the_user_chose():
-    """A thread count bnexp derived from the parent's cores is not inherited as if it
-    were a user's choice (SLURM jobs get the login node's environment)."""
+def python(code: str, env: dict) -> str:
     import subprocess
     import sys
-    code = "import os, bnexp; print(os.environ['OMP_NUM_THREADS'])"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_importing_bnexp_changes_nothing():
+    """No import-time side effects: neither MXNet nor a thread variable."""
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
-    inherited = {**env, "OMP_NUM_THREADS": "64", "BNEXP_DERIVED_THREADS": "64"}
-    chosen = {**env, "OMP_NUM_THREADS": "3"}
-    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True,
-                                   text=True, check=True).stdout.strip()
-    assert run(inherited) == str(available_cores())
-    assert run(chosen) == "3"
+    code = ("import os, sys, bnexp, bnexp.run, bnexp.config, bnexp.runtime.tuning; "
+            "print(os.environ.get('OMP_NUM_THREADS'), 'mxnet' in sys.modules)")
+    assert python(code, env) == "None False"
+
+
+def test_the_count_bnexp_chose_does_not_leak_into_children():
+    """MXNet gets bnexp's count while it is imported; afterwards the environment is the
+    user's again, so a child process (a SLURM job from a login node, a joblib worker)
+    counts its own cores or keeps what the user chose."""
+    code = ("import os; from bnexp.runtime import mxnet_import; mxnet_import.import_mxnet(1); "
+            "print(os.environ.get('OMP_NUM_THREADS'), mxnet_import.threads_in_effect())")
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    assert python(code, env) == "None 1"
+    assert python(code, {**env, "OMP_NUM_THREADS": "3"}) == "3 1"
 
 
 def test_job_folders_are_named_by_the_swept_keys(tmp_path: Path):

@@ -4,16 +4,18 @@ import pytest
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from bnexp.bn import BNSpec, ScratchBatchNorm
+from bnexp.nn.norm.registry import NormSpec
+from bnexp.nn.norm.scratch import ScratchBatchNorm
 from bnexp.config import Config, ModelConfig
-from bnexp.model import FoldedMaxPool2D, lenet
-from bnexp.train import build_net
+from bnexp.nn.lenet import lenet
+from bnexp.nn.pooling import FoldedMaxPool2D
+from bnexp.nn.build import build_net
 
 
 @pytest.mark.parametrize("variant,bn_type,count", [
     ("none", None, 0), ("scratch", ScratchBatchNorm, 2), ("gluon", gluon.nn.BatchNorm, 2)])
 def test_bn_sits_after_each_convolution_before_relu(variant, bn_type, count):
-    net = lenet(BNSpec(variant))
+    net = lenet(ModelConfig(), NormSpec(variant))
     layers = list(net)
     bns = [i for i, layer in enumerate(layers) if bn_type and isinstance(layer, bn_type)]
     assert len(bns) == count
@@ -23,7 +25,7 @@ def test_bn_sits_after_each_convolution_before_relu(variant, bn_type, count):
 
 
 def test_bn_on_dense_adds_a_third_layer():
-    net = lenet(BNSpec("gluon"), bn_on_dense=True)
+    net = lenet(ModelConfig(bn_on_dense=True), NormSpec("gluon"))
     assert sum(isinstance(layer, gluon.nn.BatchNorm) for layer in net) == 3
 
 

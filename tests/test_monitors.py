@@ -10,14 +10,16 @@ import pytest
 from mxnet import autograd, gluon, nd
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bnexp.bn import BNSpec, NoisyBatchNorm
+from bnexp.nn.norm.noisy import NoisyBatchNorm
+from bnexp.nn.norm.registry import NormSpec
 from bnexp.config import BNConfig, Config, ModelConfig, TrainerConfig
-from bnexp.model import mlp
+from bnexp.nn.mlp import mlp
 from bnexp.monitors.activations import percentiles
 from bnexp.monitors.ics import internal_covariate_shift, l2_and_cosine
 from bnexp.monitors.landscape import along_gradient
 from bnexp.monitors.network import preserved
-from bnexp.train import build_net, make_trainer, train_step
+from bnexp.nn.build import build_net
+from bnexp.training.step import make_optimizer, train_step
 from conftest import run_cli
 
 
@@ -117,7 +119,7 @@ def test_noisy_bn_with_zero_noise_is_gluon_bn_step_for_step(batch):
     for variant, noise in (("gluon", 1.0), ("noisy", 0.0)):
         cfg = Config(bn=BNConfig(variant, noise=noise), trainer=TrainerConfig(batch_size=64))
         nets[variant] = build_net(cfg, [mx.cpu()])
-        trainers[variant] = make_trainer(nets[variant], cfg.lr, [mx.cpu()])
+        trainers[variant] = make_optimizer(nets[variant], cfg.lr, [mx.cpu()])
     losses = {v: [] for v in nets}
     for step in range(5):
         for v, net in nets.items():
@@ -159,12 +161,12 @@ def test_noise_only_in_training_and_drifting():
 
 # ------------------------------------------------------------------------------ mlp
 def test_mlp_is_ioffes_network():
-    net = mlp(BNSpec("gluon"))
+    net = mlp(ModelConfig(name="mlp"), NormSpec("gluon"))
     kinds = [type(b).__name__ for b in net]
     assert kinds == ["Dense", "BatchNorm", "Activation"] * 3 + ["Dense"]
     assert [b._units for b in net if isinstance(b, gluon.nn.Dense)] == [100, 100, 100, 10]
     assert all(b._act_type == "sigmoid" for b in net if isinstance(b, gluon.nn.Activation))
-    assert [type(b).__name__ for b in mlp(BNSpec("none"))] == ["Dense", "Activation"] * 3 + ["Dense"]
+    assert [type(b).__name__ for b in mlp(ModelConfig(name="mlp"), NormSpec("none"))] == ["Dense", "Activation"] * 3 + ["Dense"]
 
 
 def test_source_init_reproduces_the_tutorials_defects():

@@ -34,9 +34,11 @@ import pytest
 from mxnet import gluon, nd
 
 import fp32
-from bnexp import checkpoint, train
+from bnexp.training import checkpoint
+from bnexp.training import step as train
 from bnexp.config import BNConfig, Config, ModelConfig
-from bnexp.train import DeviceSplit, build_net, epoch_order, make_trainer, train_step
+from bnexp.nn.build import build_net
+from bnexp.training.step import DeviceSplit, epoch_order, make_optimizer, train_step
 from conftest import run_cli
 
 ONE, TWO = [mx.cpu()], [mx.cpu(0), mx.cpu(1)]
@@ -75,7 +77,7 @@ def worst_excess(batches) -> dict[str, float]:
     """Walk STEPS steps of one-device training; before each, put the two-device network
     on the same weights, take the step on both, and record how far apart they land."""
     one, two = build_net(CFG, ONE), build_net(CFG, TWO)
-    trainer_one, trainer_two = make_trainer(one, CFG.lr, ONE), make_trainer(two, CFG.lr, TWO)
+    trainer_one, trainer_two = make_optimizer(one, CFG.lr, ONE), make_optimizer(two, CFG.lr, TWO)
     worst: dict[str, float] = {}
     for images, labels in batches:
         for p_one, p_two in zip(one.collect_params().values(), two.collect_params().values()):
@@ -130,7 +132,7 @@ ONE_STEP = ["bn=none", "model.init=xavier", "seed=3", "trainer.max_steps=1",
 def trained_weights(run_dir) -> dict[str, np.ndarray]:
     """The weights in a finished run's checkpoint, by parameter name (lenet_conv0_weight, ...)."""
     net = build_net(CFG, ONE)
-    checkpoint.restore(run_dir, net, make_trainer(net, CFG.lr, ONE))
+    checkpoint.restore(run_dir, net, make_optimizer(net, CFG.lr, ONE))
     return weights(net)
 
 
@@ -186,7 +188,7 @@ def losses(metrics: dict) -> list[float]:
     return [p["loss"] for p in metrics["train_curve"]]
 
 
-# bn=scratch runs op by op on several devices (bnexp/train.py: hybridized, its custom
+# bn=scratch runs op by op on several devices (bnexp/nn/build.py: hybridized, its custom
 # operator can deadlock MXNet's engine on a device list); the default config must work.
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["gluon", "scratch"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bnexp.files import write_json_atomic
-from bnexp.metrics import EvalPoint, RunRecord, TrainPoint
+from bnexp.record import EvalPoint, RunRecord, TrainPoint
 from bnexp.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]

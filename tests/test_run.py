@@ -57,7 +57,7 @@ def test_metrics_json(runs):
     assert 0 < walls[0] < walls[1] <= m["wall_seconds"]
     # BN trains: after 20 steps at lr 0.2 it is well above chance (0.10)
     assert m["final"]["test_acc"] > 0.4
-    # the speed settings it ran with, and where each came from (bnexp/tuning.py)
+    # the speed settings it ran with, and where each came from (bnexp/runtime/tuning/)
     perf = m["perf"]
     assert perf["pool"] in ("native", "folded") and perf["threads"] >= 1
     assert perf["source"]["pool"] in ("probe", "cache") and perf["source"]["bn_impl"] == "unused"
@@ -126,7 +126,7 @@ def test_every_output_honors_the_umask(runs):
 
 @pytest.mark.slow
 def test_a_finished_run_keeps_its_weights(runs):
-    from bnexp import checkpoint
+    from bnexp.training import checkpoint
     state = checkpoint.read_state(runs["a"][0])
     assert state["step"] == 20
 
@@ -140,23 +140,27 @@ def test_log_lines_during_the_bar_start_on_their_own_line(capsys):
     """A log line written while the bar is shown (e.g. "SIGINT received") is written above
     the bar, not appended to it."""
     import logging
-    from bnexp.loop import Progress
+    from types import SimpleNamespace
+
+    from bnexp.training.progress import Progress
 
     handler = logging.StreamHandler(sys.stderr)  # the console handler Hydra installs
     handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
-        with Progress("bar", total=4) as progress:
-            progress.step()
-            logging.getLogger("bnexp.loop").warning("SIGINT received: stopped after step 1")
-            progress.step()
+        progress, state = Progress("bar"), SimpleNamespace(total_steps=4, step=0)
+        progress.on_fit_start(state)
+        progress.on_step_end(state)
+        logging.getLogger("bnexp.training.trainer").warning("SIGINT received: stopped after step 1")
+        progress.on_step_end(state)
+        progress.on_teardown(state)
     finally:
         root.removeHandler(handler)
     err = capsys.readouterr().err
     assert "%|" in err
     logged = [p for p in pieces(err) if "SIGINT received" in p]
-    assert logged == ["[bnexp.loop] SIGINT received: stopped after step 1"], pieces(err)
+    assert logged == ["[bnexp.training.trainer] SIGINT received: stopped after step 1"], pieces(err)
 
 
 @pytest.mark.slow

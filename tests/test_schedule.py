@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from bnexp import data, schedule
+from bnexp import data
+from bnexp.training import schedule
 from conftest import run_cli
 
 

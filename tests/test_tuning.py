@@ -1,5 +1,6 @@
-"""Speed settings chosen by measuring (bnexp/tuning.py): the real probe, its cache, the
-overrides, and that no choice changes what is computed."""
+"""Speed settings chosen by measuring (bnexp/runtime/tuning/): the real probe, its cache, the
+overrides, and that no choice changes what is computed. The thread policy is passed in, as
+the entry points pass it: a user who left the count to bnexp is `ThreadPolicy.resolve(environ={})`."""
 from __future__ import annotations
 
 import json
@@ -9,78 +10,82 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-from bnexp import mxenv, tuning
 from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
-from bnexp.train import build_net, make_trainer, train_step
+from bnexp.nn.build import build_net
+from bnexp.runtime.threads import BUDGET_VAR, SLURM_VAR, ThreadPolicy, available_cores
+from bnexp.runtime.tuning import cache as tuning_cache
+from bnexp.runtime.tuning import choice as tuning
+from bnexp.runtime.tuning import machine, probe
+from bnexp.training.step import make_optimizer, train_step
+
+FREE = ThreadPolicy.resolve(environ={})  # nobody fixed the thread count
 
 SMALL = TrainerConfig(batch_size=16)  # a small batch keeps the real probe short
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """An empty tuning cache, and a user who left the thread count to bnexp (an
-    OMP_NUM_THREADS exported around the test run would otherwise fix it: tested below)."""
+    """An empty tuning cache."""
     monkeypatch.setenv("BNEXP_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(mxenv, "USER_THREADS", None)
-    return tmp_path / tuning.CACHE_FILE
+    return tmp_path / tuning_cache.CACHE_FILE
 
 
 def forbid_probe(monkeypatch):
     def fail(*args):
         raise AssertionError("the probe ran although the timings were cached")
-    monkeypatch.setattr(tuning, "probe", fail)
+    monkeypatch.setattr(probe, "probe", fail)
 
 
 def test_probe_then_cache(cache, monkeypatch):
     cfg = Config(bn=BNConfig("scratch"), trainer=SMALL, ctx="cpu")
-    first = tuning.choose(cfg)
+    first = tuning.choose(cfg, FREE)
     assert first.source == {"threads": "probe", "pool": "probe", "bn_impl": "probe"}
-    candidates = tuning.thread_candidates(mxenv.thread_budget())
-    assert sorted(map(int, first.timings)) == candidates
+    assert sorted(map(int, first.timings)) == FREE.candidates()
     for table in first.timings.values():  # every layout x formulation, each a time per step
-        assert set(table) == set(tuning.combos("scratch"))
+        assert set(table) == {layout.key for layout in tuning.layouts("scratch")}
         assert all(ms > 0 for ms in table.values())
     best = min((ms, int(t), c) for t, table in first.timings.items() for c, ms in table.items())
-    assert (first.threads, f"{first.pool}/{first.bn_impl}") == (best[1], best[2])
+    assert (first.threads, first.layout.key) == (best[1], best[2])
     entry, = json.loads(cache.read_text())["entries"].values()
     assert entry["setting"]["bn"] == "scratch" and entry["setting"]["batch_per_device"] == 16
 
     forbid_probe(monkeypatch)
-    again = tuning.choose(cfg)
+    again = tuning.choose(cfg, FREE)
     assert again.source == {"threads": "cache", "pool": "cache", "bn_impl": "cache"}
     assert (again.threads, again.pool, again.bn_impl) == (first.threads, first.pool, first.bn_impl)
     # another batch size is another setting: not in the cache
     with pytest.raises(AssertionError, match="the probe ran"):
-        tuning.choose(Config(bn=BNConfig("scratch"), trainer=TrainerConfig(batch_size=32), ctx="cpu"))
+        tuning.choose(Config(bn=BNConfig("scratch"), trainer=TrainerConfig(batch_size=32), ctx="cpu"),
+                      FREE)
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"entries": [1, 2]}', '{"other": 1}', ""])
 def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(content)
-    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu"))
+    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu"), FREE)
     assert choice.source["pool"] == "probe"
     assert len(json.loads(cache.read_text())["entries"]) == 1  # rebuilt, valid again
 
 
 def test_outdated_entries_are_ignored(cache, monkeypatch):
     cfg = Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu")
-    setting = tuning.setting_of(cfg)
-    stale = {**setting, "probe_version": tuning.PROBE_VERSION - 1}
+    setting = machine.setting_of(cfg)
+    stale = {**setting, "probe_version": machine.PROBE_VERSION - 1}
     entry = {"setting": stale, "timings": {"1": {"native/centered": 1.0, "folded/centered": 2.0}}}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"entries": {tuning.setting_key(setting): entry}}))
-    assert tuning.read_cache() == {}
+    cache.write_text(json.dumps({"entries": {machine.setting_key(setting): entry}}))
+    assert tuning_cache.read_cache() == {}
     forbid_probe(monkeypatch)
     with pytest.raises(AssertionError, match="the probe ran"):
-        tuning.choose(cfg)
+        tuning.choose(cfg, FREE)
 
 
 def test_settings_given_are_not_measured(cache, monkeypatch):
     forbid_probe(monkeypatch)
     cfg = Config(bn=BNConfig("scratch"), ctx="cpu",
                  perf=PerfConfig(threads="1", pool="folded", bn_impl="surrogate"))
-    choice = tuning.choose(cfg)
+    choice = tuning.choose(cfg, ThreadPolicy.resolve(cfg.perf.threads, environ={}))
     assert (choice.threads, choice.pool, choice.bn_impl) == (1, "folded", "surrogate")
     assert set(choice.source.values()) == {"config"}
     assert not cache.exists()
@@ -88,14 +93,15 @@ def test_settings_given_are_not_measured(cache, monkeypatch):
 
 def test_threads_from_the_environment_count_as_given(cache, monkeypatch):
     forbid_probe(monkeypatch)
-    monkeypatch.setattr(mxenv, "USER_THREADS", 1)
-    choice = tuning.choose(Config(bn=BNConfig("gluon"), ctx="cpu", perf=PerfConfig(pool="native")))
+    policy = ThreadPolicy.resolve(environ={"OMP_NUM_THREADS": "1"})
+    choice = tuning.choose(Config(bn=BNConfig("gluon"), ctx="cpu", perf=PerfConfig(pool="native")),
+                           policy)
     assert choice.threads == 1 and choice.source["threads"] == "environment"
 
 
 def test_nothing_cpu_specific_is_measured_for_a_gpu(cache, monkeypatch):
     forbid_probe(monkeypatch)
-    choice = tuning.choose(Config(bn=BNConfig("scratch"), ctx="gpu"))
+    choice = tuning.choose(Config(bn=BNConfig("scratch"), ctx="gpu"), FREE)
     assert (choice.pool, choice.bn_impl) == ("native", "centered")
     assert "probe" not in choice.source.values()
 
@@ -103,18 +109,34 @@ def test_nothing_cpu_specific_is_measured_for_a_gpu(cache, monkeypatch):
 @pytest.mark.parametrize("budget,expected", [(1, [1]), (2, [1, 2]), (4, [1, 2, 3, 4]),
                                              (6, [1, 2, 4, 6]), (64, [1, 2, 4, 8, 16, 32, 64])])
 def test_thread_candidates_stay_within_the_budget(budget, expected):
-    assert tuning.thread_candidates(budget) == expected
+    assert ThreadPolicy(budget, "cores", None).candidates() == expected
 
 
-def test_joblib_budget_limits_the_choice(cache, monkeypatch):
-    monkeypatch.setenv(mxenv.BUDGET_VAR, "1")
-    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu"))
+def test_joblib_budget_limits_the_choice(cache):
+    policy = ThreadPolicy.resolve(environ={BUDGET_VAR: "1"})
+    assert (policy.budget, policy.budget_from) == (1, "launcher")
+    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu"), policy)
     assert choice.threads == 1 and list(choice.timings) == ["1"]
+
+
+def test_thread_policy_sources():
+    """Where the budget and a fixed count come from, without touching this process."""
+    cores = available_cores()
+    assert ThreadPolicy.resolve(environ={}) == ThreadPolicy(cores, "cores", None)
+    slurm = ThreadPolicy.resolve(environ={SLURM_VAR: "1"})
+    assert (slurm.budget, slurm.budget_from) == (1, "slurm")
+    assert ThreadPolicy.resolve(environ={SLURM_VAR: str(cores + 7)}).budget == cores
+    user = ThreadPolicy.resolve(environ={"OMP_NUM_THREADS": "3"})
+    assert (user.fixed, user.fixed_from, user.candidates()) == (3, "environment", [3])
+    config = ThreadPolicy.resolve("2", environ={"OMP_NUM_THREADS": "3"})
+    assert (config.fixed, config.fixed_from) == (2, "config")  # perf.threads wins
+    for junk in ("0", "-1", "two", ""):  # not a count: as if unset
+        assert ThreadPolicy.resolve(environ={"OMP_NUM_THREADS": junk}).fixed is None
 
 
 def one_step(cfg: Config, images, labels) -> dict[str, np.ndarray]:
     net = build_net(cfg, [mx.cpu()])
-    train_step(net, make_trainer(net, cfg.lr, [mx.cpu()]), images, labels, [mx.cpu()])
+    train_step(net, make_optimizer(net, cfg.lr, [mx.cpu()]), images, labels, [mx.cpu()])
     return {name.split("_", 1)[1]: p.data().asnumpy() for name, p in net.collect_params().items()}
 
 

@@ -8,10 +8,10 @@ the source tutorial's loop.
     python -m bnexp.bench --time-to-accuracy --memory       # also time a real default run
 
 Variants, all measured side by side in this one process:
-  none, scratch, gluon  bnexp's own training step (`bnexp.train.build_net`, `DeviceSplit`,
-                        `epoch_order`, the step of `bnexp.loop.fit`), including its
-                        periodic read of the accumulated training metrics, with the
-                        pooling layout and BN formulation bnexp.tuning chose here.
+  none, scratch, gluon  bnexp's own training step: the Trainer's `step`
+                        (bnexp/training/trainer.py) on the network of `bnexp.nn.build`,
+                        including its periodic read of the accumulated training metrics,
+                        with the pooling layout and BN formulation bnexp's tuning chose here.
   plain-none,           a textbook hybridized Gluon LeNet (nn.MaxPool2D, gluon BatchNorm or
   plain-gluon           none), contiguous slices of the in-memory data, gluon.Trainer:
                         what a competent user writes by hand; nothing of bnexp's.
@@ -22,7 +22,7 @@ Variants, all measured side by side in this one process:
                         evaluation is left out: only training is measured).
 
 The process runs with one OpenMP thread count (MXNet fixes it at import): the one
-bnexp.tuning measured fastest for the bnexp variants (or `--threads`); every variant,
+bnexp's tuning measured fastest for the bnexp variants (or `--threads`); every variant,
 the textbook loop included, runs with it.
 
 Only optimizer steps are timed (`mx.nd.waitall()` before starting and before stopping
@@ -38,7 +38,8 @@ import resource
 import sys
 from pathlib import Path
 
-from bnexp import mxenv
+from bnexp.runtime import mxnet_import
+from bnexp.runtime.threads import ThreadPolicy
 
 VARIANTS = ("source", "plain-none", "plain-gluon", "none", "scratch", "gluon")
 BNEXP_VARIANTS = ("none", "scratch", "gluon")
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                    help="which to measure (default: all, in the order " + " ".join(VARIANTS) + ")")
     p.add_argument("--threads", default="auto",
-                   help="OpenMP threads of this process: auto (what bnexp.tuning measured fastest "
+                   help="OpenMP threads of this process: auto (what bnexp's tuning measured fastest "
                         "for the bnexp variants) or a number")
     p.add_argument("--bn-floor", action="store_true",
                    help="also time BN layers alone: MXNet's BatchNorm, the from-scratch layer, and "
@@ -95,21 +96,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def tuned_layouts(args: argparse.Namespace) -> tuple[int, dict[str, tuple[str, str]], dict]:
-    """The process's thread count and each bnexp variant's (pool, bn_impl), as bnexp.tuning
+    """The process's thread count and each bnexp variant's (pool, bn_impl), as bnexp's tuning
     chooses them (measuring now if this machine has not been measured yet). One process has
     one thread count: if the variants' fastest differ, the most common one is used for all."""
-    from bnexp import tuning
     from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
+    from bnexp.runtime import tuning
 
     def choose(variant: str, threads: str) -> tuning.Choice:
         return tuning.choose(Config(bn=BNConfig(variant), ctx=args.ctx,
                                     trainer=TrainerConfig(batch_size=args.batch_size),
-                                    perf=PerfConfig(threads=threads)))
+                                    perf=PerfConfig(threads=threads)), ThreadPolicy.resolve(threads))
 
     variants = [v for v in args.variants if v in BNEXP_VARIANTS] or ["gluon"]
     choices = {v: choose(v, args.threads) for v in variants}
     counts = [c.threads for c in choices.values() if c.threads is not None]
-    threads = max(set(counts), key=counts.count) if counts else mxenv.thread_budget()
+    threads = max(set(counts), key=counts.count) if counts else ThreadPolicy.resolve().default()
     for v, c in choices.items():
         if c.threads is not None and c.threads != threads:
             choices[v] = choose(v, str(threads))
@@ -120,12 +121,10 @@ def tuned_layouts(args: argparse.Namespace) -> tuple[int, dict[str, tuple[str, s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     threads, layouts, choices = tuned_layouts(args)
-    mxenv.set_threads(threads)  # before MXNet is imported, below
-    mxenv.import_mxnet_or_exit()
-    import mxnet as mx  # noqa: F401
+    mxnet_import.import_mxnet_or_exit(threads)
 
-    from bnexp import context
     from bnexp.bench import measure, observe
+    from bnexp.runtime import context
 
     report: dict = {"machine": measure.machine_info(), "speed_settings": choices,
                     "settings": {"steps": args.steps, "warmup": args.warmup,
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(f"cpu: {m['cpu_model']} ({m['available_cores']}/{m['cores']} cores, "
           f"{' '.join(m['simd'])}), mxnet {m['mxnet_version']}, load average {m['loadavg']}")
-    print(f"threads: {threads}; speed settings (bnexp.tuning): " + "; ".join(
+    print(f"threads: {threads}; speed settings (bnexp's tuning): " + "; ".join(
         f"{v}: pool={c['pool']}" + (f" bn_impl={c['bn_impl']}" if v == "scratch" else "")
         + f" ({', '.join(sorted(set(c['source'].values()) - {'unused'}))})" for v, c in choices.items()))
     if not args.skip_throughput:

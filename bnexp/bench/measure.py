@@ -15,12 +15,12 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 from bnexp import data as bndata
-from bnexp import tuning
 from bnexp.bench import VARIANTS  # noqa: F401  (re-exported for the tests)
 from bnexp.bench.runners import BnexpRunner, PlainRunner, SourceRunner
-from bnexp.bn import ScratchBatchNorm, channel_affine
 from bnexp.config import BN_IMPLS
-from bnexp.train import DeviceSplit
+from bnexp.nn.norm.scratch import ScratchBatchNorm, channel_affine
+from bnexp.runtime.tuning.machine import cpu_identity
+from bnexp.training.step import DeviceSplit
 
 # What each variant is compared with: the textbook loop of the same network; scratch with
 # MXNet's own BN. (Targets from issue 10: at least these ratios of images/s.)
@@ -116,7 +116,7 @@ def machine_info() -> dict:
         load = list(os.getloadavg())
     except OSError:
         load = None
-    ident = tuning.cpu_identity()
+    ident = cpu_identity()
     flags = ""
     try:
         flags = next((line.split(":", 1)[1] for line in open("/proc/cpuinfo")
@@ -145,7 +145,7 @@ def benchmark(variants: list[str], steps: int, warmup: int, repeats: int, batch_
               ctx: mx.Context, layouts: dict[str, tuple[str, str]], data_root: str | None = None,
               source_workers: int = 0, echo: Callable[[str], None] = print) -> dict[str, dict]:
     """Time every variant, interleaved (A B C, A B C, ...) so that machine noise hits all
-    alike. `layouts`: the (pool, bn_impl) bnexp.tuning chose for each bnexp variant."""
+    alike. `layouts`: the (pool, bn_impl) bnexp's tuning chose for each bnexp variant."""
     dataset = bndata.load(data_root)
     train = DeviceSplit.from_numpy(dataset.train.images, dataset.train.labels, ctx)
     runners = {}

@@ -20,7 +20,7 @@ _EVAL_LINE = re.compile(r"step (\d+)/\d+ (?:test|val)_loss=\S+ (?:test|val)_acc=
 
 
 def parse_eval_line(line: str) -> tuple[int, float] | None:
-    """`step 351/2340 test_loss=0.41 test_acc=0.8512` (bnexp.loop's log line; val_ during
+    """`step 351/2340 test_loss=0.41 test_acc=0.8512` (the progress log line, bnexp/training/progress.py; val_ during
     training with a validation split) -> (351, 0.8512)."""
     m = _EVAL_LINE.search(line)
     return (int(m.group(1)), float(m.group(2))) if m else None

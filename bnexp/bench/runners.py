@@ -1,13 +1,12 @@
 """The training loops the benchmark times, all with `step()` (one optimizer step, returns
 the images it trained on) and `read_metrics()` (what the loop reads from the device):
 
-  BnexpRunner   bnexp's own step (bnexp.train), per BN variant
+  BnexpRunner   bnexp's own step (the Trainer's), per BN variant
   PlainRunner   a textbook hybridized Gluon loop: the floor bnexp must match
   SourceRunner  the source tutorial's loop, re-implemented faithfully
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import mxnet as mx
@@ -16,59 +15,48 @@ from mxnet import autograd, gluon, nd
 from mxnet.gluon.data.vision import transforms
 
 from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
-from bnexp.loop import LoopState, take_step
-from bnexp.metrics import RunRecord
-from bnexp.tblog import RunLogger
-from bnexp.train import Accumulator, DeviceSplit, build_net, epoch_order, make_trainer, step_hooks
+from bnexp.nn.build import build_net
+from bnexp.training.callback import Callback, TrainMetrics
+from bnexp.training.step import DeviceSplit, make_optimizer
+from bnexp.training.trainer import Trainer
 
 
 class BnexpRunner:
-    """One bnexp BN variant trained exactly as `bnexp.loop.fit` trains it (single
-    device, no monitor): its `take_step` (the step with the loop's events), the same
-    `Accumulator`, read from the device every `trainer.log_every_steps` steps; pooling
-    layout and BN formulation as bnexp.tuning chose them for this machine."""
+    """One bnexp BN variant trained exactly as a run trains it (single device, no
+    callbacks): the Trainer's own `step`, which also reads the accumulated metrics every
+    `trainer.log_every_steps` steps; pooling layout and BN formulation as bnexp's tuning
+    chose them for this machine."""
 
     def __init__(self, variant: str, train: DeviceSplit, batch_size: int, ctx: mx.Context,
                  pool: str = "native", bn_impl: str = "centered"):
         cfg = Config(bn=BNConfig(variant), trainer=TrainerConfig(batch_size=batch_size),
                      perf=PerfConfig(pool=pool, bn_impl=bn_impl))
-        self.cfg, self.train, self.ctx = cfg, train, [ctx]
+        net = build_net(cfg, [ctx])
+        self.trainer = Trainer(net, make_optimizer(net, cfg.lr, [ctx]), [ctx], train,
+                               batch_size=batch_size, total_steps=2 ** 62, seed=cfg.seed,
+                               log_every=cfg.trainer.log_every_steps,
+                               callbacks=[LastLoss(self)])
         self.batch_size = batch_size
-        self.net = build_net(cfg, self.ctx)
-        self.trainer = make_trainer(self.net, cfg.lr, self.ctx)
-        self.state = LoopState(cfg, self.net, self.trainer, self.ctx, train, RunRecord(),
-                               RunLogger(Path(), {}, enabled=False), 0, 0)
-        self.hooks = step_hooks(self.net)
-        self.acc = Accumulator(batch_size)
-        self.steps_per_epoch = len(train) // batch_size
-        self.epoch, self.batch, self.step_count = 0, 0, 0
-        self.order = self._order(0)
         self.last_loss = float("nan")
 
-    def _order(self, epoch: int) -> nd.NDArray:
-        return nd.array(epoch_order(self.cfg.seed, epoch, len(self.train)),
-                        ctx=self.ctx[0], dtype="int64")
-
     def read_metrics(self) -> None:
-        """`fit`'s read of the accumulated metrics: one host sync."""
-        losses, _ = self.acc.read()
-        if len(losses):
-            self.last_loss = float(losses.mean())
+        """What is left to read from the device (one host sync)."""
+        self.trainer.read_metrics()
 
     def step(self) -> int:
         """One optimizer step; returns the number of images it trained on."""
-        if self.batch == self.steps_per_epoch:  # fit drops the last partial batch
-            self.epoch, self.batch = self.epoch + 1, 0
-            self.order = self._order(self.epoch)
-        bs = self.batch_size
-        idx = self.order[self.batch * bs:(self.batch + 1) * bs]
-        take_step(self.state, nd.take(self.train.images, idx), nd.take(self.train.labels, idx),
-                  self.acc, self.hooks)
-        self.batch += 1
-        self.step_count += 1
-        if self.step_count % self.cfg.trainer.log_every_steps == 0:
-            self.read_metrics()
-        return bs
+        self.trainer.step()
+        return self.batch_size
+
+
+class LastLoss(Callback):
+    """Keeps the runner's last training loss (a diverged loss warns the benchmark)."""
+
+    def __init__(self, runner: BnexpRunner):
+        self.runner = runner
+
+    def on_train_metrics(self, state, metrics: TrainMetrics) -> None:
+        self.runner.last_loss = float(metrics.losses.mean())
 
 
 class PlainRunner:

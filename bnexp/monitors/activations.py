@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from mxnet import autograd, nd
 
-from bnexp.monitors import Monitor
+from bnexp.monitors.base import Monitor
+from bnexp.monitors.registry import MONITORS
 from bnexp.monitors.network import activation_inputs, preserved
 
 PERCENTILES = (15, 50, 85)
@@ -32,6 +33,7 @@ def channel_values(activation: np.ndarray, channel: int) -> np.ndarray:
     return activation[:, channel].reshape(-1)
 
 
+@MONITORS.register("activations", summary="Ioffe & Szegedy 2015 Fig. 1b-c: percentiles of each hidden activation's input", order=1)
 class ActivationsMonitor(Monitor):
     name = "activations"
 
@@ -52,7 +54,7 @@ class ActivationsMonitor(Monitor):
     def probe_batches(self, state) -> list[nd.NDArray]:
         """The same training images at every measurement, in batches of the training shape."""
         if self.probe is None:
-            size = state.cfg.trainer.batch_size // len(state.ctx)
+            size = state.batch_size // len(state.ctx)
             count = max(size, self.images // size * size)
             picked = np.random.default_rng([self.seed, 0xAC7]).choice(len(state.train), count,
                                                                       replace=False)
@@ -79,4 +81,4 @@ class ActivationsMonitor(Monitor):
             typical = self.kept[layer][0]
             state.logger.scalars(step, {f"act/{layer}/{k}": v for k, v in units[str(typical)].items()})
             state.logger.histogram(f"act/{layer}", channel_values(activation, typical), step)
-        self.record(state, {"step": step, "layers": layers})
+        self.keep(state, {"step": step, "layers": layers})

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from bnexp.config import effective_lr
-from bnexp.monitors import Monitor
+from bnexp.monitors.base import Monitor
+from bnexp.monitors.registry import MONITORS
 from bnexp.monitors.network import (loss_and_gradients, preserved, set_values, trainable,
                                     values, weighted_layers)
 
@@ -49,6 +50,7 @@ def internal_covariate_shift(net, images, labels, ctx, lr: float) -> dict[str, d
     return out
 
 
+@MONITORS.register("ics", summary="Santurkar et al. 2018 Fig. 3: internal covariate shift of each layer's gradient", order=2)
 class ICSMonitor(Monitor):
     name = "ics"
 
@@ -64,4 +66,4 @@ class ICSMonitor(Monitor):
                                               self.lr)
         for layer, m in layers.items():
             state.logger.scalars(state.step, {f"ics/{layer}/l2": m["l2"], f"ics/{layer}/cos": m["cos"]})
-        self.record(state, {"step": state.step, "layers": layers})
+        self.keep(state, {"step": state.step, "layers": layers})

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from bnexp.config import effective_lr
-from bnexp.monitors import Monitor
+from bnexp.monitors.base import Monitor
+from bnexp.monitors.registry import MONITORS
 from bnexp.monitors.network import loss_and_gradients, preserved, set_values, trainable, values
 
 Weights = dict[str, np.ndarray]
@@ -44,6 +45,7 @@ def along_gradient(loss_and_grad: Callable[[Weights], tuple[float, Weights]], w:
             "factors": list(factors)}
 
 
+@MONITORS.register("landscape", summary="Santurkar et al. 2018 Fig. 4: loss and gradient along the gradient", order=3)
 class LandscapeMonitor(Monitor):
     name = "landscape"
 
@@ -64,4 +66,4 @@ class LandscapeMonitor(Monitor):
             m = along_gradient(loss_and_grad, values(params), self.lr, self.factors)
         state.logger.scalars(state.step, {f"landscape/{k}": m[k]
                                           for k in ("loss_range", "grad_change", "beta_smoothness")})
-        self.record(state, {"step": state.step, **m})
+        self.keep(state, {"step": state.step, **m})

@@ -9,7 +9,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
-from bnexp.train import LOSS, split
+from bnexp.training.step import LOSS, split
 
 
 @contextlib.contextmanager

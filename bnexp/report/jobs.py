@@ -1,6 +1,6 @@
 """The jobs of a sweep, read from disk, and their grouping into configurations.
 
-A job folder holds the job's metrics.json (bnexp.metrics); a job whose metrics.json
+A job folder holds the job's metrics.json (bnexp.record); a job whose metrics.json
 is missing or unreadable counts as failed and never stops the report. Jobs with the
 same overrides except `seed` (and `resume`) are one configuration.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bnexp.metrics import METRICS_FILE
+from bnexp.record import METRICS_FILE
 
 SEED_KEY = "seed"
 # Not part of a configuration's identity: the seeds are its repetitions, and a

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from bnexp.metrics import TARGETS  # noqa: F401  (re-exported: the report's targets)
+from bnexp.record import TARGETS  # noqa: F401  (re-exported: the report's targets)
 from bnexp.report.jobs import BASELINE, Group, Job
 
 MEASURES = {"steps": "step", "images": "images", "seconds": "seconds"}  # column -> milestone field

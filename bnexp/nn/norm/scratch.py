@@ -1,5 +1,4 @@
-"""Batch normalization: from scratch (interchangeable with `gluon.nn.BatchNorm`), with
-injected noise (Santurkar et al.'s "noisy BatchNorm"), and the factory for all variants.
+"""Batch normalization from scratch, interchangeable with `gluon.nn.BatchNorm` (`bn=scratch`).
 
 The maths follows Ioffe & Szegedy (2015) and the source tutorial:
     mean, var = per-channel statistics of the batch (biased variance)
@@ -20,13 +19,11 @@ hybridizable ops.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import mxnet as mx
-import numpy as np
 from mxnet import gluon
 
-from bnexp.config import BN_IMPLS, VARIANTS
+from bnexp.config import BN_IMPLS
+from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
 
 
 class _MovingStatistics(mx.operator.CustomOp):
@@ -203,120 +200,8 @@ class ScratchBatchNorm(gluon.HybridBlock):
                 f"eps={self._epsilon}, in_channels={self.gamma.shape[0]}, impl={self._impl})")
 
 
-class TrainingFlag(gluon.HybridBlock):
-    """1.0 in training mode, 0.0 in inference, read at run time inside a hybridized graph.
-
-    MXNet hands the mode only to stateful operators. A BatchNorm over the constant
-    two-sample batch [0, 2] outputs about [-1, 1] when training (batch statistics)
-    and about [0, 2] in inference (moving statistics 0 and 1); with momentum 1 its
-    moving statistics never move. Native operators only: no Python on the way."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            self.probe_mean = self.params.get("probe_mean", shape=(1,), init="zeros",
-                                              grad_req="null", differentiable=False)
-            self.probe_var = self.params.get("probe_var", shape=(1,), init="ones",
-                                             grad_req="null", differentiable=False)
-
-    def hybrid_forward(self, F, like, probe_mean, probe_var):
-        one = F.ones_like(probe_mean)
-        batch = F.reshape(F.concat(F.zeros_like(probe_mean), one * 2, dim=0), (2, 1))
-        out = F.BatchNorm(batch, one, F.zeros_like(probe_mean), probe_mean, probe_var,
-                          eps=1e-5, momentum=1.0, fix_gamma=False, use_global_stats=False)
-        first = F.slice_axis(F.reshape(out, (-1,)), axis=0, begin=0, end=1)
-        return F.BlockGrad(F.broadcast_like(first < -0.5, like))
-
-
-class NoisyBatchNorm(gluon.HybridBlock):
-    """gluon's BatchNorm followed by per-channel noise in training (Santurkar et al. 2018,
-    Fig. 2, "noisy BatchNorm": covariate shift injected on purpose after BN).
-
-    At every training step each channel c is scaled by s and shifted by m, drawn anew:
-        m ~ N(mu_c(t), sd_c(t)^2),   s = exp(nu_c(t) + tau_c(t) z),   z ~ N(0, 1)
-    and the distributions themselves drift over training: mu, sd, nu, tau follow slow
-    sinusoids in the step t with per-channel random periods (200 to 1000 steps), phases
-    and amplitudes, all proportional to `strength`. So the layer's output has a mean and
-    a variance that are neither 0 and 1 nor constant. strength 0 gives s = 1 and m = 0
-    exactly: the plain BN layer. Inference adds no noise.
-
-    The draws are a pure function of (seed, layer, step) (`set_step`, called by the
-    training loop before each step): a resumed run sees the same noise, and extra passes
-    by a monitor within a step see the step's noise without consuming any randomness.
-    """
-
-    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, in_channels: int = 0,
-                 strength: float = 1.0, seed: int = 0, layer: int = 0, **bn_kwargs):
-        super().__init__()
-        if in_channels < 1:
-            raise ValueError("NoisyBatchNorm needs in_channels")
-        self.channels, self.strength, self.seed, self.layer = in_channels, strength, seed, layer
-        with self.name_scope():
-            self.bn = gluon.nn.BatchNorm(momentum=momentum, epsilon=epsilon,
-                                         in_channels=in_channels, **bn_kwargs)
-            self.training = TrainingFlag()
-            self.noise_scale = self.params.get("noise_scale", shape=(in_channels,), init="ones",
-                                               grad_req="null", differentiable=False)
-            self.noise_shift = self.params.get("noise_shift", shape=(in_channels,), init="zeros",
-                                               grad_req="null", differentiable=False)
-        drift = np.random.default_rng([seed, layer, 0xD51F])
-        shape = (4, in_channels)  # for mu, sd, nu, tau
-        self._period = drift.uniform(200, 1000, shape)
-        self._phase = drift.uniform(0, 2 * np.pi, shape)
-        self._amplitude = drift.uniform(0.5, 1.0, shape)
-
-    def noise_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scale, shift) per channel at training step `step`."""
-        wave = self._amplitude * np.sin(2 * np.pi * step / self._period + self._phase)
-        mu, sd, nu, tau = self.strength * wave
-        sd, tau = np.abs(sd), np.abs(tau) / 2
-        z = np.random.default_rng([self.seed, self.layer, step]).standard_normal((2, self.channels))
-        return np.exp(nu / 2 + tau * z[0]), mu + sd * z[1]
-
-    def set_step(self, step: int) -> None:
-        scale, shift = self.noise_at(step)
-        self.noise_scale.set_data(mx.nd.array(scale))
-        self.noise_shift.set_data(mx.nd.array(shift))
-
-    def hybrid_forward(self, F, x, noise_scale, noise_shift):
-        y = self.bn(x)
-        training = self.training(noise_scale)  # 1 in training, 0 in inference
-        scale = F.where(training, noise_scale, F.ones_like(noise_scale))
-        shift = F.where(training, noise_shift, F.zeros_like(noise_shift))
-        y4 = F.reshape(y, (0, 0, -1, 1))
-        return F.reshape_like(channel_affine(F, y4, scale, shift, self.channels), y)
-
-
-@dataclass(frozen=True)
-class BNSpec:
-    """What every BN layer of a network is made of (from the config; bnexp/model.py)."""
-    variant: str = "scratch"
-    momentum: float = 0.9
-    eps: float = 1e-5
-    impl: str = "centered"   # ScratchBatchNorm formulation (perf.bn_impl): speed only
-    noise: float = 1.0       # bn=noisy: strength of the injected noise
-    init: str = "standard"   # standard: gamma 1, beta 0, moving var 1 | source: the tutorial's
-    init_sigma: float = 0.01  # bn.init=source: gamma and beta from normal(0, init_sigma)
-    seed: int = 0            # bn=noisy: seeds the noise
-
-
-def make_bn(spec: BNSpec, channels: int, layer: int = 0) -> gluon.HybridBlock | None:
-    """The BN layer of `spec` for `channels` features, or None for `none`. `layer` numbers
-    the BN layers of a network (it keeps their noise apart)."""
-    init = {}
-    if spec.init == "source":  # the tutorial's defects: gamma, beta ~ N(0, 0.01), moving var 0
-        init = {"gamma_initializer": mx.init.Normal(spec.init_sigma),
-                "beta_initializer": mx.init.Normal(spec.init_sigma),
-                "running_variance_initializer": "zeros"}
-    if spec.variant == "scratch":
-        return ScratchBatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
-                                impl=spec.impl, **init)
-    if spec.variant == "gluon":
-        return gluon.nn.BatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
-                                  **init)
-    if spec.variant == "noisy":
-        return NoisyBatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
-                              strength=spec.noise, seed=spec.seed, layer=layer, **init)
-    if spec.variant == "none":
-        return None
-    raise ValueError(f"unknown BN variant {spec.variant!r}; expected one of {VARIANTS}")
+@NORMALIZATIONS.register("scratch", summary="from-scratch BN, the source tutorial's formulas; equal to gluon's",
+                         order=1)
+def scratch(spec: NormSpec, channels: int, layer: int) -> ScratchBatchNorm:
+    return ScratchBatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
+                            impl=spec.impl, **spec.initializers())

@@ -8,7 +8,7 @@ trains data-parallel: each batch is split evenly across the devices.
 
 MXNet is imported inside the functions that use it: `parse` also serves the
 config checks, which run before MXNet is imported (its thread count is chosen
-first, bnexp/tuning.py).
+first, bnexp/runtime/tuning/).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from bnexp import gpu as gpuinfo
-from bnexp import mxenv
+from bnexp.runtime import cuda
+from bnexp.runtime import gpu as gpuinfo
 from bnexp.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def visible_gpus() -> list[gpuinfo.GPU]:
 def why_no_gpu() -> str:
     """Why MXNet sees no GPU, with what to do about it."""
     import mxnet as mx
-    build = mxenv.CUDA.build
+    build = cuda.setup_cuda().build
     if build == "cpu" or not mx.runtime.Features().is_enabled("CUDA"):
         smi, _ = gpuinfo.query()
         if smi and gpuinfo.choose_build(smi)[0] == "gpu":

@@ -12,6 +12,8 @@ from pathlib import Path
 from tensorboardX import SummaryWriter
 from tensorboardX.summary import hparams as hparams_summary
 
+from bnexp.training.callback import Callback, TrainMetrics
+
 # Scalars that the HParams tab shows as metrics, written once at the end of a run.
 HPARAM_METRICS = ("hparams/final_test_acc", "hparams/steps_to_0.80")
 # The Custom Scalars tab: every run's test (or validation) accuracy in one chart, training
@@ -71,3 +73,20 @@ def _end_content(status: str) -> bytes:
     code = {"diverged": Status.Value("STATUS_FAILURE"), "failed": Status.Value("STATUS_FAILURE"),
             "interrupted": Status.Value("STATUS_UNKNOWN")}.get(status, Status.Value("STATUS_SUCCESS"))
     return HParamsPluginData(session_end_info=SessionEndInfo(status=code), version=0).SerializeToString()
+
+
+class TensorBoardCurves(Callback):
+    """The training and evaluation curves, on the optimizer-step axis, through the run's
+    RunLogger (the monitors write their own tags through the same one)."""
+
+    def __init__(self, logger: RunLogger):
+        self.logger = logger
+
+    def on_train_metrics(self, state, metrics: TrainMetrics) -> None:
+        self.logger.scalars(metrics.step, {
+            "train/loss": float(metrics.losses.mean()), "train/acc": float(metrics.accs.mean()),
+            "lr": state.optimizer.learning_rate,
+            "perf/images_per_sec": metrics.images / metrics.seconds if metrics.seconds > 0 else 0.0})
+
+    def on_evaluation(self, state, split: str, metrics: dict[str, float]) -> None:
+        self.logger.scalars(state.step, {f"{split}/loss": metrics["loss"], f"{split}/acc": metrics["acc"]})

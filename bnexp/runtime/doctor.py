@@ -1,4 +1,4 @@
-"""`python -m bnexp.doctor` (or `make doctor`): is this installation able to train?
+"""`python -m bnexp.runtime.doctor` (or `make doctor`): is this installation able to train?
 
 One line per item, with a verdict: `ok`, `warn` (works, but worth knowing) or
 `FAIL` (something required is missing). The exit status is 1 if any line
@@ -13,8 +13,9 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from bnexp import gpu as gpuinfo
-from bnexp import mxenv
+from bnexp.runtime import cuda, mxnet_import
+from bnexp.runtime import gpu as gpuinfo
+from bnexp.runtime.threads import ThreadPolicy, available_cores
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 SUPPORTED_PYTHONS = ((3, 11), (3, 12), (3, 13))  # the Makefile's range
@@ -66,8 +67,8 @@ def check_packages() -> Iterator[Check]:
 
 
 def check_mxnet() -> Iterator[Check]:
-    build = mxenv.mxnet_build()
-    versions = {d: _version(d) for d in (mxenv.CPU_DISTRIBUTION, mxenv.GPU_DISTRIBUTION)}
+    build = cuda.mxnet_build()
+    versions = {d: _version(d) for d in (cuda.CPU_DISTRIBUTION, cuda.GPU_DISTRIBUTION)}
     if build == "none":
         yield Check("mxnet build", FAIL, "no MXNet installed; run `make install`")
         return
@@ -75,16 +76,17 @@ def check_mxnet() -> Iterator[Check]:
         yield Check("mxnet build", FAIL, "both mxnet and mxnet-cu112 are installed; they overwrite "
                                          "each other: run `make install GPU=0` or `GPU=1`")
     else:
-        dist = mxenv.GPU_DISTRIBUTION if build == "gpu" else mxenv.CPU_DISTRIBUTION
+        dist = cuda.GPU_DISTRIBUTION if build == "gpu" else cuda.CPU_DISTRIBUTION
         yield Check("mxnet build", OK, f"{dist}=={versions[dist]} ({build.upper()} build)")
-    try:
-        import mxnet as mx
-    except Exception as err:  # OSError (a missing libcuda/CUDA library), ImportError, ...
+    policy = ThreadPolicy.resolve()
+    problem = mxnet_import.import_mxnet(policy.default())
+    if problem:  # a missing libcuda/CUDA library, ...
         hint = ""
         if build == "gpu":
             hint = " (the GPU build needs the NVIDIA driver and the CUDA wheels, see below)"
-        yield Check("mxnet import", FAIL, f"{type(err).__name__}: {err}{hint}")
+        yield Check("mxnet import", FAIL, f"{problem}{hint}")
         return
+    import mxnet as mx
     features = mx.runtime.Features()
     shown = " ".join(f"{name}={'on' if features.is_enabled(name) else 'off'}"
                      for name in ("CUDA", "CUDNN", "NCCL", "MKLDNN", "OPENMP"))
@@ -93,18 +95,18 @@ def check_mxnet() -> Iterator[Check]:
 
 def check_gpus() -> Iterator[Check]:
     gpus, summary = gpuinfo.query()
-    build = mxenv.mxnet_build()
+    build = cuda.mxnet_build()
     if not gpus:
         verdict = WARN if build == "gpu" else OK
         yield Check("nvidia driver", verdict, summary + ("; the GPU build of MXNet cannot work without "
                                                          "one: `make install GPU=0`" if verdict == WARN
                                                          else "; training runs on the CPU"))
         return
-    driver = mxenv.CUDA.driver or gpuinfo.driver_cuda_version()
-    cuda = f", supports CUDA {driver[0]}.{driver[1]}" if driver else ""
-    old = driver is not None and driver < mxenv.FUSION_MIN_DRIVER
+    driver = cuda.CUDA.driver or gpuinfo.driver_cuda_version()
+    supports = f", supports CUDA {driver[0]}.{driver[1]}" if driver else ""
+    old = driver is not None and driver < cuda.FUSION_MIN_DRIVER
     yield Check("nvidia driver", WARN if old else OK,
-                f"{gpus[0].driver}{cuda}" + ("; older than CUDA 11.8 (R520): MXNet runs with "
+                f"{gpus[0].driver}{supports}" + ("; older than CUDA 11.8 (R520): MXNet runs with "
                                              "MXNET_USE_FUSION=0" if old else ""))
     for g in gpus:
         ok, why = gpuinfo.supported(g.compute_cap)
@@ -118,7 +120,7 @@ def check_gpus() -> Iterator[Check]:
 
 
 def check_cuda_libraries() -> Iterator[Check]:
-    setup = mxenv.CUDA
+    setup = cuda.setup_cuda()
     if setup.libraries is None:
         yield Check("cuda libraries", OK, "not needed (CPU build of MXNet)")
         return
@@ -146,7 +148,7 @@ def check_devices() -> Iterator[Check]:
     """What ctx=auto would train on (needs an importable MXNet)."""
     try:
         import mxnet as mx
-        from bnexp import context
+        from bnexp.runtime import context
     except Exception:
         return  # already reported by check_mxnet
     count = mx.context.num_gpus()
@@ -178,30 +180,30 @@ def check_dataset(root: str | None = None) -> Iterator[Check]:
 
 
 def check_threads() -> Iterator[Check]:
-    cores, total = mxenv.available_cores(), os.cpu_count() or 1
-    omp = os.environ.get("OMP_NUM_THREADS", "")
-    chosen_by = "set by you" if mxenv.USER_THREADS is not None else "bnexp.tuning chooses per run"
-    detail = (f"OMP_NUM_THREADS={omp} ({chosen_by}), MKL_NUM_THREADS="
-              f"{os.environ.get('MKL_NUM_THREADS', '')}; at most {mxenv.thread_budget()} of "
-              f"{cores} usable core(s) of {total}")
+    policy = ThreadPolicy.resolve()
+    cores, total = available_cores(), os.cpu_count() or 1
+    chosen = ("fixed by OMP_NUM_THREADS" if policy.fixed is not None
+              else "bnexp's tuning measures per setting and chooses per run")
+    detail = (f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} ({chosen}); "
+              f"{policy.describe()} of {cores} usable core(s) of {total}")
     extra = {k: v for k, v in os.environ.items() if k.startswith("MXNET_")}
     if extra:
         detail += "; " + " ".join(f"{k}={v}" for k, v in sorted(extra.items()))
     verdict = OK
-    if omp.isdigit() and int(omp) > cores:
+    if policy.fixed is not None and policy.fixed > cores:
         verdict, detail = WARN, detail + "; more threads than usable cores slows training"
     yield Check("threads", verdict, detail)
 
 
 def check_tuning() -> Iterator[Check]:
-    """The speed settings measured on this machine (bnexp/tuning.py), if any yet."""
-    from bnexp import tuning
-    entries = tuning.entries_for_this_machine()
+    """The speed settings measured on this machine (bnexp/runtime/tuning/), if any yet."""
+    from bnexp.runtime.tuning import cache, choice
+    entries = cache.entries_for_this_machine()
     if not entries:
         yield Check("speed settings", OK, "none measured on this machine yet: the first run of "
-                                          f"each setting measures them ({tuning.cache_dir()})")
+                                          f"each setting measures them ({cache.cache_dir()})")
         return
-    for line in tuning.summaries(entries):
+    for line in choice.summaries(entries):
         yield Check("speed settings", OK, line)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from mxnet import gluon, nd
 
 from bnexp.files import replaced_atomically
+from bnexp.training.callback import Callback
 
 CHECKPOINT_FILE = "checkpoint.params"
 _STATE, _TRAINER, _PARAM = "__state__", "__trainer__", "param:"
@@ -61,3 +62,36 @@ def restore(run_dir: Path, net: gluon.Block, trainer: gluon.Trainer) -> dict:
         states_file.write_bytes(arrays[_TRAINER].asnumpy().tobytes())
         trainer.load_states(str(states_file))
     return json.loads(arrays[_STATE].asnumpy().tobytes())
+
+
+def resume(state, run_dir: Path) -> int:
+    """Put a Trainer's FitState back where the checkpoint in `run_dir` left it: weights, BN
+    statistics and optimizer state, the step, the training seconds and the epoch's running
+    totals. Returns the step."""
+    from bnexp.training.trainer import TrainingClock
+
+    saved = restore(run_dir, state.net, state.optimizer)
+    state.step = saved["step"]
+    state.clock = TrainingClock(saved["train_seconds"])
+    state.accumulator.epoch = dict(saved["epoch"])
+    return state.step
+
+
+class Checkpointing(Callback):
+    """Writes the checkpoint every `every_epochs` epochs (0: never on a schedule), after the
+    last step (a finished run keeps its weights) and when a stop was requested, off the
+    training clock. Put it after every callback that records something at the end of a
+    step (evaluations, monitors): the checkpoint holds the record as of that step."""
+
+    def __init__(self, run_dir: Path, record, config: dict, every_epochs: int):
+        self.run_dir, self.record, self.config, self.every = run_dir, record, config, every_epochs
+
+    def on_step_end(self, state) -> None:
+        epochs_done, into_epoch = divmod(state.step, state.steps_per_epoch)
+        scheduled = self.every and into_epoch == 0 and epochs_done % self.every == 0
+        if state.stop_requested or state.step == state.total_steps or scheduled:
+            with state.aside():
+                save(self.run_dir, state.net, state.optimizer, {
+                    "step": state.step, "train_seconds": state.clock.seconds,
+                    "epoch": state.accumulator.epoch, "record": self.record.to_json(),
+                    "config": self.config})

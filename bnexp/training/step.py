@@ -1,25 +1,17 @@
-"""The mechanics of training: the device-resident data, the network as configured, one
-SGD step, an evaluation pass. The loop that orders them is bnexp/loop.py.
+"""The mechanics of training: the device-resident data, one SGD step, an evaluation pass.
+The Trainer that orders them is bnexp/training/trainer.py.
 
 Nothing is read back from the device per batch: a step returns its loss and number
 of correct answers as NDArrays, which `Accumulator` collects until the loop reads them.
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
-
-from bnexp.bn import BNSpec
-from bnexp.config import Config
-from bnexp.model import initializer, lenet, mlp
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,40 +29,8 @@ class DeviceSplit:
         return self.images.shape[0]
 
 
-def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
-    """LeNet for the configured BN variant, its weights drawn from the seed
-    (`cfg.perf` picks pooling layout and BN formulation: speed only)."""
-    mx.random.seed(cfg.seed)
-    pool, bn_impl = cfg.perf.layout()
-    spec = BNSpec(cfg.bn.variant, cfg.momentum, cfg.eps, bn_impl, cfg.bn.noise, cfg.bn.init,
-                  cfg.model.init_sigma, cfg.seed)
-    if cfg.model.name == "mlp":
-        net = mlp(spec, tuple(cfg.model.hidden), cfg.model.activation)
-    else:
-        net = lenet(spec, cfg.model.bn_on_dense, pool)
-    net.initialize(initializer(cfg.model.init, cfg.model.init_sigma), ctx=ctx)
-    if cfg.model.hybridize and cfg.bn.variant == "scratch" and len(ctx) > 1:
-        # MXNet 1.9's engine can deadlock running the custom moving-statistics
-        # operator of several devices' cached graphs at once (seen on cpu:0,cpu:1).
-        log.warning("bn=scratch on %d devices runs op by op (model.hybridize ignored)", len(ctx))
-    elif cfg.model.hybridize:
-        # A fixed batch shape (the last partial batch is dropped or padded) lets
-        # MXNet plan all memory once.
-        net.hybridize(static_alloc=True, static_shape=True)
-    per_device = cfg.trainer.batch_size // len(ctx)
-    for c in ctx:  # draw the (otherwise deferred) weights now, in a fixed order
-        net(nd.zeros((per_device, 1, 28, 28), ctx=c))
-    return net
-
-
-def step_hooks(net: gluon.Block) -> list[Callable[[int], None]]:
-    """What must learn the step number before each training step (bn=noisy's noise)."""
-    hooks: list[Callable[[int], None]] = []
-    net.apply(lambda block: hooks.append(block.set_step) if hasattr(block, "set_step") else None)
-    return hooks
-
-
-def make_trainer(net: gluon.Block, lr: float, ctx: list[mx.Context]) -> gluon.Trainer:
+def make_optimizer(net: gluon.Block, lr: float, ctx: list[mx.Context]) -> gluon.Trainer:
+    """Plain SGD on every trainable parameter (gluon calls its optimizer driver `Trainer`)."""
     return gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
                          kvstore="device" if len(ctx) > 1 else None)
 
@@ -167,3 +127,18 @@ class Accumulator:
         self.epoch = {"loss": 0.0, "acc": 0.0, "steps": 0}
 
 
+
+
+def device_splits(dataset, val_size: int, val_seed: int, test_subset: int | None,
+                  ctx: mx.Context) -> tuple[DeviceSplit, DeviceSplit | None, DeviceSplit]:
+    """Training, validation (None unless `val_size`) and test images of a bnexp.data
+    dataset, on the device `ctx`."""
+    from bnexp.data import validation_split
+
+    train_idx, val_idx = validation_split(dataset.train.labels, val_size, val_seed)
+    train = DeviceSplit.from_numpy(dataset.train.images[train_idx], dataset.train.labels[train_idx], ctx)
+    val = (DeviceSplit.from_numpy(dataset.train.images[val_idx], dataset.train.labels[val_idx], ctx)
+           if len(val_idx) else None)
+    test_n = test_subset or len(dataset.test.labels)
+    test = DeviceSplit.from_numpy(dataset.test.images[:test_n], dataset.test.labels[:test_n], ctx)
+    return train, val, test

@@ -1,8 +1,4 @@
-"""Everything that must happen before `import mxnet`.
-
-MXNet reads OMP_NUM_THREADS and its MXNET_* variables once, when it is imported;
-left unset, MXNet on x86 uses only half the cores. This module is imported by
-`bnexp/__init__.py`, so importing any bnexp module settles them first.
+"""The CUDA 11 libraries of MXNet's GPU build, made loadable before `import mxnet`.
 
 With the GPU build (distribution `mxnet-cu112`), libmxnet.so needs the CUDA 11
 libraries. They come from the nvidia-*-cu11 wheels (requirements/gpu.txt) in
@@ -10,10 +6,9 @@ site-packages/nvidia/*/lib, where the dynamic linker does not look: they are
 loaded here by absolute path, RTLD_GLOBAL, dependencies first, so that
 `import mxnet` finds them already loaded (glibc matches a library by its
 soname). No system CUDA toolkit and no LD_LIBRARY_PATH is needed, only the
-NVIDIA driver (libcuda.so.1).
+NVIDIA driver (libcuda.so.1). With the CPU build nothing happens here.
 
-Standard library only (numpy if present): `make install` may import the bnexp
-package with the system python3.
+Standard library only: `make install` may import it with the system python3.
 """
 from __future__ import annotations
 
@@ -21,18 +16,28 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import os
-import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-GPU_DISTRIBUTION = "mxnet-cu112"
-# Marks an OMP_NUM_THREADS that bnexp chose itself (inherited by child processes).
-DERIVED_MARKER = "BNEXP_DERIVED_THREADS"
-# The most threads a process may use (set per job by the joblib launcher; default: its cores).
-BUDGET_VAR = "BNEXP_THREAD_BUDGET"
-USER_THREADS: int | None = None  # OMP_NUM_THREADS as the user set it; None: bnexp chooses
+from bnexp.runtime import gpu
+
 CPU_DISTRIBUTION = "mxnet"
+GPU_DISTRIBUTION = "mxnet-cu112"
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def mxnet_build() -> str:
+    """Which MXNet distribution is installed: 'cpu', 'gpu', 'both' (broken) or 'none'."""
+    cpu, gpu_build = _installed(CPU_DISTRIBUTION), _installed(GPU_DISTRIBUTION)
+    return {(True, True): "both", (False, True): "gpu", (True, False): "cpu"}.get((cpu, gpu_build), "none")
+
 
 # (wheel folder under site-packages/nvidia, library file), in load order: a library
 # comes after everything it links against. The cuDNN 8 sub-libraries and NVRTC's
@@ -77,7 +82,7 @@ class LibraryStatus:
 
 @dataclass
 class CudaSetup:
-    """What `configure()` did about CUDA, for `bnexp.doctor` and error messages."""
+    """What `setup_cuda()` did about CUDA, for the doctor and error messages."""
     build: str = "none"                       # "cpu", "gpu", "both" or "none" (no mxnet)
     libraries: list[LibraryStatus] | None = None   # None: not needed (not the GPU build)
     driver: tuple[int, int] | None = None     # CUDA version the driver supports
@@ -90,30 +95,8 @@ class CudaSetup:
         return [lib for lib in self.libraries or [] if not lib.loaded and lib.name in REQUIRED]
 
 
-CUDA = CudaSetup()  # filled in by configure()
+CUDA = CudaSetup()  # filled in by setup_cuda()
 _handles: list[ctypes.CDLL] = []  # keep the libraries loaded for the life of the process
-
-
-def available_cores() -> int:
-    """Cores this process may run on (respects taskset/cgroup affinity)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _installed(distribution: str) -> bool:
-    try:
-        importlib.metadata.distribution(distribution)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
-def mxnet_build() -> str:
-    """Which MXNet distribution is installed: 'cpu', 'gpu', 'both' (broken) or 'none'."""
-    cpu, gpu = _installed(CPU_DISTRIBUTION), _installed(GPU_DISTRIBUTION)
-    return {(True, True): "both", (False, True): "gpu", (True, False): "cpu"}.get((cpu, gpu), "none")
 
 
 def nvidia_dirs() -> list[Path]:
@@ -150,19 +133,21 @@ def load_cuda_libraries(libraries: list[LibraryStatus]) -> None:
 
 
 def _driver_version() -> tuple[tuple[int, int] | None, str | None]:
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None, "libcuda.so.1 not found: no NVIDIA driver is installed (or visible in this container)"
-    version = ctypes.c_int()
-    if cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+    """The CUDA version the driver supports, or why it cannot be had."""
+    version = gpu.driver_cuda_version()
+    if version is not None:
+        return version, None
+    if gpu.driver_loadable():
         return None, "the NVIDIA driver did not report its CUDA version"
-    return (version.value // 1000, (version.value % 1000) // 10), None
+    return None, "libcuda.so.1 not found: no NVIDIA driver is installed (or visible in this container)"
 
 
 def setup_cuda() -> CudaSetup:
     """With the GPU build installed: load the CUDA libraries, check the driver, and pick
-    safe MXNET_* defaults. With the CPU build: nothing."""
+    safe MXNET_* defaults (read by MXNet while it runs, so they stay set). With the CPU
+    build: nothing. Done once per process; later calls return the same record."""
+    if CUDA.build != "none":
+        return CUDA
     CUDA.build = mxnet_build()
     if CUDA.build not in ("gpu", "both"):
         return CUDA
@@ -190,95 +175,3 @@ def setup_cuda() -> CudaSetup:
         CUDA.problems.append(CUDA.driver_error + "; without a GPU use the CPU build: "
                              "`make install GPU=0`")
     return CUDA
-
-
-def import_mxnet() -> str | None:
-    """Import MXNet; None if that worked, else one line saying why not and what to do."""
-    global _IMPORT_THREADS
-    if not mxnet_imported():
-        _IMPORT_THREADS = os.environ.get("OMP_NUM_THREADS")
-    try:
-        import mxnet  # noqa: F401
-    except Exception as err:  # OSError (libcuda.so.1 missing), ImportError, ...
-        why = "; ".join(CUDA.problems) if CUDA.problems else f"{type(err).__name__}: {err}"
-        build = {"gpu": "the GPU build of MXNet (mxnet-cu112) is installed but ",
-                 "both": ""}.get(CUDA.build, "")
-        return f"cannot import mxnet: {build}{why}. `make doctor` shows the details."
-    if CUDA.problems:
-        warnings.warn("bnexp: " + "; ".join(CUDA.problems), RuntimeWarning, stacklevel=2)
-    return None
-
-
-def import_mxnet_or_exit() -> None:
-    """For entry points: import MXNet, or print why it cannot be and exit with status 2
-    (a broken installation is the user's to fix, not a bug)."""
-    problem = import_mxnet()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
-
-
-def restore_numpy_bool() -> None:
-    """MXNet 1.9.1 reads the alias `numpy.bool` at import; numpy removed it in 1.24. Python
-    3.11 gets numpy 1.23.5 (requirements/), which has it; on 3.12+ there is no numpy 1.23
-    and bnexp installs numpy 1.26, where the alias is put back here (it meant `bool`)."""
-    try:
-        import numpy
-    except ImportError:  # the system python3 of `make install`: nothing to fix
-        return
-    if not hasattr(numpy, "bool"):
-        numpy.bool = bool
-
-
-def thread_budget() -> int:
-    """The most OpenMP threads this process should use."""
-    try:
-        return max(1, int(os.environ[BUDGET_VAR]))
-    except (KeyError, ValueError):
-        return available_cores()
-
-
-def set_threads(threads: int) -> None:
-    """Choose the OpenMP (and MKL) thread count. Effective only before `import mxnet`.
-    Marked as bnexp's own choice, so that a child process counts again."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", DERIVED_MARKER):
-        os.environ[name] = str(threads)
-
-
-_IMPORT_THREADS: str | None = None  # OMP_NUM_THREADS when import_mxnet_or_exit imported MXNet
-
-
-def threads_in_effect() -> int | None:
-    """OpenMP threads of this process's MXNet: fixed when it was imported."""
-    try:
-        return int(_IMPORT_THREADS or os.environ["OMP_NUM_THREADS"])
-    except (KeyError, ValueError):
-        return None
-
-
-def mxnet_imported() -> bool:
-    return "mxnet" in sys.modules
-
-
-def configure() -> None:
-    """Set thread defaults for MXNet, keeping anything the user already set, and make the
-    CUDA libraries of the GPU build loadable."""
-    global USER_THREADS
-    # A thread count that a parent bnexp process derived from *its* cores (a sweep
-    # launched on a login node, say) is not a user's choice: count again here.
-    derived = os.environ.pop(DERIVED_MARKER, None)
-    if derived is not None and os.environ.get("OMP_NUM_THREADS") == derived:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.pop(name, None)
-    try:
-        USER_THREADS = int(os.environ["OMP_NUM_THREADS"])
-    except (KeyError, ValueError):
-        USER_THREADS = None
-    if USER_THREADS is None:
-        set_threads(thread_budget())  # until bnexp.tuning chooses (before MXNet is imported)
-    os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
-    # mxnet 1.9 warns about numpy's deprecated aliases on every import.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="mxnet")
-    warnings.filterwarnings("ignore", message=".*np.bool.*")
-    restore_numpy_bool()
-    setup_cuda()

@@ -133,6 +133,11 @@ def _libcuda():
         return None
 
 
+def driver_loadable() -> bool:
+    """Whether the NVIDIA driver's libcuda.so.1 can be loaded."""
+    return _libcuda() is not None
+
+
 def driver_cuda_version() -> tuple[int, int] | None:
     """The CUDA version the installed driver supports, e.g. (12, 4); None without a driver."""
     cuda = _libcuda()

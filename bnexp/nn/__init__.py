@@ -1,0 +1,1 @@
+"""The network: normalization layers (norm/), pooling, the models, and building them."""

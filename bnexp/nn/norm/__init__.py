@@ -1,0 +1,1 @@
+"""Normalization layers, one module each, registered by name (registry.py)."""

@@ -1,0 +1,95 @@
+"""Importing MXNet: the one place where bnexp does what must happen before `import mxnet`.
+
+MXNet reads OMP_NUM_THREADS (and MKL_NUM_THREADS) once, when it is imported. Entry points
+call `import_mxnet(threads)` with the count the thread policy chose: the variables are
+set for the import and put back as the user had them right after (MXNet has read them
+by then), so no child process inherits a count that bnexp derived. The same call
+restores numpy's `bool` alias that MXNet 1.9.1 reads (gone in numpy 1.24; Python 3.12+
+gets numpy 1.26), silences MXNet's deprecation noise and, with the GPU build, loads the
+CUDA libraries first (bnexp.runtime.cuda). Importing bnexp itself changes nothing.
+
+Standard library only (numpy if present) until MXNet is imported.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+from bnexp.runtime import cuda
+from bnexp.runtime.threads import THREAD_VARS
+
+_import_threads: int | None = None  # the OpenMP threads MXNet was imported with, if bnexp imported it
+
+
+def restore_numpy_bool() -> None:
+    """MXNet 1.9.1 reads the alias `numpy.bool` at import; numpy removed it in 1.24. Python
+    3.11 gets numpy 1.23.5 (requirements/), which has it; on 3.12+ there is no numpy 1.23
+    and bnexp installs numpy 1.26, where the alias is put back here (it meant `bool`)."""
+    try:
+        import numpy
+    except ImportError:  # the system python3 of `make install`: nothing to fix
+        return
+    if not hasattr(numpy, "bool"):
+        numpy.bool = bool
+
+
+def mxnet_imported() -> bool:
+    return "mxnet" in sys.modules
+
+
+def threads_in_effect() -> int | None:
+    """OpenMP threads of this process's MXNet (fixed when it was imported); None if
+    MXNet is not imported yet, or was imported without bnexp choosing the count."""
+    if not mxnet_imported():
+        return None
+    if _import_threads is not None:
+        return _import_threads
+    try:
+        return int(os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return None
+
+
+def import_mxnet(threads: int | None = None) -> str | None:
+    """Import MXNet with `threads` OpenMP threads (None: as the environment says). Returns
+    None if that worked (or MXNet was already imported: its thread count stays), else one
+    line saying why not and what to do."""
+    global _import_threads
+    if mxnet_imported():
+        return None
+    # mxnet 1.9 warns about numpy's deprecated aliases on every import.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="mxnet")
+    warnings.filterwarnings("ignore", message=".*np.bool.*")
+    restore_numpy_bool()
+    setup = cuda.setup_cuda()
+    users = {var: os.environ.get(var) for var in THREAD_VARS}
+    try:
+        if threads is not None:
+            for var in THREAD_VARS:
+                os.environ[var] = str(threads)
+        import mxnet  # noqa: F401
+    except Exception as err:  # OSError (libcuda.so.1 missing), ImportError, ...
+        why = "; ".join(setup.problems) if setup.problems else f"{type(err).__name__}: {err}"
+        build = {"gpu": "the GPU build of MXNet (mxnet-cu112) is installed but ",
+                 "both": ""}.get(setup.build, "")
+        return f"cannot import mxnet: {build}{why}. `make doctor` shows the details."
+    finally:
+        for var, value in users.items():  # MXNet has read them: the user's values again
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+    _import_threads = threads
+    if setup.problems:
+        warnings.warn("bnexp: " + "; ".join(setup.problems), RuntimeWarning, stacklevel=2)
+    return None
+
+
+def import_mxnet_or_exit(threads: int | None = None) -> None:
+    """For entry points: import MXNet, or print why it cannot be and exit with status 2
+    (a broken installation is the user's to fix, not a bug)."""
+    problem = import_mxnet(threads)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,38 @@
+"""`python -m bnexp.runtime.tuning show`: the speed settings measured on this machine.
+(`... probe SPEC` is the measuring subprocess, started by bnexp/runtime/tuning/probe.py.)"""
+from __future__ import annotations
+
+import json
+import sys
+
+from bnexp.runtime.threads import ThreadPolicy, available_cores
+from bnexp.runtime.tuning import cache
+from bnexp.runtime.tuning.choice import summaries
+from bnexp.runtime.tuning.machine import cpu_identity, mxnet_identity
+
+
+def show() -> int:
+    """Print the cached choices for this machine."""
+    entries = cache.entries_for_this_machine()
+    ident = cpu_identity()
+    print(f"{cache.cache_dir() / cache.CACHE_FILE}: {len(entries)} setting(s) measured on this "
+          f"machine ({ident['cpu']}, {available_cores()} cores, {mxnet_identity()})")
+    for line in summaries(entries):
+        print("  " + line)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["probe"] and len(argv) == 2:
+        from bnexp.runtime.tuning.probe import probe_main
+        policy = ThreadPolicy.resolve()  # the parent fixed the count in this process's environment
+        print(json.dumps(probe_main(json.loads(argv[1]), policy.default())))
+        return 0
+    if argv[:1] in (["show"], []):
+        return show()
+    print("usage: python -m bnexp.runtime.tuning [show]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,177 @@
+"""The speed settings of a run: the thread count, pooling layout and BN formulation, each
+fixed by the user, read from the cache, or measured now (bnexp/runtime/tuning/probe.py)."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+from bnexp.config import BN_IMPLS, POOL_LAYOUTS, Config
+from bnexp.runtime import mxnet_import
+from bnexp.runtime.threads import ThreadPolicy
+from bnexp.runtime.tuning import cache
+from bnexp.runtime.tuning.machine import setting_key, setting_of
+
+log = logging.getLogger(__name__)
+
+
+class Layout(NamedTuple):
+    """A pooling layout and a BN formulation: what the probe times side by side."""
+    pool: str
+    bn_impl: str
+
+    @property
+    def key(self) -> str:
+        """Its name in the cache file (JSON keys are strings): "native/centered"."""
+        return f"{self.pool}/{self.bn_impl}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Layout:
+        return cls(*key.split("/"))
+
+
+DEFAULT = Layout(POOL_LAYOUTS[0], BN_IMPLS[0])
+
+
+def layouts(variant: str, pool: str = "auto", bn_impl: str = "auto") -> list[Layout]:
+    """The layouts worth timing for a BN variant (the formulation matters only for scratch)."""
+    pools = POOL_LAYOUTS if pool == "auto" else (pool,)
+    impls = (BN_IMPLS if bn_impl == "auto" else (bn_impl,)) if variant == "scratch" \
+        else (DEFAULT.bn_impl,)
+    return [Layout(p, i) for p in pools for i in impls]
+
+
+@dataclass
+class Choice:
+    """The speed settings of a run, where each came from, and the timings behind them."""
+    threads: int | None          # None: left as it is (not chosen here)
+    pool: str
+    bn_impl: str
+    source: dict[str, str] = field(default_factory=dict)  # setting -> config|environment|cache|probe|default
+    ms_per_step: float | None = None                      # the chosen combination, as measured
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # threads -> layout key -> ms
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.pool, self.bn_impl)
+
+    def describe(self) -> str:
+        """e.g. "threads=2 (measured now) pool=native (cached)" (bn_impl only for scratch)."""
+        said = {"probe": "measured now", "cache": "cached", "config": "set in the config",
+                "environment": "OMP_NUM_THREADS", "default": "default", "": "unchanged"}
+        parts = []
+        for key in ("threads", "pool", "bn_impl"):
+            source = self.source.get(key, "")
+            if source == "unused":
+                continue
+            value = getattr(self, key)
+            parts.append(f"{key}={value if value is not None else 'unchanged'} "
+                         f"({said.get(source, source)})")
+        text = " ".join(parts)
+        if self.ms_per_step is not None:
+            text += f"; {self.ms_per_step:.1f} ms/step when measured"
+        return text
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def choose(cfg: Config, policy: ThreadPolicy, saved: dict | None = None) -> Choice:
+    """The threads, pooling layout and BN formulation for this run (measured if needed).
+    `saved`: the flat config of a run being resumed (bnexp.runtime.tuning.machine.setting_of)."""
+    setting = setting_of(cfg, saved)
+    wanted = layouts(setting["bn"], cfg.perf.pool, cfg.perf.bn_impl)
+    # where each setting comes from unless measured: the config, the environment, or nowhere
+    source = {"threads": policy.fixed_from or "probe",
+              "pool": "probe" if cfg.perf.pool == "auto" else "config",
+              "bn_impl": ("probe" if cfg.perf.bn_impl == "auto" else "config")
+              if setting["bn"] == "scratch" else "unused"}
+
+    def unmeasured() -> Choice:  # the user's values, else the defaults
+        layout = wanted[0] if len(wanted) == 1 else DEFAULT
+        return Choice(policy.default() if setting["device"] == "cpu" else policy.fixed,
+                      *layout, {k: ("default" if v == "probe" else v) for k, v in source.items()})
+
+    if setting["device"] == "gpu":  # nothing CPU-specific to choose
+        return unmeasured()
+    candidates = policy.candidates()
+    if len(wanted) == 1 and len(candidates) == 1:  # nothing to measure
+        return Choice(candidates[0], *wanted[0],
+                      {k: ("default" if v == "probe" else v) for k, v in source.items()})
+    timings, measured_now = timings_for(setting, candidates, wanted, source)
+    options = [(timings[str(t)][layout.key], t, layout) for t in candidates for layout in wanted
+               if layout.key in timings.get(str(t), {})]
+    if not options:  # the probe failed: fall back, say so, go on
+        return unmeasured()
+    ms, threads, layout = min(options)
+    if not measured_now:
+        source = {k: ("cache" if v == "probe" else v) for k, v in source.items()}
+    return Choice(threads, *layout, source, ms, {t: dict(v) for t, v in timings.items()})
+
+
+def import_with(choice: Choice) -> str | None:
+    """Import MXNet with the chosen thread count (bnexp.runtime.mxnet_import); None if that
+    worked, else why not. In a sweep's later jobs MXNet is already running with the first
+    job's count, which stays (and is what `choice` then records)."""
+    problem = mxnet_import.import_mxnet(choice.threads)
+    in_effect = mxnet_import.threads_in_effect()
+    if not problem and choice.threads is not None and in_effect not in (None, choice.threads):
+        log.info("tuning: %d thread(s) would be fastest for this setting, but MXNet is already "
+                 "running with %d in this process (a sweep's earlier job chose)",
+                 choice.threads, in_effect)
+        choice.threads = in_effect
+    return problem
+
+
+def timings_for(setting: dict, candidates: list[int], wanted: list[Layout],
+                source: dict[str, str]) -> tuple[dict, bool]:
+    """The cached timings of `setting`, with every candidate thread count x wanted layout
+    measured now if missing (one process at a time); and whether any was."""
+    from bnexp.runtime.tuning.probe import probe
+
+    key = setting_key(setting)
+
+    def cached() -> dict:
+        return (cache.read_cache().get(key) or {}).get("timings", {})
+
+    def missing(timings: dict) -> list[int]:
+        return [t for t in candidates
+                if not all(layout.key in timings.get(str(t), {}) for layout in wanted)]
+
+    timings = cached()
+    if not missing(timings):
+        return timings, False
+    measured_now = False
+    with cache.cache_lock() as locked:
+        if locked:
+            timings = cached()  # another process may have measured while we waited
+        todo = missing(timings)
+        if todo:
+            log.info("tuning: measuring %s for this machine (%s thread(s); once, then cached in %s)",
+                     ", ".join(k for k, v in source.items() if v == "probe"),
+                     ",".join(map(str, todo)), cache.cache_dir() / cache.CACHE_FILE)
+        for threads in todo:
+            measured = probe(setting, threads)
+            if measured:
+                timings[str(threads)] = {**timings.get(str(threads), {}), **measured}
+                measured_now = True
+        if measured_now and locked:
+            cache.store(key, {"setting": setting, "timings": timings,
+                              "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return timings, measured_now
+
+
+def summaries(entries: list[dict]) -> list[str]:
+    """One line per cached setting: the fastest combination and what it was measured at."""
+    lines = []
+    for entry in sorted(entries, key=lambda e: (e["setting"]["bn"], e["setting"]["batch_per_device"])):
+        s = entry["setting"]
+        ms, threads, key = min((ms, int(t), k) for t, table in entry["timings"].items()
+                               for k, ms in table.items())
+        layout = Layout.from_key(key)
+        lines.append(f"bn={s['bn']} model={s.get('model', 'lenet')} batch/device="
+                     f"{s['batch_per_device']}: threads={threads} pool={layout.pool}"
+                     + (f" bn_impl={layout.bn_impl}" if s["bn"] == "scratch" else "")
+                     + f" ({ms:.1f} ms/step, measured {entry.get('updated', '?')})")
+    return lines

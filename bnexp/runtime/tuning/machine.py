@@ -1,0 +1,72 @@
+"""What the speed timings depend on: the machine (CPU model and instruction sets, usable
+cores, MXNet build, device) and the run's network and batch. Two runs with the same
+setting can share one measurement."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import platform
+from pathlib import Path
+
+from bnexp.config import Config
+from bnexp.runtime import context, cuda, gpu
+from bnexp.runtime.threads import available_cores
+
+PROBE_VERSION = 2   # bump when what the probe measures changes: older cache entries are stale
+
+
+def cpu_identity() -> dict[str, str]:
+    """The CPU model and a digest of its instruction-set flags (/proc/cpuinfo)."""
+    model, flags = platform.processor() or "unknown", ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("unknown", "", platform.processor()):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = " ".join(sorted(value.split()))
+    return {"cpu": model, "cpu_flags": hashlib.sha1(flags.encode()).hexdigest()[:12]}
+
+
+def mxnet_identity() -> str:
+    build = cuda.mxnet_build()
+    dist = cuda.GPU_DISTRIBUTION if build == "gpu" else cuda.CPU_DISTRIBUTION
+    try:
+        return f"{dist}=={importlib.metadata.version(dist)}"
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def this_machine() -> dict:
+    """The part of a setting that names the machine."""
+    return {**cpu_identity(), "cores": available_cores(), "mxnet": mxnet_identity()}
+
+
+def device_kind(ctx: str) -> str:
+    """"cpu" or "gpu", without importing MXNet: `auto` means a GPU only if the GPU build
+    is installed and nvidia-smi lists one it can run."""
+    devices = context.parse(ctx)
+    if devices:
+        return "gpu" if any(kind == "gpu" for kind, _ in devices) else "cpu"
+    if cuda.mxnet_build() != "gpu":
+        return "cpu"
+    found, _ = gpu.query()
+    return "gpu" if found and gpu.choose_build(found)[0] == "gpu" else "cpu"
+
+
+def setting_of(cfg: Config, saved: dict | None = None) -> dict:
+    """What the timings of `cfg`'s run depend on. `saved`: the flat config of the run being
+    resumed (its metrics.json), whose network the run continues."""
+    saved = saved or {}
+    devices = max(1, len(context.parse(cfg.ctx)))
+    batch = int(saved.get("trainer.batch_size", cfg.trainer.batch_size))
+    return {"probe_version": PROBE_VERSION, **this_machine(), "device": device_kind(cfg.ctx),
+            "model": saved.get("model.name", cfg.model.name),
+            "bn_on_dense": bool(saved.get("model.bn_on_dense", cfg.model.bn_on_dense)),
+            "bn": saved.get("bn.variant", cfg.bn.variant), "batch_per_device": batch // devices}
+
+
+def setting_key(setting: dict) -> str:
+    return hashlib.sha1(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Hydra's side of sweeps: the callbacks Hydra calls, and the naming of job folders."""
