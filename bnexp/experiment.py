@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from bnexp import data
-from bnexp.config import Config, check, effective_lr, flat
+from bnexp.config import Config, effective_lr, flat
 from bnexp.errors import ConfigError, UserError
 from bnexp.files import write_json_atomic
 from bnexp.monitors.registry import build as build_monitors
@@ -32,6 +32,7 @@ from bnexp.training.signals import graceful_stop
 from bnexp.training.step import device_splits, make_optimizer
 from bnexp.training.tensorboard import RunLogger, TensorBoardCurves
 from bnexp.training.trainer import Trainer
+from bnexp.validate import check
 
 log = logging.getLogger(__name__)
 

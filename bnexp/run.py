@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import config, record
+from bnexp import config, record, validate
 from bnexp.errors import UserError
 from bnexp.runtime import tuning
 from bnexp.runtime.threads import ThreadPolicy
@@ -54,7 +54,7 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     try:
-        settings = config.load(cfg)
+        settings = validate.load(cfg)
         # Speed settings first: MXNet fixes its thread count when it is imported.
         policy = ThreadPolicy.resolve(settings.perf.threads)
         speed = tuning.choose(settings, policy,

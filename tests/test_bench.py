@@ -44,7 +44,7 @@ def test_cli_table_and_json(tmp_path):
     assert rows["source"][5] == "1.00"
     assert rows["none"][7] == "(plain-none)" and rows["scratch"][7] == "(gluon)"
     assert "targets:" in proc.stdout and "gluon >= 0.95 x plain-gluon" in proc.stdout
-    assert "speed settings (bnexp.tuning)" in proc.stdout  # the choices it ran with
+    assert "speed settings (bnexp.runtime.tuning)" in proc.stdout  # the choices it ran with
     report = json.loads(out.read_text())
     machine = report["machine"]
     for key in ("cpu_model", "cores", "OMP_NUM_THREADS", "mxnet_version"):

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import bnexp.run  # noqa: F401  (registers the resolvers the configs use)
-from bnexp import config
+from bnexp import config, validate
 from conftest import REPO
 
 PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -39,7 +39,7 @@ def test_preset_composes_and_is_valid(composer, name):
     assert params, f"{name} sweeps nothing"
     first = {key: str(value).split(",")[0] for key, value in params.items()}
     job = composer(f"experiment={name}", *(f"{k}={v}" for k, v in first.items()), hydra=False)
-    config.load(job)  # the schema and the range checks
+    validate.load(job)  # the schema and the range checks
 
 
 def test_preset_sizes(composer):

@@ -15,7 +15,7 @@ from bnexp.nn.build import build_net
 from bnexp.runtime.threads import BUDGET_VAR, SLURM_VAR, ThreadPolicy, available_cores
 from bnexp.runtime.tuning import cache as tuning_cache
 from bnexp.runtime.tuning import choice as tuning
-from bnexp.runtime.tuning import machine, probe
+from bnexp.runtime.tuning import machine
 from bnexp.training.step import make_optimizer, train_step
 
 FREE = ThreadPolicy.resolve(environ={})  # nobody fixed the thread count
@@ -33,7 +33,7 @@ def cache(tmp_path, monkeypatch):
 def forbid_probe(monkeypatch):
     def fail(*args):
         raise AssertionError("the probe ran although the timings were cached")
-    monkeypatch.setattr(probe, "probe", fail)
+    monkeypatch.setattr(tuning, "probe", fail)
 
 
 def test_probe_then_cache(cache, monkeypatch):

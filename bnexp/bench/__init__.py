@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(f"cpu: {m['cpu_model']} ({m['available_cores']}/{m['cores']} cores, "
           f"{' '.join(m['simd'])}), mxnet {m['mxnet_version']}, load average {m['loadavg']}")
-    print(f"threads: {threads}; speed settings (bnexp's tuning): " + "; ".join(
+    print(f"threads: {threads}; speed settings (bnexp.runtime.tuning): " + "; ".join(
         f"{v}: pool={c['pool']}" + (f" bn_impl={c['bn_impl']}" if v == "scratch" else "")
         + f" ({', '.join(sorted(set(c['source'].values()) - {'unused'}))})" for v, c in choices.items()))
     if not args.skip_throughput:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnexp.config import effective_lr
 from bnexp.monitors.base import Monitor
 from bnexp.monitors.registry import MONITORS
 from bnexp.monitors.network import (loss_and_gradients, preserved, set_values, trainable,
@@ -56,14 +55,13 @@ class ICSMonitor(Monitor):
 
     def __init__(self, options, cfg):
         super().__init__(options.every)
-        self.lr = effective_lr(cfg)
 
     def on_step_start(self, state) -> None:
         if not self.due(state.step):
             return
         with state.aside(), preserved(state.net):
             layers = internal_covariate_shift(state.net, state.images, state.labels, state.ctx,
-                                              self.lr)
+                                              state.optimizer.learning_rate)
         for layer, m in layers.items():
             state.logger.scalars(state.step, {f"ics/{layer}/l2": m["l2"], f"ics/{layer}/cos": m["cos"]})
         self.keep(state, {"step": state.step, "layers": layers})

@@ -19,7 +19,6 @@ from typing import Callable
 
 import numpy as np
 
-from bnexp.config import effective_lr
 from bnexp.monitors.base import Monitor
 from bnexp.monitors.registry import MONITORS
 from bnexp.monitors.network import loss_and_gradients, preserved, set_values, trainable, values
@@ -51,7 +50,7 @@ class LandscapeMonitor(Monitor):
 
     def __init__(self, options, cfg):
         super().__init__(options.every)
-        self.lr, self.factors = effective_lr(cfg), list(options.factors)
+        self.factors = list(options.factors)
 
     def on_step_start(self, state) -> None:
         if not self.due(state.step):
@@ -63,7 +62,8 @@ class LandscapeMonitor(Monitor):
             return loss_and_gradients(state.net, state.images, state.labels, state.ctx)
 
         with state.aside(), preserved(state.net):
-            m = along_gradient(loss_and_grad, values(params), self.lr, self.factors)
+            m = along_gradient(loss_and_grad, values(params), state.optimizer.learning_rate,
+                               self.factors)
         state.logger.scalars(state.step, {f"landscape/{k}": m[k]
                                           for k in ("loss_range", "grad_change", "beta_smoothness")})
         self.keep(state, {"step": state.step, **m})

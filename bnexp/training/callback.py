@@ -20,12 +20,10 @@ run (`state.end(...)`) is the last to hear that event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from bnexp.training.trainer import FitState
+from bnexp.training.state import FitState
 
 
 @dataclass

@@ -18,6 +18,7 @@ from mxnet import gluon, nd
 
 from bnexp.files import replaced_atomically
 from bnexp.training.callback import Callback
+from bnexp.training.state import TrainingClock
 
 CHECKPOINT_FILE = "checkpoint.params"
 _STATE, _TRAINER, _PARAM = "__state__", "__trainer__", "param:"
@@ -68,8 +69,6 @@ def resume(state, run_dir: Path) -> int:
     """Put a Trainer's FitState back where the checkpoint in `run_dir` left it: weights, BN
     statistics and optimizer state, the step, the training seconds and the epoch's running
     totals. Returns the step."""
-    from bnexp.training.trainer import TrainingClock
-
     saved = restore(run_dir, state.net, state.optimizer)
     state.step = saved["step"]
     state.clock = TrainingClock(saved["train_seconds"])

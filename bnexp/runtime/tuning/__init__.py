@@ -26,4 +26,4 @@ failed probe falls back to the defaults; neither stops a run.
 
     python -m bnexp.runtime.tuning show        # what is cached for this machine
 """
-from bnexp.runtime.tuning.choice import Choice, Layout, choose  # noqa: F401
+from bnexp.runtime.tuning.choice import Choice, choose  # noqa: F401

@@ -5,41 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import NamedTuple
 
-from bnexp.config import BN_IMPLS, POOL_LAYOUTS, Config
+from bnexp.config import Config
 from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
 from bnexp.runtime.tuning import cache
 from bnexp.runtime.tuning.machine import setting_key, setting_of
+from bnexp.runtime.tuning.probe import DEFAULT, Layout, layouts, probe
 
 log = logging.getLogger(__name__)
-
-
-class Layout(NamedTuple):
-    """A pooling layout and a BN formulation: what the probe times side by side."""
-    pool: str
-    bn_impl: str
-
-    @property
-    def key(self) -> str:
-        """Its name in the cache file (JSON keys are strings): "native/centered"."""
-        return f"{self.pool}/{self.bn_impl}"
-
-    @classmethod
-    def from_key(cls, key: str) -> Layout:
-        return cls(*key.split("/"))
-
-
-DEFAULT = Layout(POOL_LAYOUTS[0], BN_IMPLS[0])
-
-
-def layouts(variant: str, pool: str = "auto", bn_impl: str = "auto") -> list[Layout]:
-    """The layouts worth timing for a BN variant (the formulation matters only for scratch)."""
-    pools = POOL_LAYOUTS if pool == "auto" else (pool,)
-    impls = (BN_IMPLS if bn_impl == "auto" else (bn_impl,)) if variant == "scratch" \
-        else (DEFAULT.bn_impl,)
-    return [Layout(p, i) for p in pools for i in impls]
 
 
 @dataclass
@@ -128,8 +102,6 @@ def timings_for(setting: dict, candidates: list[int], wanted: list[Layout],
                 source: dict[str, str]) -> tuple[dict, bool]:
     """The cached timings of `setting`, with every candidate thread count x wanted layout
     measured now if missing (one process at a time); and whether any was."""
-    from bnexp.runtime.tuning.probe import probe
-
     key = setting_key(setting)
 
     def cached() -> dict:

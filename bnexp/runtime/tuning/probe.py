@@ -14,7 +14,9 @@ import logging
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
+from bnexp.config import BN_IMPLS, POOL_LAYOUTS
 from bnexp.runtime.threads import child_env
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,32 @@ log = logging.getLogger(__name__)
 PROBE_WARMUP, PROBE_ROUNDS, PROBE_STEPS = 2, 2, 3   # per layout; rounds interleaved
 PROBE_TIMEOUT = 300        # seconds per subprocess
 PROBE_IMAGES = 2048        # synthetic training images on the device (the gather is timed too)
+
+
+class Layout(NamedTuple):
+    """A pooling layout and a BN formulation: what the probe times side by side."""
+    pool: str
+    bn_impl: str
+
+    @property
+    def key(self) -> str:
+        """Its name in the cache file (JSON keys are strings): "native/centered"."""
+        return f"{self.pool}/{self.bn_impl}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Layout:
+        return cls(*key.split("/"))
+
+
+DEFAULT = Layout(POOL_LAYOUTS[0], BN_IMPLS[0])
+
+
+def layouts(variant: str, pool: str = "auto", bn_impl: str = "auto") -> list[Layout]:
+    """The layouts worth timing for a BN variant (the formulation matters only for scratch)."""
+    pools = POOL_LAYOUTS if pool == "auto" else (pool,)
+    impls = (BN_IMPLS if bn_impl == "auto" else (bn_impl,)) if variant == "scratch" \
+        else (DEFAULT.bn_impl,)
+    return [Layout(p, i) for p in pools for i in impls]
 
 
 def probe(setting: dict, threads: int) -> dict[str, float]:
@@ -50,7 +78,6 @@ def probe_main(spec: dict, threads: int | None) -> dict[str, float]:
 
     from bnexp.config import BNConfig, Config, ModelConfig, PerfConfig, TrainerConfig
     from bnexp.nn.build import build_net
-    from bnexp.runtime.tuning.choice import layouts
     from bnexp.training.step import DeviceSplit, make_optimizer
     from bnexp.training.trainer import Trainer
 
