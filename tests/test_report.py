@@ -362,6 +362,21 @@ def test_landscape_ratio_is_to_the_matching_baseline(tmp_path: Path):
     assert "| bn=gluon,lr=0.2 | 1 (0.25×) |" in table
 
 
+def test_batch_table_says_when_some_seeds_did_not_reach(tmp_path: Path):
+    for b in (8, 128):
+        for seed, accs in ((0, [0.5, 0.81]), (1, [0.5, 0.6])):
+            job_dir = tmp_path / f"trainer.batch_size={b},seed={seed}"
+            job_dir.mkdir()
+            record = RunRecord(status="completed", config={"bn.variant": "gluon", "trainer.batch_size": b},
+                               overrides=[f"trainer.batch_size={b}", f"seed={seed}"])
+            for i, acc in enumerate(accs, start=1):
+                record.eval_curve.append(EvalPoint(i * 10, i * 10 * b, i * 1.0, acc, 1 - acc))
+            record.steps, record.final = 20, {"test_acc": accs[-1]}
+            write_json_atomic(job_dir / "metrics.json", record.to_json())
+    md = write_report(tmp_path, targets=(0.8,)).read_text()
+    assert "| gluon | 8 | — | 20 (1/2) | 160 (1/2) | 2.0 (1/2) | 0.705 |" in md
+
+
 def test_a_study_name_is_registered_once():
     from bnexp.report.studies import registered, study
     taken = registered()[0].name

@@ -73,7 +73,9 @@ def section(report: Report) -> list[str]:
     head = ["bn", "batch", "lr"] + [f"{measure} to {target_label(t)}" for t in report.targets
                                     for measure in ("steps", "images", "seconds")] + ["final test acc"]
     lines = ["## Batch size", "", f"![batch size]({PNG})", "",
-             "Mean over seeds; `never` = not reached within the run's images:", "",
+             "Mean over the seeds that reached the target, with (reached/seeds) where some "
+             "did not (summary.md's target tables say which and why); `never` = no seed "
+             "reached it within the run's images:", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant, members in sorted(lines_by_variant.items()):
         for group in members:
@@ -83,7 +85,8 @@ def section(report: Report) -> list[str]:
                 stats = target_stats(group, each)
                 for measure, digits in (("steps", 0), ("images", 0), ("seconds", 1)):
                     value = stats[f"{measure}_mean"]
-                    cells.append("never" if value is None else f"{value:.{digits}f}")
+                    share = f" ({stats['reached']}/{len(group.jobs)})" if stats["never"] else ""
+                    cells.append("never" if value is None else f"{value:.{digits}f}{share}")
             final, _ = mean_std(final_accuracies(group))
             cells.append("—" if final is None else f"{final:.3f}")
             lines.append("| " + " | ".join(cells) + " |")
