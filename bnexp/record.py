@@ -32,7 +32,7 @@ class EvalPoint:
         point = dict(point)
         if "test_acc" in point:  # metrics.json written before validation splits existed
             point["acc"], point["loss"] = point.pop("test_acc"), point.pop("test_loss")
-        return cls(**point)
+        return cls(**_known_fields(cls, point))
 
 
 @dataclass
@@ -40,6 +40,16 @@ class TrainPoint:
     step: int
     loss: float        # mean over the steps since the previous point
     acc: float
+
+    @classmethod
+    def from_json(cls, point: dict) -> TrainPoint:
+        return cls(**_known_fields(cls, point))
+
+
+def _known_fields(cls, data: dict) -> dict:
+    """The entries of `data` that are fields of dataclass `cls`: a file written by a newer
+    bnexp (with fields this one does not know) still reads."""
+    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
 
 
 @dataclass
@@ -80,9 +90,9 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["eval_curve"] = [EvalPoint.from_json(p) for p in data.get("eval_curve", [])]
-        fields["train_curve"] = [TrainPoint(**p) for p in data.get("train_curve", [])]
+        fields = _known_fields(cls, data)
+        fields["eval_curve"] = [EvalPoint.from_json(p) for p in data.get("eval_curve") or []]
+        fields["train_curve"] = [TrainPoint.from_json(p) for p in data.get("train_curve") or []]
         return cls(**fields)
 
     def to_json(self) -> dict:

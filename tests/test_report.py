@@ -1,10 +1,13 @@
-"""The sweep report (bnexp/report.py) and its Hydra callback.
+"""The sweep report (bnexp/report/) and its Hydra callback.
 
 A synthetic sweep with hand-made curves checks the numbers exactly; a real
 two-job multirun checks that the callback writes the report at the end of a sweep.
+The interval's coverage is tested in test_stats.py.
 """
 import csv
 import json
+import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bnexp.files import write_json_atomic
-from bnexp.record import EvalPoint, RunRecord, TrainPoint
+from bnexp.record import EvalPoint, RunRecord, TrainPoint, record_failure
 from bnexp.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +87,10 @@ def num(value: str) -> float:
     return float(value)
 
 
+def geomean(values: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
 def test_synthetic_sweep_numbers(sweep: Path):
     md_path = write_report(sweep)
     rows = read_rows(sweep)
@@ -99,6 +106,7 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(none["images_to_0.80_mean"]) == pytest.approx(375 * 128)
     assert num(none["seconds_to_0.80_mean"]) == pytest.approx(37.5)
     assert (none["reached_0.80"], none["never_reached_0.80"]) == ("2", "1")
+    assert none["not_reached_0.80_seeds"] == "seed 2: ran its 400 steps without reaching it"
     assert num(none["steps_to_0.70_mean"]) == pytest.approx(800 / 3, rel=1e-5)
     assert none["never_reached_0.85"] == "3" and none["steps_to_0.85_mean"] == ""
     assert num(none["speedup_steps_0.80"]) == pytest.approx(1.0)
@@ -111,18 +119,19 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(gluon["steps_to_0.80_mean"]) == pytest.approx(125)
     assert num(gluon["steps_to_0.80_std"]) == pytest.approx(35.3553, rel=1e-4)
     assert (gluon["reached_0.80"], gluon["never_reached_0.80"]) == ("2", "1")
-    assert num(gluon["speedup_steps_0.70"]) == pytest.approx(4.0)
-    # bn=none seed 2 ran its 400 steps without reaching 0.80: it counts as 400 (it needed
-    # more), so the speedup (350 + 400 + 400) / 3 / 125 is a lower bound, without interval
-    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(1150 / 3 / 125, rel=1e-5)
-    assert gluon["speedup_0.80_bound"] == "lower" and gluon["speedup_0.80_ci_low"] == ""
+    assert gluon["not_reached_0.80_seeds"] == "seed 2: diverged at step 80"
+    # 0.70: every seed of both reached it (gluon's seed 2 too, before diverging): the ratio
+    # of geometric means, without interval (3 seeds: intervals from stats.MIN_SEEDS)
+    assert num(gluon["speedup_steps_0.70"]) == pytest.approx(
+        geomean([250, 250, 300]) / geomean([50, 100, 50]), rel=1e-5)
+    assert gluon["speedup_0.70_bound"] == "" and gluon["speedup_0.70_ci_low"] == ""
+    assert "3 seed(s)" in gluon["speedup_0.70_note"]
+    # 0.80: bn=none seed 2 never got there in its 400 steps (a lower bound) and gluon's seed 2
+    # diverged at 80 (an upper bound): undetermined, not a speedup from the seeds left over
+    assert gluon["speedup_steps_0.80"] == "" and gluon["speedup_0.80_bound"] == "undetermined"
     # evaluations every 50 steps: gluon crossed 0.80 at 100 (after 50) and 150 (after 100)
     assert num(gluon["resolution_0.80"]) == pytest.approx(0.5)
-    # bn=none never reached 0.85 within its 400 steps: gluon's 200 steps are >= 2x faster
-    assert num(gluon["speedup_steps_0.85"]) == pytest.approx(2.0)
-    assert gluon["speedup_0.85_bound"] == "lower"
-    # 0.70: every seed reached it (gluon's diverged seed 2 too, before diverging)
-    assert gluon["speedup_0.70_bound"] == "" and gluon["speedup_0.70_ci_low"] != ""
+    assert gluon["speedup_0.85_bound"] == "undetermined"
 
     scratch = rows["bn=scratch,lr=0.2"]
     assert (scratch["seeds"], scratch["completed"], scratch["failed"],
@@ -130,12 +139,17 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(scratch["steps_to_0.80_mean"]) == pytest.approx(100)
     assert scratch["steps_to_0.80_std"] == ""  # one seed: no spread
     assert (scratch["reached_0.80"], scratch["never_reached_0.80"]) == ("1", "4")
-    assert num(scratch["speedup_steps_0.80"]) == pytest.approx(1150 / 3 / 100, rel=1e-5)
+    # three seeds never trained (corrupt or missing metrics.json): nothing is known of them
+    assert scratch["speedup_0.80_bound"] == "undetermined"
+    assert "seed 0" in scratch["speedup_0.80_note"] and "seed 2" in scratch["speedup_0.80_note"]
+    assert "seed 3: interrupted at step 100" in scratch["not_reached_0.80_seeds"]
 
-    # lr=1.6 rows match the lr=1.6 baseline, which diverged: no speedup, not lr=0.2's
+    # lr=1.6 rows match the lr=1.6 baseline, which diverged at step 3: bn=none needed more
+    # than 3 steps, gluon 200 -- a lower bound, from that baseline and not lr=0.2's
     assert rows["bn=none,lr=1.6"]["diverged"] == "1"
     assert rows["bn=none,lr=1.6"]["final_test_acc_mean"] == ""
-    assert rows["bn=gluon,lr=1.6"]["speedup_steps_0.80"] == ""
+    assert num(rows["bn=gluon,lr=1.6"]["speedup_steps_0.80"]) == pytest.approx(3 / 200)
+    assert rows["bn=gluon,lr=1.6"]["speedup_0.80_bound"] == "lower"
     assert num(rows["bn=gluon,lr=1.6"]["steps_to_0.80_mean"]) == pytest.approx(200)
 
     md = md_path.read_text()
@@ -144,33 +158,144 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert "metrics.json unreadable" in md and "metrics.json missing" in md
     assert "'eval_curve' is not a list" in md
     assert "diverged at step 80" in md
-    assert "4.0× [" in md and "≥ 3.1×" in md and "≥ 2.0×" in md
+    assert "4.2× (no interval)" in md and "| undetermined |" in md and "≥ 0.015×" in md
+    assert "`bn=gluon,lr=0.2`: not reached by seed 2: diverged at step 80" in md
+    assert "t interval on log step counts" in md  # the method, and why
     for png in ("convergence.png", "lr_robustness.png"):
         assert (sweep / png).stat().st_size > 10_000, png
 
 
-def test_speedup_interval_and_censored_seeds(tmp_path: Path):
-    # every seed reached 0.80: bn=none at 350 and 400, gluon at 100 and 150 (paired by seed)
-    make_job(tmp_path, "none", 0.2, 0, [0.1, 0.1, 0.3, 0.5, 0.7, 0.75, 0.81, 0.82])
-    make_job(tmp_path, "none", 0.2, 1, [0.1, 0.2, 0.4, 0.6, 0.72, 0.79, 0.79, 0.80])
-    make_job(tmp_path, "gluon", 0.2, 0, [0.72, 0.81, 0.84, 0.86])
-    make_job(tmp_path, "gluon", 0.2, 1, [0.65, 0.78, 0.82, 0.85])
-    # scratch: seed 0 reached 0.80 at 100, seed 1 ran 200 steps without: needs more than 200
-    make_job(tmp_path, "scratch", 0.2, 0, [0.72, 0.81, 0.84, 0.86])
-    make_job(tmp_path, "scratch", 0.2, 1, [0.65, 0.75, 0.78, 0.79])
+# 5 paired seeds: bn=none reaches 0.80 at these steps, gluon at those (evaluations every 50)
+NONE_STEPS = {0: 350, 1: 400, 2: 300, 3: 450, 4: 400}
+GLUON_STEPS = {0: 100, 1: 150, 2: 100, 3: 100, 4: 150}
+T_975_4DF = 2.7764451051977987  # Student t, 97.5th percentile, 4 degrees of freedom (tables)
+
+
+def reaching_at(step: int, length: int = 10) -> list[float]:
+    """An accuracy curve (one point per 50 steps) that first reaches 0.80 at `step`."""
+    return [0.81 if (i + 1) * EVERY >= step else 0.5 for i in range(length)]
+
+
+def test_speedup_interval_is_the_paired_t_interval_on_log_steps(tmp_path: Path):
+    for seed in NONE_STEPS:
+        make_job(tmp_path, "none", 0.2, seed, reaching_at(NONE_STEPS[seed]))
+        make_job(tmp_path, "gluon", 0.2, seed, reaching_at(GLUON_STEPS[seed]))
+    write_report(tmp_path)
+    gluon = read_rows(tmp_path)["bn=gluon"]
+    logs = [math.log(NONE_STEPS[s] / GLUON_STEPS[s]) for s in NONE_STEPS]
+    centre, half = statistics.fmean(logs), T_975_4DF * statistics.stdev(logs) / math.sqrt(5)
+    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(math.exp(centre), rel=1e-5)
+    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(math.exp(centre - half), rel=1e-5)
+    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(math.exp(centre + half), rel=1e-5)
+    assert gluon["speedup_0.80_method"] == "paired t" and gluon["speedup_0.80_bound"] == ""
+    md = (tmp_path / "summary.md").read_text()
+    assert (f"{math.exp(centre):.1f}× [{math.exp(centre - half):.1f}, "
+            f"{math.exp(centre + half):.1f}]") in md
+
+
+def test_unpaired_seeds_get_welchs_interval(tmp_path: Path):
+    # bn=none ran seeds 0-4, gluon seeds 5-9: nothing to pair
+    for seed in NONE_STEPS:
+        make_job(tmp_path, "none", 0.2, seed, reaching_at(NONE_STEPS[seed]))
+        make_job(tmp_path, "gluon", 0.2, seed + 5, reaching_at(GLUON_STEPS[seed]))
+    write_report(tmp_path)
+    gluon = read_rows(tmp_path)["bn=gluon"]
+    base = [math.log(v) for v in NONE_STEPS.values()]
+    mine = [math.log(v) for v in GLUON_STEPS.values()]
+    v_base, v_mine = statistics.variance(base) / 5, statistics.variance(mine) / 5
+    df = (v_base + v_mine) ** 2 / (v_base ** 2 / 4 + v_mine ** 2 / 4)
+    from scipy.stats import t
+    half = t.ppf(0.975, df) * math.sqrt(v_base + v_mine)
+    centre = statistics.fmean(base) - statistics.fmean(mine)
+    assert gluon["speedup_0.80_method"] == "Welch t"
+    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(math.exp(centre - half), rel=1e-5)
+    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(math.exp(centre + half), rel=1e-5)
+
+
+@pytest.mark.parametrize("case", ["diverged", "interrupted", "failed_before_start",
+                                  "never_reached", "baseline_never_reached"])
+def test_every_seed_counts(tmp_path: Path, case: str):
+    """Five paired seeds; seed 4 of one configuration does not reach 0.80. It is censored
+    where it stopped (a bound) or, without a single step, makes the speedup undetermined;
+    summary.csv and summary.md name the seed and why."""
+    for seed in range(4):
+        make_job(tmp_path, "none", 0.2, seed, reaching_at(NONE_STEPS[seed]))
+        make_job(tmp_path, "gluon", 0.2, seed, reaching_at(GLUON_STEPS[seed]))
+    none_seeds = [NONE_STEPS[s] for s in range(4)]
+    gluon_seeds = [GLUON_STEPS[s] for s in range(4)]
+    if case == "baseline_never_reached":
+        make_job(tmp_path, "gluon", 0.2, 4, reaching_at(GLUON_STEPS[4]))
+        make_job(tmp_path, "none", 0.2, 4, [0.5] * 10)  # 500 steps, completed, never 0.80
+        expected = ("bn=none", "lower", geomean(none_seeds + [500]) / geomean(gluon_seeds + [GLUON_STEPS[4]]),
+                    "seed 4: ran its 500 steps without reaching it")
+    else:
+        make_job(tmp_path, "none", 0.2, 4, reaching_at(NONE_STEPS[4]))
+        if case == "diverged":
+            make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6], status="diverged", diverged_at=70)
+            stop, why = 70, "seed 4: diverged at step 70"
+        elif case == "interrupted":
+            make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6], status="interrupted")
+            stop, why = 100, "seed 4: interrupted at step 100"
+        elif case == "never_reached":
+            make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6, 0.7])  # completed after 150 steps
+            stop, why = 150, "seed 4: ran its 150 steps without reaching it"
+        else:  # failed before its first step: the record the sweep writes for such a job
+            job_dir = tmp_path / "bn=gluon,lr=0.2,seed=4,trainer.max_steps=400"
+            job_dir.mkdir()
+            record_failure(job_dir, ["bn=gluon", "lr=0.2", "seed=4", "trainer.max_steps=400"],
+                           RuntimeError("out of memory"))
+            stop, why = None, "seed 4: failed before training a step: out of memory"
+        value = (None if stop is None else
+                 geomean(none_seeds + [NONE_STEPS[4]]) / geomean(gluon_seeds + [stop]))
+        expected = ("bn=gluon", "undetermined" if stop is None else "upper", value, why)
+    config, bound, value, why = expected
     write_report(tmp_path)
     rows = read_rows(tmp_path)
-    gluon, scratch = rows["bn=gluon"], rows["bn=scratch"]
-    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(3.0) and gluon["speedup_0.80_bound"] == ""
-    # paired bootstrap over the two seeds: resampling {0,0} gives 350/100, {1,1} 400/150,
-    # mixed 375/125 -- the interval spans the two pure cases
-    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(400 / 150, rel=1e-5)  # CSV: 6 digits
-    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(3.5)
-    # scratch's censored seed counts as 200: 375 / 150 is an upper bound on its speedup
-    assert num(scratch["speedup_steps_0.80"]) == pytest.approx(2.5)
-    assert scratch["speedup_0.80_bound"] == "upper"
+    row = rows[config]
+    assert row["seeds"] == "5" and row["never_reached_0.80"] == "1"
+    assert row["not_reached_0.80_seeds"] == why
+    gluon = rows["bn=gluon"]
+    assert gluon["speedup_0.80_bound"] == bound and gluon["speedup_0.80_ci_low"] == ""
+    if value is None:
+        assert gluon["speedup_steps_0.80"] == "" and "seed 4 never trained" in gluon["speedup_0.80_note"]
+    else:
+        assert num(gluon["speedup_steps_0.80"]) == pytest.approx(value, rel=1e-5)
     md = (tmp_path / "summary.md").read_text()
-    assert "3.0× [2.7, 3.5]" in md and "≤ 2.5×" in md
+    assert f"`{config}`: not reached by {why}" in md
+
+
+def test_targets_from_the_command_line_are_recomputed_from_the_curves(tmp_path: Path):
+    make_job(tmp_path, "none", 0.2, 0, [0.5, 0.7, 0.76])
+    make_job(tmp_path, "gluon", 0.2, 0, [0.74, 0.76, 0.9])
+    done = subprocess.run([sys.executable, "-m", "bnexp.report", str(tmp_path), "--targets", "0.75"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(tmp_path)
+    # 0.75 is not among the targets the runs recorded (metrics.TARGETS): read from the curves
+    assert num(rows["bn=none"]["steps_to_0.75_mean"]) == 150
+    assert num(rows["bn=gluon"]["steps_to_0.75_mean"]) == 100
+    assert num(rows["bn=gluon"]["speedup_steps_0.75"]) == pytest.approx(1.5)
+    assert "steps_to_0.70_mean" not in rows["bn=none"]
+    assert "## Time to test accuracy 0.75" in (tmp_path / "summary.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "bnexp.report", str(tmp_path), "--targets", "0.7,high"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "'0.7,high'" in bad.stderr
+
+
+def test_old_metrics_files_still_read(tmp_path: Path):
+    """metrics.json written before validation splits: test_acc/test_loss in eval points."""
+    job_dir = make_job(tmp_path, "gluon", 0.2, 0, [0.6, 0.75])
+    data = json.loads((job_dir / "metrics.json").read_text())
+    for point in data["eval_curve"]:
+        point["test_acc"], point["test_loss"] = point.pop("acc"), point.pop("loss")
+        del point["split"], point["wall_seconds"]
+    data.pop("to_accuracy")
+    data["a_field_from_a_newer_bnexp"] = 1
+    (job_dir / "metrics.json").write_text(json.dumps(data))
+    write_report(tmp_path)
+    row = read_rows(tmp_path)["default"]
+    assert row["completed"] == "1" and num(row["steps_to_0.70_mean"]) == 100
 
 
 def test_report_without_lr_sweep_and_cli(tmp_path: Path):
@@ -189,6 +314,78 @@ def test_report_without_lr_sweep_and_cli(tmp_path: Path):
     missing = subprocess.run([sys.executable, "-m", "bnexp.report", str(tmp_path / "nope")],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "no sweep directory" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "multirun.yaml").write_text("hydra: {}\n")
+    no_runs = subprocess.run([sys.executable, "-m", "bnexp.report", str(empty)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert no_runs.returncode == 2 and "no runs in" in no_runs.stderr
+    assert len(no_runs.stderr.strip().splitlines()) == 1 and not (empty / "summary.md").exists()
+
+
+def test_help_lists_the_registered_studies():
+    from bnexp.report.studies import STUDIES
+    studies = STUDIES.entries()
+    assert len({s.name for s in studies}) == len(studies) >= 8
+    assert all(s.summary for s in studies)
+    done = subprocess.run([sys.executable, "-m", "bnexp.report", "--help"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    listed = [line.split()[0] for line in done.stdout.split("studies (")[1].splitlines()[1:] if line.strip()]
+    assert listed == [s.name for s in studies]
+
+
+def test_init_table_asks_for_the_steps_the_schedule_evaluated(tmp_path: Path):
+    """A dense schedule evaluates 91 and 101, not 100: the column is step 101, its value
+    the accuracy evaluated there (not step 91's under the name of step 100)."""
+    for init in ("standard", "source"):
+        job_dir = tmp_path / f"bn.init={init}"
+        job_dir.mkdir()
+        record = RunRecord(status="completed", overrides=[f"bn.init={init}"], config={"bn.init": init})
+        for step, acc in ((5, 0.1), (20, 0.2), (50, 0.3), (91, 0.4), (101, 0.8)):
+            record.eval_curve.append(EvalPoint(step, step * 128, step * 0.1, acc, 1 - acc))
+        record.steps, record.final = 101, {"test_acc": 0.8}
+        write_json_atomic(job_dir / "metrics.json", record.to_json())
+    md = write_report(tmp_path).read_text()
+    assert "| acc, step 101 |" in md and "step 100" not in md and "step 91" not in md
+    assert "| bn.init=source | 0.100 | 0.200 | 0.300 | 0.800 |" in md
+
+
+def test_landscape_ratio_is_to_the_matching_baseline(tmp_path: Path):
+    """Two learning rates, each with its bn=none: gluon's ratio is to its own lr's."""
+    for lr, none_level in ((0.1, 8.0), (0.2, 4.0)):
+        with_monitors(make_job(tmp_path, "none", lr, 0, [0.3, 0.6]), monitored(0.5, (2.0, 0.5), none_level))
+        with_monitors(make_job(tmp_path, "gluon", lr, 0, [0.7, 0.8]), monitored(0.0, (3.0, 0.25), 1.0))
+    md = write_report(tmp_path).read_text()
+    # loss variation 1 against bn=none's 8 at lr=0.1 and 4 at lr=0.2 (the first bn=none is lr=0.1's)
+    table = md.split("## Loss landscape")[1].split("second half")[0]
+    assert "| bn=gluon,lr=0.1 | 1 (0.12×) |" in table
+    assert "| bn=gluon,lr=0.2 | 1 (0.25×) |" in table
+
+
+def test_batch_table_says_when_some_seeds_did_not_reach(tmp_path: Path):
+    for b in (8, 128):
+        for seed, accs in ((0, [0.5, 0.81]), (1, [0.5, 0.6])):
+            job_dir = tmp_path / f"trainer.batch_size={b},seed={seed}"
+            job_dir.mkdir()
+            record = RunRecord(status="completed", config={"bn.variant": "gluon", "trainer.batch_size": b},
+                               overrides=[f"trainer.batch_size={b}", f"seed={seed}"])
+            for i, acc in enumerate(accs, start=1):
+                record.eval_curve.append(EvalPoint(i * 10, i * 10 * b, i * 1.0, acc, 1 - acc))
+            record.steps, record.final = 20, {"test_acc": accs[-1]}
+            write_json_atomic(job_dir / "metrics.json", record.to_json())
+    md = write_report(tmp_path, targets=(0.8,)).read_text()
+    assert "| gluon | 8 | — | 20 (1/2) | 160 (1/2) | 2.0 (1/2) | 0.705 |" in md
+
+
+def test_every_study_module_registers_a_section():
+    """Each module of bnexp/report/ that draws a figure is a registered study (a name
+    registered twice is refused by the registry itself: tests/test_registries.py)."""
+    from bnexp.report.studies import STUDIES, sections
+    assert [name for name, _, _ in sections()] == STUDIES.names()
+    assert all(callable(section) for _, _, section in sections())
+    assert {e.module.rsplit(".", 1)[1] for e in STUDIES.entries()} == {
+        "activations", "batch", "convergence", "ics", "init", "landscape", "lr", "momentum"}
 
 
 @pytest.mark.slow
@@ -279,8 +476,9 @@ def test_study_figures(tmp_path: Path):
                 [0.5, 0.81] if bn == "gluon" else [0.5, 0.6])
     md = write_report(tmp_path / "batch").read_text()
     assert (tmp_path / "batch" / "batch_size.png").exists() and "## Batch size" in md
-    assert "| gluon | 8 | 0.0125 | 20 | 2560 | 2.0 | 20 | 2560 | 2.0 | 0.810 |" in md
-    assert "| none | 128 | 0.2 | never | never | never | never | never | never | 0.600 |" in md
+    # steps/images/seconds to each report target (0.70, 0.80, 0.85)
+    assert "| gluon | 8 | 0.0125 | 20 | 2560 | 2.0 | 20 | 2560 | 2.0 | never | never | never | 0.810 |" in md
+    assert "| none | 128 | 0.2 |" + " never |" * 9 + " 0.600 |" in md
 
     for init in ("standard", "source"):
         for seed in (0, 1):
@@ -288,4 +486,6 @@ def test_study_figures(tmp_path: Path):
                 [0.1 if init == "source" else 0.6, 0.75, 0.82])
     md = write_report(tmp_path / "init").read_text()
     assert (tmp_path / "init" / "init.png").exists()
-    assert "| bn.init=source | — | 0.750 ± 0.000 |" in md  # nothing evaluated by step 5
+    # evaluated at 10, 20, 30: the columns are the evaluated steps nearest 5, 20, 50, 100
+    assert "| config | acc, step 10 | acc, step 20 | acc, step 30 | steps to 0.70 |" in md
+    assert "| bn.init=source | 0.100 ± 0.000 | 0.750 ± 0.000 | 0.820 ± 0.000 | 20 ± 0 |" in md

@@ -1,23 +1,17 @@
 """Sweep report: tables and figures built from the `metrics.json` of every job.
 
-    python -m bnexp.report outputs/multirun/2026-11-27_10-00-00_ab12cd
+    python -m bnexp.report outputs/multirun/2026-11-27_10-00-00_ab12cd [--targets 0.7,0.8]
 
 Reads `<sweep dir>/*/metrics.json` from disk (jobs may have run in other processes or
-on other machines), groups the jobs by their overrides minus `seed` and writes into
-the sweep dir `summary.csv` and `summary.md` (bnexp/report/summary.py) and one figure
-per study that the sweep's jobs have data for, each drawn by its own module:
+on other machines) through `bnexp.record.RunRecord`, groups the jobs by their overrides
+minus `seed` and writes into the sweep dir `summary.csv` and `summary.md`
+(bnexp/report/summary.py), plus one section and figure per study that the sweep's jobs
+have data for. Each study is a module of this package that registers itself
+(bnexp/report/studies.py); `python -m bnexp.report --help` lists them. The speedup
+statistics and their interval are described in bnexp/report/stats.py.
 
-  convergence.png      accuracy and training loss against steps   convergence.py
-  lr_robustness.png    final accuracy against the learning rate   lr.py
-  activations.png      Ioffe & Szegedy Fig. 1b-c                  activations.py
-  ics.png              Santurkar et al. Fig. 3                    ics.py
-  landscape.png        Santurkar et al. Fig. 4                    landscape.py
-  momentum_eps.png     BN momentum and epsilon                    momentum.py
-  batch_size.png       BN against the batch size                  batch.py
-  init.png             the source tutorial's initialization       init.py
-
-A job whose metrics.json is missing or unreadable counts as failed; it never stops
-the report.
+A job whose metrics.json is missing or unreadable counts as failed; it never stops the
+report. A folder without any job is an error.
 """
 from __future__ import annotations
 
@@ -25,37 +19,71 @@ import argparse
 import sys
 from pathlib import Path
 
-from bnexp.report import activations, batch, convergence, ics, init, landscape, lr, momentum
+from bnexp.record import TARGETS
 from bnexp.report.jobs import find_jobs, group_jobs, swept_keys
+from bnexp.report.studies import Report, sections
 from bnexp.report.summary import markdown, summary_row, write_csv
 
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
-STUDIES = (convergence, lr, momentum, batch, init, activations, ics, landscape)
 
 
-def write_report(sweep_dir: str | Path) -> Path:
-    """(Re)build summary.csv, summary.md and the figures of a sweep; returns summary.md's path."""
+class ReportError(ValueError):
+    """A report cannot be built from what it was given (the message says why)."""
+
+
+def write_report(sweep_dir: str | Path, targets: tuple[float, ...] = TARGETS) -> Path:
+    """(Re)build summary.csv, summary.md and the figures of a sweep; returns summary.md's path.
+    `targets`: the accuracies whose steps and speedups the tables give."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
-    groups = group_jobs(find_jobs(sweep_dir))
-    swept = swept_keys(groups)
-    rows = [summary_row(g, groups, swept) for g in groups]
+    jobs = find_jobs(sweep_dir)
+    if not jobs:
+        raise ReportError(f"no runs in {sweep_dir}: no job folder with a metrics.json or a "
+                          ".hydra folder; give the folder of a sweep (outputs/multirun/<stamp>)")
+    groups = group_jobs(jobs)
+    report = Report(sweep_dir, groups, swept_keys(groups), tuple(targets))
+    rows = [summary_row(g, groups, report.swept, report.targets) for g in groups]
     write_csv(sweep_dir / SUMMARY_CSV, rows)
-    sections = [lines for study in STUDIES if (lines := study.section(sweep_dir, groups, swept))]
+    parts = [lines for _, _, section in sections() if (lines := section(report))]
     md_path = sweep_dir / SUMMARY_MD
-    md_path.write_text(markdown(sweep_dir, rows, groups, sections))
+    md_path.write_text(markdown(report, rows, parts))
     return md_path
 
 
+def parse_targets(text: str) -> tuple[float, ...]:
+    """"0.7,0.8" -> (0.7, 0.8): accuracies in (0, 1], sorted, without repeats."""
+    try:
+        targets = sorted({float(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give accuracies separated by commas, e.g. 0.7,0.8") from None
+    if not targets or not all(0 < t <= 1 for t in targets):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: every target is an accuracy in (0, 1], e.g. 0.7,0.8")
+    return tuple(targets)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one line naming the problem, exit 2 (not argparse's usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bnexp.report",
-                                     description="(Re)build the report of a bnexp sweep directory.")
+    studies = "\n".join(f"  {name:<12} {summary}" for name, summary, _ in sections())
+    parser = OneLineParser(
+        prog="python -m bnexp.report", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="(Re)build the report of a bnexp sweep directory.",
+        epilog=f"studies (each drawn when the sweep has data for it):\n{studies}")
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/multirun/<stamp>")
+    parser.add_argument("--targets", type=parse_targets, default=TARGETS,
+                        help="target accuracies, comma-separated (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        md_path = write_report(args.sweep_dir)
-    except FileNotFoundError as err:
+        md_path = write_report(args.sweep_dir, args.targets)
+    except (FileNotFoundError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"report: {md_path} (and {SUMMARY_CSV} and the figures in {md_path.parent})")

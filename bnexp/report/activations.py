@@ -11,11 +11,11 @@ distribution stays put (small drift); without, it moves.
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 from bnexp.report.jobs import Group
 from bnexp.report.plotting import finish, plot_band, plt
 from bnexp.report.stats import mean_std
+from bnexp.report.studies import STUDIES, Report
 from bnexp.report.summary import fmt
 
 PNG = "activations.png"
@@ -45,7 +45,10 @@ def drift(job, layer: str) -> float | None:
     return statistics.fmean(drifts) if drifts else None
 
 
-def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]:
+@STUDIES.register("activations", order=60,
+                  summary="activations.png: activation percentiles over training, Ioffe & Szegedy Fig. 1 (activations monitor)")
+def section(report: Report) -> list[str]:
+    groups = report.groups
     layers = layers_of(groups)
     shown = [g for g in groups if any(measurements(j) for j in g.jobs)]
     if not layers or not shown:
@@ -65,7 +68,7 @@ def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]
             ax.set_title(f"{group.label}: input to {layer}'s activation", fontsize="small")
             if row == len(layers) - 1:
                 ax.set_xlabel("optimizer steps")
-    finish(fig, [ax for row in axes for ax in row], sweep_dir / PNG)
+    finish(fig, [ax for row in axes for ax in row], report.sweep_dir / PNG)
     lines = ["## Activation distributions (Ioffe & Szegedy Fig. 1)", "",
              f"![activation percentiles]({PNG})", "",
              "Drift of the median over training, in units of the distribution's width "

@@ -10,11 +10,9 @@ while it still trains faster.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from bnexp.report.jobs import Group
 from bnexp.report.plotting import colors, finish, plot_band, plt
 from bnexp.report.stats import mean_std, run_average
+from bnexp.report.studies import STUDIES, Report
 
 PNG = "ics.png"
 
@@ -27,7 +25,10 @@ def run_mean(job, layer: str, key: str, second_half: bool = False) -> float | No
     return run_average(measurements(job), lambda m: m["layers"].get(layer, {}).get(key), second_half)
 
 
-def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]:
+@STUDIES.register("ics", order=70,
+                  summary="ics.png: internal covariate shift, Santurkar et al. Fig. 3 (ics monitor)")
+def section(report: Report) -> list[str]:
+    groups = report.groups
     shown = [g for g in groups if any(measurements(j) for j in g.jobs)]
     if not shown:
         return []
@@ -50,7 +51,7 @@ def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]
         axes[0][col].set_title(f"{layer}: ||G - G'||", fontsize="small")
         axes[1][col].set_title(f"{layer}: cos(G, G')", fontsize="small")
         axes[1][col].set_xlabel("optimizer steps")
-    finish(fig, [ax for row in axes for ax in row], sweep_dir / PNG)
+    finish(fig, [ax for row in axes for ax in row], report.sweep_dir / PNG)
     lines = ["## Internal covariate shift (Santurkar et al. Fig. 3)", "", f"![ics]({PNG})", ""]
     for second_half, title in ((False, "whole run"), (True, "second half of the run")):
         lines += [f"Average over the {title}, mean over seeds (l2 / cosine):", "",

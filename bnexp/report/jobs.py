@@ -1,18 +1,19 @@
 """The jobs of a sweep, read from disk, and their grouping into configurations.
 
-A job folder holds the job's metrics.json (bnexp.record); a job whose metrics.json
-is missing or unreadable counts as failed and never stops the report. Jobs with the
-same overrides except `seed` (and `resume`) are one configuration.
+A job folder holds the job's metrics.json, read through `bnexp.record.RunRecord`; a job
+whose metrics.json is missing or unreadable counts as failed and never stops the report.
+Jobs with the same overrides except `seed` (and `resume`) are one configuration.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bnexp.record import METRICS_FILE
+from bnexp.record import METRICS_FILE, EvalPoint, RunRecord
 
 SEED_KEY = "seed"
 # Not part of a configuration's identity: the seeds are its repetitions, and a
@@ -29,12 +30,16 @@ class Job:
     name: str
     status: str
     overrides: dict[str, str]
-    record: dict | None = None
+    record: RunRecord | None = None
     error: str | None = None
 
     @property
     def config(self) -> dict:
-        return (self.record or {}).get("config") or {}
+        return self.record.config if self.record else {}
+
+    @property
+    def eval_curve(self) -> list[EvalPoint]:
+        return self.record.eval_curve if self.record else []
 
     def value(self, key: str) -> str | None:
         """The job's setting `key`: from its config, else from its overrides."""
@@ -48,7 +53,14 @@ class Job:
 
     def measurements(self, monitor: str) -> list[dict]:
         """What monitor `monitor` measured during the run (none: [])."""
-        return ((self.record or {}).get("monitors") or {}).get(monitor) or []
+        return (self.record.monitors.get(monitor) if self.record else None) or []
+
+    @property
+    def final_test_acc(self) -> float | None:
+        """The final test accuracy of a completed run (else None)."""
+        if self.status != "completed" or not self.record:
+            return None
+        return self.record.final.get("test_acc")
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -80,32 +92,38 @@ def fallback_overrides(job_dir: Path) -> dict[str, str]:
         return overrides_from_dirname(job_dir.name)
 
 
-def check_record(record) -> None:
-    """Raise ValueError unless `record` has the shape RunRecord.to_json() writes."""
-    if not isinstance(record, dict):
+def parse_record(data) -> RunRecord:
+    """RunRecord.from_json of a parsed metrics.json; ValueError naming what does not fit
+    the record's layout (a list or dict field of another type, a point without an
+    integer step, a point that lacks a field)."""
+    if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    for key, kind in (("eval_curve", list), ("train_curve", list), ("final", dict),
-                      ("config", dict), ("overrides", list), ("to_accuracy", dict)):
-        if not isinstance(record.get(key, kind()), kind):
-            raise ValueError(f"{key!r} is not a {kind.__name__}")
-    for key in ("eval_curve", "train_curve"):
-        if not all(isinstance(p, dict) and isinstance(p.get("step"), int) for p in record.get(key, [])):
-            raise ValueError(f"{key!r} has a point without an integer step")
+    for spec in dataclasses.fields(RunRecord):  # the layout is RunRecord's, not repeated here
+        if spec.default_factory is not dataclasses.MISSING and data.get(spec.name) is not None:
+            kind = type(spec.default_factory())
+            if not isinstance(data[spec.name], kind):
+                raise ValueError(f"{spec.name!r} is not a {kind.__name__}")
+    try:
+        record = RunRecord.from_json(data)
+    except (TypeError, AttributeError, ValueError) as err:
+        raise ValueError(f"a field does not fit RunRecord: {err}") from None
+    for name, curve in (("eval_curve", record.eval_curve), ("train_curve", record.train_curve)):
+        if not all(isinstance(p.step, int) for p in curve):
+            raise ValueError(f"{name!r} has a point without an integer step")
+    return record
 
 
 def load_job(job_dir: Path) -> Job:
     """Read one job folder; a missing or unreadable metrics.json gives a failed job."""
     path = job_dir / METRICS_FILE
     try:
-        record = json.loads(path.read_text())
-        check_record(record)
+        record = parse_record(json.loads(path.read_text()))
     except (OSError, ValueError) as err:
         reason = "metrics.json missing" if not path.exists() else f"metrics.json unreadable: {err}"
         return Job(job_dir.name, "failed", fallback_overrides(job_dir), None, reason)
-    status = record.get("status")
-    status = status if status in COUNTED_STATUSES else "failed"
-    overrides = parse_overrides(record.get("overrides") or []) or fallback_overrides(job_dir)
-    return Job(job_dir.name, status, overrides, record, record.get("error"))
+    status = record.status if record.status in COUNTED_STATUSES else "failed"
+    overrides = parse_overrides(record.overrides) or fallback_overrides(job_dir)
+    return Job(job_dir.name, status, overrides, record, record.error)
 
 
 def is_job_dir(path: Path) -> bool:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from pathlib import Path
 
 import matplotlib.ticker
 
 from bnexp.report.jobs import Group, Job, swept_keys
 from bnexp.report.plotting import colors, finish, plt
+from bnexp.report.studies import STUDIES, Report
 
 PNG = "lr_robustness.png"
 
@@ -31,8 +31,8 @@ def plot_lr_line(ax, name: str, points: list[tuple[float, Job]], color) -> None:
     """Mean final accuracy of completed seeds per lr (bar = min..max); diverged seeds as crosses at 0."""
     ok: dict[float, list[float]] = defaultdict(list)
     for lr, job in points:
-        if job.status == "completed" and (job.record.get("final") or {}).get("test_acc") is not None:
-            ok[lr].append(job.record["final"]["test_acc"])
+        if job.final_test_acc is not None:
+            ok[lr].append(job.final_test_acc)
     lrs = sorted(ok)
     means = [statistics.fmean(ok[lr]) for lr in lrs]
     err = [[m - min(ok[lr]) for m, lr in zip(means, lrs)], [max(ok[lr]) - m for m, lr in zip(means, lrs)]]
@@ -47,13 +47,15 @@ def plot_lr_line(ax, name: str, points: list[tuple[float, Job]], color) -> None:
                     ha="center", fontsize="x-small", color=color, rotation=90)
 
 
-def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]:
+@STUDIES.register("lr", order=20,
+                  summary="lr_robustness.png: final test accuracy against the learning rate (lr swept)")
+def section(report: Report) -> list[str]:
     """Drawn when lr is swept: final test accuracy vs learning rate (log2 axis), one line
     per configuration of the other swept keys."""
-    if "lr" not in swept:
+    if "lr" not in report.swept:
         return []
     fig, ax = plt.subplots(figsize=(7, 5))
-    series = lr_series(groups)
+    series = lr_series(report.groups)
     for (name, points), color in zip(sorted(series.items()), colors(len(series))):
         plot_lr_line(ax, name, points, color)
     ax.set_xscale("log", base=2)
@@ -64,5 +66,5 @@ def section(sweep_dir: Path, groups: list[Group], swept: list[str]) -> list[str]
     ax.set_ylim(-0.05, 1.0)
     ax.set(title="Final test accuracy vs learning rate (× = diverged)",
            xlabel="learning rate (log2 scale)", ylabel="final test accuracy (completed seeds)")
-    finish(fig, [ax], sweep_dir / PNG)
+    finish(fig, [ax], report.sweep_dir / PNG)
     return ["## Learning rate", "", f"![lr robustness]({PNG})"]

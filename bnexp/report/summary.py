@@ -3,13 +3,32 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bnexp.report.jobs import COUNTED_STATUSES, Group, Job, common_overrides
-from bnexp.report.stats import (MEASURES, TARGETS, final_accuracies, find_baseline, mean_std,
-                                speedup, target_stats)
+from bnexp.report.stats import (INTERVAL_METHOD, INTERVAL_WHY, MEASURES, MIN_SEEDS,
+                                final_accuracies, find_baseline, mean_std, speedup,
+                                target_label, target_stats)
+
+if TYPE_CHECKING:
+    from bnexp.report.studies import Report
 
 
-def summary_row(group: Group, groups: list[Group], swept: list[str]) -> dict:
+def eval_share(job: Job) -> float | None:
+    """The share of evaluation in a job's training plus evaluation time."""
+    record = job.record
+    if not record or not record.eval_seconds or not record.train_seconds:
+        return None
+    return record.eval_seconds / (record.eval_seconds + record.train_seconds)
+
+
+def missed_text(missed) -> str:
+    """"seed 2: diverged at step 80; seed 3: interrupted at step 100" (summary.csv)."""
+    return "; ".join(f"seed {s.seed}: {s.why}" for s in missed)
+
+
+def summary_row(group: Group, groups: list[Group], swept: list[str],
+                targets: tuple[float, ...]) -> dict:
     """One summary.csv row (None = not applicable / undefined)."""
     row: dict = {"config": group.label}
     row.update({k: group.overrides.get(k) for k in swept})
@@ -18,21 +37,21 @@ def summary_row(group: Group, groups: list[Group], swept: list[str]) -> dict:
     for status in COUNTED_STATUSES:
         row[status] = sum(j.status == status for j in group.jobs)
     row["final_test_acc_mean"], row["final_test_acc_std"] = mean_std(final_accuracies(group))
-    row["eval_share"] = mean_std([j.record["eval_seconds"] / (j.record["eval_seconds"] + j.record["train_seconds"])
-                                  for j in group.jobs if (j.record or {}).get("eval_seconds")
-                                  and j.record.get("train_seconds")])[0]
+    row["eval_share"] = mean_std([s for s in map(eval_share, group.jobs) if s is not None])[0]
     baseline = find_baseline(group, groups)
-    for target in TARGETS:
-        t = f"{target:.2f}"
+    for target in targets:
+        t = target_label(target)
         stats = target_stats(group, target)
         for measure in MEASURES:
             row[f"{measure}_to_{t}_mean"] = stats[f"{measure}_mean"]
             row[f"{measure}_to_{t}_std"] = stats[f"{measure}_std"]
         row[f"reached_{t}"], row[f"never_reached_{t}"] = stats["reached"], stats["never"]
+        row[f"not_reached_{t}_seeds"] = missed_text(stats["missed"])
         row[f"resolution_{t}"] = stats["resolution"]
         s = speedup(group, baseline, target)
-        row[f"speedup_steps_{t}"], row[f"speedup_{t}_bound"] = s["value"], s["bound"] or ""
-        row[f"speedup_{t}_ci_low"], row[f"speedup_{t}_ci_high"] = s["ci"] or (None, None)
+        row[f"speedup_steps_{t}"], row[f"speedup_{t}_bound"] = s.value, s.bound
+        row[f"speedup_{t}_ci_low"], row[f"speedup_{t}_ci_high"] = s.ci or (None, None)
+        row[f"speedup_{t}_method"], row[f"speedup_{t}_note"] = s.method, s.note
     return row
 
 
@@ -63,47 +82,63 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 3) -> str:
 
 
 def fmt_speedup(value: float | None, bound: str, low: float | None = None,
-                high: float | None = None) -> str:
+                high: float | None = None, note: str = "") -> str:
+    """`3.0× [2.7, 3.5]`, `≥ 3.1×` (a bound), `3.0× (no interval)` (too few seeds: `note`
+    says so), `1.0×` (the baseline itself), `undetermined` or `—`."""
+    if bound == "undetermined":
+        return "undetermined"
     if value is None:
         return "—"
     if bound:
-        return f"{'≥' if bound == 'lower' else '≤'} {value:.1f}×"
-    return f"{value:.1f}×" + (f" [{low:.1f}, {high:.1f}]" if low is not None else "")
+        return f"{'≥' if bound == 'lower' else '≤'} {times(value)}"
+    if low is not None:
+        return f"{times(value)} [{low:.1f}, {high:.1f}]"
+    return times(value) + (" (no interval)" if note.startswith("no interval") else "")
+
+
+def times(value: float) -> str:
+    """3.04 -> "3.0×"; below 1 two significant digits (a baseline that diverged at once
+    bounds the speedup by 0.015×, not 0.0×)."""
+    return f"{value:.1f}×" if value >= 1 else f"{value:.2g}×"
 
 
 def statuses_text(row: dict) -> str:
     return ", ".join(f"{row[s]} {s}" for s in COUNTED_STATUSES if row[s]) or "—"
 
 
-def markdown(sweep_dir: Path, rows: list[dict], groups: list[Group],
-             sections: list[list[str]]) -> str:
+def markdown(report: Report, rows: list[dict], sections: list[list[str]]) -> str:
     """The whole summary.md."""
+    groups = report.groups
     jobs = [j for g in groups for j in g.jobs]
     common = common_overrides(groups)
-    lines = [f"# Sweep report: `{sweep_dir.name}`", "",
+    split = split_name(jobs)
+    lines = [f"# Sweep report: `{report.sweep_dir.name}`", "",
              f"{len(jobs)} jobs in {len(groups)} configurations (grouped by overrides minus `seed`).",
              ""]
     if common:
         lines += ["Common overrides: " + " ".join(f"`{k}={v}`" for k, v in common.items()), ""]
     lines += ["Final test accuracy: mean ± sample std over completed seeds. "
-              f"Steps/images/seconds to a target: first evaluation ({split_name(jobs)}) at or "
+              f"Steps/images/seconds to a target: first evaluation ({split}) at or "
               "above it, mean ± std over the seeds that reached it (seconds = optimizer time, "
               "evaluation excluded); resolution = the largest gap to the evaluation before, as a "
-              "share of the step (the crossing lies in that gap). Speedup = mean steps of the "
-              "matching `bn=none` configuration / mean steps of this one, with a 95% bootstrap "
-              "interval over seeds (paired by seed where both ran the same seeds; none with one "
-              "seed). A seed that ran to its end without reaching the target counts with its run "
-              "length (it needed more): the speedup is then a bound, `≥` when `bn=none` has "
-              "such seeds, `≤` when this configuration has, and has no interval. "
-              "Evaluation time: its share of training plus evaluation time.",
+              "share of the step (the crossing lies in that gap). Speedup = geometric mean of "
+              "the steps of the matching `bn=none` configuration / geometric mean of this one's, "
+              "over every seed of both. A seed that did not reach the target counts with the "
+              "step where it stopped (it needed more; the seeds and why are listed below): the "
+              "speedup is then a bound, `≥` when `bn=none` has such seeds, `≤` when this "
+              "configuration has, undetermined when both have or a seed never trained; a bound "
+              "has no interval. Evaluation time: its share of training plus evaluation time.",
+              "",
+              f"Interval: 95%, {INTERVAL_METHOD}; {INTERVAL_WHY}. With fewer than {MIN_SEEDS} "
+              "seeds per configuration no interval is printed: no method tested reaches 95% "
+              "coverage there.",
               "", "## Outcome", "",
               "| config | seeds | statuses | final test acc | evaluation time |", "|---|---|---|---|---|"]
     lines += [f"| {r['config']} | {r['seeds']} | {statuses_text(r)} | "
               f"{fmt(r['final_test_acc_mean'], r['final_test_acc_std'], 4)} | "
               f"{'—' if r['eval_share'] is None else format(r['eval_share'], '.0%')} |" for r in rows]
-    split = split_name(jobs)
-    for target in TARGETS:
-        lines += target_table(rows, f"{target:.2f}", split)
+    for target in report.targets:
+        lines += target_table(rows, target_label(target), split)
     lines += problem_lines(groups)
     for section in sections:
         lines += [""] + section
@@ -123,13 +158,31 @@ def target_table(rows: list[dict], t: str, split: str) -> list[str]:
             f"{fmt(r[f'images_to_{t}_mean'], r[f'images_to_{t}_std'], 0)} | "
             f"{fmt(r[f'seconds_to_{t}_mean'], r[f'seconds_to_{t}_std'], 1)} | "
             f"{f'{resolution:.0%}' if resolution is not None else '—'} | "
-            f"{fmt_speedup(r[f'speedup_steps_{t}'], r[f'speedup_{t}_bound'], r[f'speedup_{t}_ci_low'], r[f'speedup_{t}_ci_high'])} |")
+            f"{fmt_speedup(r[f'speedup_steps_{t}'], r[f'speedup_{t}_bound'], r[f'speedup_{t}_ci_low'], r[f'speedup_{t}_ci_high'], r[f'speedup_{t}_note'])} |")
+    notes = target_notes(rows, t)
+    if notes:
+        lines += ["", "Seeds that did not reach it, and what that makes of the speedup:", ""] + notes
     return lines
+
+
+def target_notes(rows: list[dict], t: str) -> list[str]:
+    """One line per configuration with something to say about target `t`: the seeds that
+    did not reach it and why, and why its speedup is a bound, undetermined or without interval."""
+    notes = []
+    for r in rows:
+        parts = []
+        if r[f"not_reached_{t}_seeds"]:
+            parts.append(f"not reached by {r[f'not_reached_{t}_seeds']}")
+        if r[f"speedup_{t}_note"]:
+            parts.append(r[f"speedup_{t}_note"])
+        if parts:
+            notes.append(f"- `{r['config']}`: " + "; ".join(parts))
+    return notes
 
 
 def split_name(jobs: list[Job]) -> str:
     """What the runs evaluated during training: "validation" if any used a validation split."""
-    splits = {p.get("split", "test") for j in jobs for p in (j.record or {}).get("eval_curve") or []}
+    splits = {p.split for j in jobs for p in j.eval_curve}
     return "validation" if "val" in splits else "test"
 
 
@@ -140,7 +193,7 @@ def problem_lines(groups: list[Group]) -> list[str]:
         return []
     lines = ["", "## Jobs that did not complete", ""]
     for job in bad:
-        detail = job.error or (f"diverged at step {job.record.get('diverged_at_step')}"
+        detail = job.error or (f"diverged at step {job.record.diverged_at_step}"
                                if job.status == "diverged" and job.record else "")
         lines.append(f"- `{job.name}`: {job.status}" + (f" ({detail})" if detail else ""))
     return lines
