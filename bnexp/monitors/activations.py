@@ -33,7 +33,9 @@ def channel_values(activation: np.ndarray, channel: int) -> np.ndarray:
     return activation[:, channel].reshape(-1)
 
 
-@MONITORS.register("activations", summary="Ioffe & Szegedy 2015 Fig. 1b-c: percentiles of each hidden activation's input", order=1)
+@MONITORS.register(
+    "activations", order=1,
+    summary="Ioffe & Szegedy 2015 Fig. 1b-c: percentiles of each hidden activation's input")
 class ActivationsMonitor(Monitor):
     name = "activations"
 

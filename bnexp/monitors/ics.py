@@ -49,7 +49,9 @@ def internal_covariate_shift(net, images, labels, ctx, lr: float) -> dict[str, d
     return out
 
 
-@MONITORS.register("ics", summary="Santurkar et al. 2018 Fig. 3: internal covariate shift of each layer's gradient", order=2)
+@MONITORS.register(
+    "ics", order=2,
+    summary="Santurkar et al. 2018 Fig. 3: internal covariate shift of each layer's gradient")
 class ICSMonitor(Monitor):
     name = "ics"
 

@@ -44,7 +44,9 @@ def along_gradient(loss_and_grad: Callable[[Weights], tuple[float, Weights]], w:
             "factors": list(factors)}
 
 
-@MONITORS.register("landscape", summary="Santurkar et al. 2018 Fig. 4: loss and gradient along the gradient", order=3)
+@MONITORS.register(
+    "landscape", order=3,
+    summary="Santurkar et al. 2018 Fig. 4: loss and gradient along the gradient")
 class LandscapeMonitor(Monitor):
     name = "landscape"
 

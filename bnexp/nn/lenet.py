@@ -10,7 +10,8 @@ from bnexp.nn.pooling import max_pool
 from bnexp.nn.registry import MODELS
 
 
-@MODELS.register("lenet", summary="the source's LeNet: conv 20 5x5, conv 50 3x3, dense 128, dense 10")
+@MODELS.register(
+    "lenet", summary="the source's LeNet: conv 20 5x5, conv 50 3x3, dense 128, dense 10")
 def lenet(model: ModelConfig, spec: NormSpec, pool: str = "native") -> nn.HybridSequential:
     """conv(20, 5x5) -> BN -> ReLU -> maxpool -> conv(50, 3x3) -> BN -> ReLU -> maxpool
     -> dense 128 [-> BN if model.bn_on_dense] -> ReLU -> dense 10. BN sits before each

@@ -9,7 +9,8 @@ from bnexp.nn.norm.registry import NormSpec
 from bnexp.nn.registry import MODELS
 
 
-@MODELS.register("mlp", summary="Ioffe & Szegedy's Fig. 1 network: 3 hidden layers of 100 sigmoid units")
+@MODELS.register(
+    "mlp", summary="Ioffe & Szegedy's Fig. 1 network: 3 hidden layers of 100 sigmoid units")
 def mlp(model: ModelConfig, spec: NormSpec, pool: str = "native") -> nn.HybridSequential:
     """Fully connected hidden layers (model.hidden, default 3 of 100 units with
     model.activation, default sigmoid), BN before each activation when BN is on, then

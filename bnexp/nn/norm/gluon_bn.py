@@ -7,7 +7,9 @@ from mxnet import gluon
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
 
 
-@NORMALIZATIONS.register("gluon", summary="MXNet's gluon.nn.BatchNorm", order=2)
+@NORMALIZATIONS.register(
+    "gluon", order=2,
+    summary="MXNet's gluon.nn.BatchNorm")
 def gluon_bn(spec: NormSpec, channels: int, layer: int) -> gluon.nn.BatchNorm:
     return gluon.nn.BatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
                               **spec.initializers())

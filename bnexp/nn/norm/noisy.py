@@ -93,8 +93,9 @@ class NoisyBatchNorm(gluon.HybridBlock):
         return F.reshape_like(channel_affine(F, y4, scale, shift, self.channels), y)
 
 
-@NORMALIZATIONS.register("noisy", summary="gluon BN followed by drifting noise (Santurkar et al. 2018, Fig. 2)",
-                         order=3)
+@NORMALIZATIONS.register(
+    "noisy", order=3,
+    summary="gluon BN followed by drifting noise (Santurkar et al. 2018, Fig. 2)")
 def noisy(spec: NormSpec, channels: int, layer: int) -> NoisyBatchNorm:
     return NoisyBatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
                           strength=spec.noise, seed=spec.seed, layer=layer, **spec.initializers())

@@ -4,6 +4,8 @@ from __future__ import annotations
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
 
 
-@NORMALIZATIONS.register("none", summary="no normalization: the baseline", order=0)
+@NORMALIZATIONS.register(
+    "none", order=0,
+    summary="no normalization: the baseline")
 def no_norm(spec: NormSpec, channels: int, layer: int) -> None:
     return None

@@ -200,8 +200,9 @@ class ScratchBatchNorm(gluon.HybridBlock):
                 f"eps={self._epsilon}, in_channels={self.gamma.shape[0]}, impl={self._impl})")
 
 
-@NORMALIZATIONS.register("scratch", summary="from-scratch BN, the source tutorial's formulas; equal to gluon's",
-                         order=1)
+@NORMALIZATIONS.register(
+    "scratch", order=1,
+    summary="from-scratch BN, the source tutorial's formulas; equal to gluon's")
 def scratch(spec: NormSpec, channels: int, layer: int) -> ScratchBatchNorm:
     return ScratchBatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
                             impl=spec.impl, **spec.initializers())
