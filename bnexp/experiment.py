@@ -22,6 +22,7 @@ from bnexp.record import METRICS_FILE, RunRecord, read
 from bnexp.runtime import context, mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
 from bnexp.runtime.tuning import Choice
+from bnexp.runtime.tuning import cache as tuning_cache
 from bnexp.training import checkpoint
 from bnexp.training.callback import Callback
 from bnexp.training.curve import TrainingCurve
@@ -31,6 +32,7 @@ from bnexp.training.progress import Progress
 from bnexp.training.signals import graceful_stop
 from bnexp.training.step import device_splits, make_optimizer
 from bnexp.training.tensorboard import RunLogger, TensorBoardCurves
+from bnexp.training.throughput import ThroughputCheck
 from bnexp.training.trainer import Trainer
 from bnexp.validate import check
 
@@ -42,7 +44,7 @@ HPARAM_KEYS = ("bn.variant", "bn.noise", "bn.init", "bn.momentum", "bn.eps", "lr
                "model.bn_on_dense", "model.init", "data.val_size", "ctx")
 # What a resumed run may change: how long it trains, where and how fast it runs.
 RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx",
-                       "perf.threads", "perf.pool", "perf.bn_impl", "resume")
+                       "perf.threads", "perf.pool", "perf.bn_impl", "perf.probe_seconds", "resume")
 
 
 def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
@@ -121,7 +123,8 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
                        resume_step=saved["step"] if saved else None)
     try:
         with graceful_stop() as stop:
-            trainer = make_trainer(built, dataset, ctx, record, logger, run_dir, process_start, stop)
+            trainer = make_trainer(built, dataset, ctx, record, logger, run_dir, process_start, stop,
+                                   speed)
             if saved is not None:
                 step = checkpoint.resume(trainer.state, run_dir)
                 log.info("resumed from %s at step %d", run_dir / checkpoint.CHECKPOINT_FILE, step)
@@ -152,7 +155,8 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
 
 
 def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: RunRecord,
-                 logger: RunLogger, run_dir: Path, process_start: float, stop) -> Trainer:
+                 logger: RunLogger, run_dir: Path, process_start: float, stop,
+                 speed: Choice) -> Trainer:
     """The Trainer of `cfg` with its callbacks, in the order they must hear each event
     (bnexp/training/callback.py): the divergence guard before what records a read; the
     monitors and the evaluation before the checkpoint, which holds the record as of its
@@ -173,6 +177,8 @@ def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: Run
         Evaluation(record, watched, watched_name, test if val is not None else None,
                    tc.eval_schedule, tc.eval_every_steps, process_start, describe),
         checkpoint.Checkpointing(run_dir, record, config, tc.checkpoint_every_epochs),
+        ThroughputCheck(record, speed.ms_per_step if len(ctx) == 1 else None, speed.cache_key,
+                        tuning_cache.mark_stale),
         TensorBoardCurves(logger),
         Progress(tc.progress),
     ]

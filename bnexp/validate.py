@@ -73,6 +73,8 @@ def check(cfg: Config) -> None:
     threads = str(cfg.perf.threads)
     if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
         fail("perf.threads", threads, "auto, or a number of threads >= 1.")
+    if not (math.isfinite(cfg.perf.probe_seconds) and 0.05 <= cfg.perf.probe_seconds <= 60):
+        fail("perf.probe_seconds", cfg.perf.probe_seconds, "seconds between 0.05 and 60, e.g. 1.")
     if cfg.perf.pool not in ("auto", *POOL_LAYOUTS):
         fail("perf.pool", cfg.perf.pool, f"choose one of auto, {', '.join(POOL_LAYOUTS)}.")
     if cfg.perf.bn_impl not in ("auto", *BN_IMPLS):

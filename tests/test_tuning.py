@@ -15,12 +15,13 @@ from bnexp.nn.build import build_net
 from bnexp.runtime.threads import BUDGET_VAR, SLURM_VAR, ThreadPolicy, available_cores
 from bnexp.runtime.tuning import cache as tuning_cache
 from bnexp.runtime.tuning import choice as tuning
-from bnexp.runtime.tuning import machine
+from bnexp.runtime.tuning import machine, probe
 from bnexp.training.step import make_optimizer, train_step
 
 FREE = ThreadPolicy.resolve(environ={})  # nobody fixed the thread count
 
 SMALL = TrainerConfig(batch_size=16)  # a small batch keeps the real probe short
+BRIEF = PerfConfig(probe_seconds=0.05)  # where the probe itself is not what is tested
 
 
 @pytest.fixture
@@ -33,19 +34,19 @@ def cache(tmp_path, monkeypatch):
 def forbid_probe(monkeypatch):
     def fail(*args):
         raise AssertionError("the probe ran although the timings were cached")
-    monkeypatch.setattr(tuning, "probe", fail)
+    monkeypatch.setattr(tuning, "measure", fail)
 
 
 def test_probe_then_cache(cache, monkeypatch):
-    cfg = Config(bn=BNConfig("scratch"), trainer=SMALL, ctx="cpu")
+    cfg = Config(bn=BNConfig("scratch"), trainer=SMALL, ctx="cpu", perf=PerfConfig(probe_seconds=0.2))
     first = tuning.choose(cfg, FREE)
     assert first.source == {"threads": "probe", "pool": "probe", "bn_impl": "probe"}
     assert sorted(map(int, first.timings)) == FREE.candidates()
     for table in first.timings.values():  # every layout x formulation, each a time per step
         assert set(table) == {layout.key for layout in tuning.layouts("scratch")}
         assert all(ms > 0 for ms in table.values())
-    best = min((ms, int(t), c) for t, table in first.timings.items() for c, ms in table.items())
-    assert (first.threads, first.layout.key) == (best[1], best[2])
+    assert (first.threads, first.layout.key) == probe.decide(
+        {int(t): table for t, table in first.timings.items()})
     entry, = json.loads(cache.read_text())["entries"].values()
     assert entry["setting"]["bn"] == "scratch" and entry["setting"]["batch_per_device"] == 16
 
@@ -63,7 +64,7 @@ def test_probe_then_cache(cache, monkeypatch):
 def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(content)
-    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu"), FREE)
+    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu", perf=BRIEF), FREE)
     assert choice.source["pool"] == "probe"
     assert len(json.loads(cache.read_text())["entries"]) == 1  # rebuilt, valid again
 
@@ -115,7 +116,8 @@ def test_thread_candidates_stay_within_the_budget(budget, expected):
 def test_joblib_budget_limits_the_choice(cache):
     policy = ThreadPolicy.resolve(environ={BUDGET_VAR: "1"})
     assert (policy.budget, policy.budget_from) == (1, "launcher")
-    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu"), policy)
+    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu", perf=BRIEF),
+                           policy)
     assert choice.threads == 1 and list(choice.timings) == ["1"]
 
 
@@ -152,3 +154,28 @@ def test_pooling_layout_changes_nothing_computed():
     assert native.keys() == folded.keys()
     for name in native:
         np.testing.assert_array_equal(native[name], folded[name], err_msg=name)
+
+
+def test_more_threads_only_when_clearly_faster():
+    """The margin: 2 threads must beat 1 by more than probe.MARGIN to be chosen."""
+    from bnexp.runtime.tuning.probe import MARGIN, decide
+    close = {1: {"native/centered": 100.0, "folded/centered": 120.0},
+             2: {"native/centered": 100.0 / (1 + MARGIN / 2), "folded/centered": 130.0}}
+    assert decide(close) == (1, "native/centered")
+    clear = {1: {"native/centered": 100.0}, 2: {"native/centered": 100.0 / (1 + 2 * MARGIN)}}
+    assert decide(clear) == (2, "native/centered")
+    layout = {1: {"native/centered": 50.0, "folded/centered": 40.0}}
+    assert decide(layout) == (1, "folded/centered")  # the layout is the fastest, no margin
+
+
+def test_rounds_go_on_until_the_choice_is_settled():
+    from bnexp.runtime.tuning.probe import MIN_ROUNDS, settled
+    steady = {(1, "a"): [100.0, 101.0, 99.0], (2, "a"): [80.0, 81.0, 80.5]}
+    assert settled(steady)
+    assert not settled({k: v[:MIN_ROUNDS - 1] for k, v in steady.items()})  # too few rounds
+    # noisy, and 1 vs 2 threads flips with the summary taken: not settled
+    flipping = {(1, "a"): [100.0, 70.0, 130.0], (2, "a"): [95.0, 90.0, 92.0]}
+    assert not settled(flipping)
+    # noisy, but 2 threads wins whichever block is taken: settled
+    clear = {(1, "a"): [100.0, 140.0, 120.0], (2, "a"): [60.0, 80.0, 70.0]}
+    assert settled(clear)

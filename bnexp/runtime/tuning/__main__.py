@@ -1,5 +1,5 @@
 """`python -m bnexp.runtime.tuning show`: the speed settings measured on this machine.
-(`... probe SPEC` is the measuring subprocess, started by bnexp/runtime/tuning/probe.py.)"""
+(`... probe SPEC` is a measuring worker, started by bnexp/runtime/tuning/probe.py.)"""
 from __future__ import annotations
 
 import json
@@ -24,9 +24,9 @@ def show() -> int:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["probe"] and len(argv) == 2:
-        from bnexp.runtime.tuning.probe import probe_main
+        from bnexp.runtime.tuning.probe import serve
         policy = ThreadPolicy.resolve()  # the parent fixed the count in this process's environment
-        print(json.dumps(probe_main(json.loads(argv[1]), policy.default())))
+        serve(json.loads(argv[1]), policy.default())
         return 0
     if argv[:1] in (["show"], []):
         return show()

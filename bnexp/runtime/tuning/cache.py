@@ -82,6 +82,7 @@ def cache_lock() -> Iterator[bool]:
 
 
 def store(key: str, entry: dict) -> None:
+    """Write one setting's entry (call it holding `cache_lock`)."""
     entries = read_cache()
     entries[key] = entry
     try:
@@ -94,3 +95,19 @@ def entries_for_this_machine() -> list[dict]:
     here = this_machine()
     return [e for e in read_cache().values()
             if all(e["setting"].get(k) == v for k, v in here.items())]
+
+
+def mark_stale(key: str) -> bool:
+    """Have the setting measured again by the next run that needs it (a run found itself
+    much slower than its timings promised). False if there was no such entry."""
+    with cache_lock() as locked:
+        entries = read_cache()
+        if not locked or key not in entries:
+            return False
+        del entries[key]
+        try:
+            write_json_atomic(cache_dir() / CACHE_FILE, {"entries": entries})
+        except OSError as err:
+            log.warning("could not write the tuning cache in %s (%s)", cache_dir(), err)
+            return False
+    return True

@@ -11,7 +11,7 @@ from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
 from bnexp.runtime.tuning import cache
 from bnexp.runtime.tuning.machine import setting_key, setting_of
-from bnexp.runtime.tuning.probe import DEFAULT, Layout, layouts, probe
+from bnexp.runtime.tuning.probe import DEFAULT, Layout, decide, layouts, measure
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ class Choice:
     source: dict[str, str] = field(default_factory=dict)  # setting -> config|environment|cache|probe|default
     ms_per_step: float | None = None                      # the chosen combination, as measured
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # threads -> layout key -> ms
+    cache_key: str | None = None                          # the cache entry the timings came from
 
     @property
     def layout(self) -> Layout:
@@ -73,15 +74,18 @@ def choose(cfg: Config, policy: ThreadPolicy, saved: dict | None = None) -> Choi
     if len(wanted) == 1 and len(candidates) == 1:  # nothing to measure
         return Choice(candidates[0], *wanted[0],
                       {k: ("default" if v == "probe" else v) for k, v in source.items()})
-    timings, measured_now = timings_for(setting, candidates, wanted, source)
-    options = [(timings[str(t)][layout.key], t, layout) for t in candidates for layout in wanted
-               if layout.key in timings.get(str(t), {})]
-    if not options:  # the probe failed: fall back, say so, go on
+    timings, measured_now = timings_for(setting, candidates, wanted, source, cfg.perf.probe_seconds)
+    usable = {t: {layout.key: timings[str(t)][layout.key] for layout in wanted
+                  if layout.key in timings.get(str(t), {})} for t in candidates}
+    usable = {t: table for t, table in usable.items() if table}
+    if not usable:  # the probe failed: fall back, say so, go on
         return unmeasured()
-    ms, threads, layout = min(options)
+    threads, key = decide(usable)
+    layout, ms = Layout.from_key(key), usable[threads][key]
     if not measured_now:
         source = {k: ("cache" if v == "probe" else v) for k, v in source.items()}
-    return Choice(threads, *layout, source, ms, {t: dict(v) for t, v in timings.items()})
+    return Choice(threads, *layout, source, ms, {t: dict(v) for t, v in timings.items()},
+                  setting_key(setting))
 
 
 def import_with(choice: Choice) -> str | None:
@@ -99,7 +103,7 @@ def import_with(choice: Choice) -> str | None:
 
 
 def timings_for(setting: dict, candidates: list[int], wanted: list[Layout],
-                source: dict[str, str]) -> tuple[dict, bool]:
+                source: dict[str, str], seconds: float = 1.0) -> tuple[dict, bool]:
     """The cached timings of `setting`, with every candidate thread count x wanted layout
     measured now if missing (one process at a time); and whether any was."""
     key = setting_key(setting)
@@ -123,11 +127,10 @@ def timings_for(setting: dict, candidates: list[int], wanted: list[Layout],
             log.info("tuning: measuring %s for this machine (%s thread(s); once, then cached in %s)",
                      ", ".join(k for k, v in source.items() if v == "probe"),
                      ",".join(map(str, todo)), cache.cache_dir() / cache.CACHE_FILE)
-        for threads in todo:
-            measured = probe(setting, threads)
-            if measured:
-                timings[str(threads)] = {**timings.get(str(threads), {}), **measured}
-                measured_now = True
+        measured = measure(setting, todo, wanted, seconds) if todo else {}
+        for threads, table in measured.items():
+            timings[threads] = {**timings.get(threads, {}), **table}
+            measured_now = True
         if measured_now and locked:
             cache.store(key, {"setting": setting, "timings": timings,
                               "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -135,13 +138,12 @@ def timings_for(setting: dict, candidates: list[int], wanted: list[Layout],
 
 
 def summaries(entries: list[dict]) -> list[str]:
-    """One line per cached setting: the fastest combination and what it was measured at."""
+    """One line per cached setting: what it chooses and how fast that was measured."""
     lines = []
     for entry in sorted(entries, key=lambda e: (e["setting"]["bn"], e["setting"]["batch_per_device"])):
         s = entry["setting"]
-        ms, threads, key = min((ms, int(t), k) for t, table in entry["timings"].items()
-                               for k, ms in table.items())
-        layout = Layout.from_key(key)
+        threads, key = decide({int(t): table for t, table in entry["timings"].items()})
+        ms, layout = entry["timings"][str(threads)][key], Layout.from_key(key)
         lines.append(f"bn={s['bn']} model={s.get('model', 'lenet')} batch/device="
                      f"{s['batch_per_device']}: threads={threads} pool={layout.pool}"
                      + (f" bn_impl={layout.bn_impl}" if s["bn"] == "scratch" else "")

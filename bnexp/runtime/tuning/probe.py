@@ -1,16 +1,25 @@
-"""The measurement behind a speed choice: training steps timed in a fresh process per
-thread count (MXNet fixes its thread count when it is imported).
+"""The measurement behind a speed choice: sustained training, timed through the code path a
+run uses, in one worker process per candidate thread count (MXNet fixes its thread count
+when it is imported).
 
-The child process builds the run's own network for every layout and steps it through
-the Trainer's own `step` (bnexp/training/trainer.py) -- the batch gathered from
-device-resident images, the metrics read every `trainer.log_every_steps` steps -- on
-synthetic images of the real shape, the layouts interleaved so that drift hits every
-one alike; each layout's time is the best of its rounds.
+Each worker builds the run's own network for every layout and steps it through the
+Trainer's own `step` (bnexp/training/trainer.py): the batch gathered from device-resident
+images (synthetic, of the real shape), the metrics read every `trainer.log_every_steps`
+steps. The parent asks the workers in turn for blocks of about `seconds` of training
+-- every thread count x layout once per round, interleaved, so that drift and other
+load hit all of them alike; the idle workers wait on their input. The first round
+warms up and is not counted; rounds go on (at least MIN_ROUNDS, at most MAX_ROUNDS) until each option's blocks agree
+within SETTLED or the choice no longer depends on which of them is taken. The timing of
+an option is the median of its blocks. A 3-step burst can say the opposite of sustained
+training: on a 2-core Xeon it found 2 threads faster, where 150 steps ran 1.37x faster
+with 1 (DESIGN.md).
 """
 from __future__ import annotations
 
 import json
 import logging
+import select
+import statistics
 import subprocess
 import sys
 import time
@@ -21,9 +30,12 @@ from bnexp.runtime.threads import child_env
 
 log = logging.getLogger(__name__)
 
-PROBE_WARMUP, PROBE_ROUNDS, PROBE_STEPS = 2, 2, 3   # per layout; rounds interleaved
-PROBE_TIMEOUT = 300        # seconds per subprocess
-PROBE_IMAGES = 2048        # synthetic training images on the device (the gather is timed too)
+MIN_ROUNDS, MAX_ROUNDS = 3, 6
+SETTLED = 0.10              # an option's blocks agree within this fraction of their median
+MARGIN = 0.05               # more threads only if they are more than this much faster
+STARTUP_TIMEOUT = 300       # seconds for a worker to build its networks
+BLOCK_TIMEOUT = 120         # seconds for one block
+PROBE_IMAGES = 2048         # synthetic training images on the device (the gather is timed too)
 
 
 class Layout(NamedTuple):
@@ -52,25 +64,94 @@ def layouts(variant: str, pool: str = "auto", bn_impl: str = "auto") -> list[Lay
     return [Layout(p, i) for p in pools for i in impls]
 
 
-def probe(setting: dict, threads: int) -> dict[str, float]:
-    """ms per training step of each layout with `threads` OpenMP threads, measured in a
-    fresh process ({} if the probe failed)."""
+def decide(timings: dict[int, dict[str, float]]) -> tuple[int, str]:
+    """(threads, layout key) from ms per step by thread count and layout: the fastest
+    layout at the fewest threads within MARGIN of the fastest option."""
+    best = min(ms for table in timings.values() for ms in table.values())
+    threads = min(t for t, table in timings.items() if min(table.values()) <= best * (1 + MARGIN))
+    table = timings[threads]
+    return threads, min(table, key=table.get)
+
+
+def settled(samples: dict[tuple[int, str], list[float]]) -> bool:
+    """Enough rounds to decide: every option's blocks agree within SETTLED, or the decision
+    is the same whichever of an option's blocks is taken (its fastest, median or slowest)."""
+    if min(len(v) for v in samples.values()) < MIN_ROUNDS:
+        return False
+    if all(max(v) - min(v) <= SETTLED * statistics.median(v) for v in samples.values()):
+        return True
+    decisions = set()
+    for summary in (min, statistics.median, max):
+        timings: dict[int, dict[str, float]] = {}
+        for (threads, key), v in samples.items():
+            timings.setdefault(threads, {})[key] = summary(v)
+        decisions.add(decide(timings))
+    return len(decisions) == 1
+
+
+class Worker:
+    """One probe process with a fixed thread count, answering "<layout> <seconds>" lines."""
+
+    def __init__(self, spec: dict, threads: int):
+        self.threads = threads
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bnexp.runtime.tuning", "probe", json.dumps(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=child_env(threads))
+
+    def read(self, timeout: float) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            err = "" if self.proc.poll() is None else self.proc.stderr.read().strip()
+            raise ValueError(err.splitlines()[-1] if err else f"no answer within {timeout:.0f} s")
+        return json.loads(line)
+
+    def block(self, key: str, seconds: float) -> float:
+        self.proc.stdin.write(f"{key} {seconds}\n")
+        self.proc.stdin.flush()
+        return float(self.read(BLOCK_TIMEOUT)["ms"])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def measure(setting: dict, candidates: list[int], wanted: list[Layout],
+            seconds: float = 1.0) -> dict[str, dict[str, float]]:
+    """ms per sustained training step of every candidate thread count x wanted layout
+    (module docstring): {threads: {layout key: ms}}; {} if the probe failed."""
     spec = {key: setting[key] for key in ("bn", "model", "bn_on_dense", "batch_per_device")}
+    spec["layouts"] = [layout.key for layout in wanted]
+    workers = [Worker(spec, threads) for threads in candidates]
+    samples: dict[tuple[int, str], list[float]] = {
+        (w.threads, layout.key): [] for w in workers for layout in wanted}
     try:
-        result = subprocess.run([sys.executable, "-m", "bnexp.runtime.tuning", "probe",
-                                 json.dumps(spec)], capture_output=True, text=True,
-                                env=child_env(threads), timeout=PROBE_TIMEOUT)
-        timings = json.loads(result.stdout.strip().splitlines()[-1])
-        if result.returncode or not timings:
-            raise ValueError(result.stderr.strip().splitlines()[-1:] or "no output")
-        return {layout: float(ms) for layout, ms in timings.items()}
-    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as err:
-        log.warning("tuning probe with %d thread(s) failed (%s)", threads, err)
+        for worker in workers:
+            worker.read(STARTUP_TIMEOUT)  # its networks are built
+        for round_ in range(MAX_ROUNDS + 1):
+            for worker in workers:
+                for layout in wanted:
+                    ms = worker.block(layout.key, seconds)
+                    if round_:  # round 0 warms up
+                        samples[worker.threads, layout.key].append(ms)
+            if round_ and settled(samples):
+                break
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("tuning probe failed (%s)", err)
         return {}
+    finally:
+        for worker in workers:
+            worker.close()
+    out: dict[str, dict[str, float]] = {}
+    for (threads, key), v in samples.items():
+        out.setdefault(str(threads), {})[key] = round(statistics.median(v), 3)
+    return out
 
 
-def probe_main(spec: dict, threads: int | None) -> dict[str, float]:
-    """In the probe subprocess: time each layout (module docstring)."""
+def serve(spec: dict, threads: int | None) -> None:
+    """In a worker process: build every layout's Trainer, then time blocks on request."""
     from bnexp.runtime import mxnet_import
     mxnet_import.import_mxnet_or_exit(threads)
     import mxnet as mx
@@ -85,26 +166,33 @@ def probe_main(spec: dict, threads: int | None) -> dict[str, float]:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (max(PROBE_IMAGES, 2 * batch), 28, 28), dtype=np.uint8)
     train = DeviceSplit.from_numpy(images, rng.integers(0, 10, len(images)), mx.cpu())
-    trainers = {}
-    for layout in layouts(spec["bn"]):
+    trainers: dict[str, Trainer] = {}
+    for key in spec["layouts"]:
+        layout = Layout.from_key(key)
         cfg = Config(bn=BNConfig(spec["bn"]), trainer=TrainerConfig(batch_size=batch), ctx="cpu",
                      model=ModelConfig(name=spec.get("model", "lenet"),
                                        bn_on_dense=spec["bn_on_dense"]),
                      perf=PerfConfig(pool=layout.pool, bn_impl=layout.bn_impl))
         net = build_net(cfg, [mx.cpu()])
-        trainers[layout.key] = Trainer(net, make_optimizer(net, 0.01, [mx.cpu()]), [mx.cpu()],
-                                       train, batch_size=batch, total_steps=2 ** 62, seed=0,
-                                       log_every=cfg.trainer.log_every_steps)
-    for trainer in trainers.values():
-        for _ in range(PROBE_WARMUP):
-            trainer.step()
-    elapsed: dict[str, list[float]] = {key: [] for key in trainers}
-    for _ in range(PROBE_ROUNDS):
-        for key, trainer in trainers.items():  # interleaved: drift hits every layout alike
-            mx.nd.waitall()
-            start = time.perf_counter()
-            for _ in range(PROBE_STEPS):
+        trainers[key] = Trainer(net, make_optimizer(net, 0.01, [mx.cpu()]), [mx.cpu()], train,
+                                batch_size=batch, total_steps=2 ** 62, seed=0,
+                                log_every=cfg.trainer.log_every_steps)
+
+    def block(trainer: Trainer, seconds: float) -> float:
+        """ms per step over at least `seconds` of steps, in whole chunks between reads."""
+        chunk = trainer.state.log_every
+        mx.nd.waitall()
+        steps, start = 0, time.perf_counter()
+        while True:
+            for _ in range(chunk):
                 trainer.step()
+            steps += chunk
             mx.nd.waitall()
-            elapsed[key].append((time.perf_counter() - start) / PROBE_STEPS * 1000)
-    return {key: round(min(times), 3) for key, times in elapsed.items()}
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                return 1000 * elapsed / steps
+
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        key, seconds = line.split()
+        print(json.dumps({"ms": round(block(trainers[key], float(seconds)), 4)}), flush=True)
