@@ -137,6 +137,12 @@ class MonitorConfig:
 
 
 @dataclass
+class ReportConfig:
+    """What a run's record and a sweep's report measure convergence by (bnexp/report/)."""
+    targets: List[float] = field(default_factory=lambda: [0.70, 0.80, 0.85])  # accuracies (validation, else test)
+
+
+@dataclass
 class LoggerConfig:
     tensorboard: bool = True
     flush_secs: int = 10
@@ -151,6 +157,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     lr: float = 0.2            # SGD learning rate (at trainer.lr_reference_batch if scaled)
     # Short command-line forms of bn.momentum and bn.eps (`momentum=0.99 eps=1e-3`): conf/config.yaml
     # sets bn.momentum: ${momentum} and bn.eps: ${eps}; the code reads only cfg.bn.

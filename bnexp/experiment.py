@@ -107,6 +107,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
     dataset = data.load(cfg.data.root)
     settings = flat(cfg)
     record = RunRecord.from_json(saved["record"]) if saved else RunRecord(config=settings)
+    record.targets = list(cfg.report.targets)
     record.overrides = overrides
     record.perf = {**speed.to_json(), "threads": threads,
                    "policy": policy.to_json() if policy else None}
@@ -119,6 +120,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
         raise UserError(f"cannot write {metrics_path}: {reason}. Choose another output folder "
                         f"with hydra.run.dir=... (or hydra.sweep.dir=... for sweeps).") from None
     logger = RunLogger(run_dir, {key: settings[key] for key in HPARAM_KEYS},
+                       ["hparams/final_test_acc", *(f"hparams/steps_to_{t:.2f}" for t in record.targets)],
                        cfg.logger.tensorboard, cfg.logger.flush_secs,
                        resume_step=saved["step"] if saved else None)
     try:
@@ -139,7 +141,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
         record.wall_seconds = time.time() - process_start
         logger.close(record.steps, {
             "hparams/final_test_acc": record.final.get("test_acc", 0.0),
-            "hparams/steps_to_0.80": record.milestones()["0.80"]["step"] or -1,
+            **{f"hparams/steps_to_{t}": m["step"] or -1 for t, m in record.milestones().items()},
         }, record.status)
         write_json_atomic(metrics_path, record.to_json())
     final = record.final

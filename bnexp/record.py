@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bnexp.files import write_json_atomic
 
-TARGETS = (0.70, 0.80, 0.85)  # accuracies (validation, else test) whose first crossing is recorded
+TARGETS = (0.70, 0.80, 0.85)  # default accuracies (validation, else test) whose first crossing is recorded
 METRICS_FILE = "metrics.json"
 
 
@@ -70,12 +70,13 @@ class RunRecord:
     error: str | None = None
     perf: dict = field(default_factory=dict)     # speed settings in effect (bnexp/tuning.py)
     monitors: dict = field(default_factory=dict)  # monitor name -> list of measurements
+    targets: list[float] = field(default_factory=lambda: list(TARGETS))  # report.targets
 
     def milestones(self) -> dict[str, dict[str, float | int | None]]:
         """First evaluation reaching each target accuracy: its step, images and seconds,
         and the step of the evaluation before it (the crossing lies in between)."""
         out = {}
-        for target in TARGETS:
+        for target in self.targets:
             index = next((i for i, p in enumerate(self.eval_curve) if p.acc >= target), None)
             hit = self.eval_curve[index] if index is not None else None
             before = self.eval_curve[index - 1].step if index else 0

@@ -23,6 +23,9 @@ BAD = {
     "ctx=gpu:x": ["ctx", "gpu:x", "allowed"],
     "ctx=gpu": ["ctx=gpu", "ctx=cpu", "ctx=auto"],
     "foo=1": ["foo"],
+    "bn.variant=scracth": ["bn=scracth", "choose one of", "Did you mean bn=scratch?"],
+    "report.targets=[0.8,0.7]": ["report.targets", "increasing"],
+    "perf.probe_seconds=0": ["perf.probe_seconds=0", "between 0.05 and 60"],
 }
 
 

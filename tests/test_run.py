@@ -20,13 +20,15 @@ UMASK = 0o002  # run "b" writes under this umask: group-writable files, not the 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two identical gluon-BN runs (the second under UMASK) and one scratch-BN run, 20 steps each."""
+    """Two identical gluon-BN runs (the second under UMASK) and one scratch-BN run (with its
+    own report targets), 20 steps each."""
     base = tmp_path_factory.mktemp("runs")
     out = {}
     for name, variant in (("a", "gluon"), ("b", "gluon"), ("scratch", "scratch")):
         run_dir = base / name
         umask = UMASK if name == "b" else 0o022
-        proc = run_cli(f"bn={variant}", "lr=0.2", "seed=7", *QUICK, f"hydra.run.dir={run_dir}",
+        extra = ["report.targets=[0.3,0.5]"] if name == "scratch" else []
+        proc = run_cli(f"bn={variant}", "lr=0.2", "seed=7", *QUICK, *extra, f"hydra.run.dir={run_dir}",
                        umask=umask)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out[name] = (run_dir, proc)
@@ -103,6 +105,16 @@ def test_scratch_bn_trains_like_gluon(runs):
         m = metrics(runs[name][0])
         assert m["final"]["test_acc"] > 0.2, name
         assert m["train_curve"][-1]["loss"] < m["train_curve"][0]["loss"], name
+
+
+@pytest.mark.slow
+def test_report_targets_set_the_recorded_milestones(runs):
+    m = metrics(runs["scratch"][0])
+    assert m["targets"] == [0.3, 0.5] and set(m["to_accuracy"]) == {"0.30", "0.50"}
+    reached = m["to_accuracy"]["0.30"]
+    first = next(p for p in m["eval_curve"] if p["acc"] >= 0.3)
+    assert (reached["step"], reached["after_step"]) == (first["step"], 0 if first is m["eval_curve"][0]
+                                                         else m["eval_curve"][0]["step"])
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ class ReportCallback(Callback):
 
         sweep_dir = str(config.hydra.sweep.dir)
         try:
-            md_path = write_report(sweep_dir)
+            md_path = write_report(sweep_dir, tuple(config.report.targets))
         except Exception:  # the sweep's results are on disk: don't end it with a traceback
             log.exception("could not build the sweep report; retry with "
                           "`python -m bnexp.report %s`", sweep_dir)

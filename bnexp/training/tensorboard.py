@@ -14,8 +14,6 @@ from tensorboardX.summary import hparams as hparams_summary
 
 from bnexp.training.callback import Callback, TrainMetrics
 
-# Scalars that the HParams tab shows as metrics, written once at the end of a run.
-HPARAM_METRICS = ("hparams/final_test_acc", "hparams/steps_to_0.80")
 # The Custom Scalars tab: every run's test (or validation) accuracy in one chart, training
 # loss in another.
 LAYOUT = {"bnexp": {"test accuracy": ["Multiline", ["test/acc"]],
@@ -27,8 +25,10 @@ class RunLogger:
     """Scalars on the optimizer-step axis plus this run's hyperparameters."""
 
     def __init__(self, run_dir: Path, hparams: dict[str, str | int | float | bool],
-                 enabled: bool = True, flush_secs: int = 10, resume_step: int | None = None):
-        """`resume_step`: the checkpoint step a resumed run continues from. Points
+                 metrics: list[str], enabled: bool = True, flush_secs: int = 10,
+                 resume_step: int | None = None):
+        """`metrics`: the scalars that the HParams tab shows as metrics, written once at the
+        end of a run. `resume_step`: the checkpoint step a resumed run continues from. Points
         logged after it by the interrupted process are dropped by TensorBoard
         (purge_step), so the curves have no duplicates."""
         self.writer = None
@@ -39,7 +39,7 @@ class RunLogger:
         self.hparams = hparams
         if self.writer is not None and resume_step is None:
             experiment, session_start, _ = hparams_summary(
-                hparams, {tag: 0.0 for tag in HPARAM_METRICS})
+                hparams, {tag: 0.0 for tag in metrics})
             self.writer.file_writer.add_summary(experiment)
             self.writer.file_writer.add_summary(session_start)
             self.writer.add_custom_scalars(LAYOUT)
