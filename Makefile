@@ -30,7 +30,7 @@ BUILD   = $(eval BUILD := $(or $(FLAVOR),$(HAVE),$(shell $(DETECT))))$(BUILD)
 OTHER_MXNET = $(if $(filter gpu,$(BUILD)),mxnet,mxnet-cu112)
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test sweep bench tensorboard doctor
+.PHONY: help install data run test sweep bench tensorboard doctor figures
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ test: data ## run the test suite
 
 sweep: data ## the convergence sweep (bn none/gluon x 5 seeds, ~11 min) and its report with speedups
 	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)
+
+figures: data ## rerun the study presets (~75 min on 2 cores) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)
+	$(PY) scripts/figures.py $(PRESETS)
 
 bench: data ## training throughput of none/scratch/gluon against a textbook loop and the source loop
 	$(PY) -m bnexp.bench $(ARGS)
