@@ -49,12 +49,12 @@ RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress"
 
 def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
     """The saved run's config, with only the overrides a resumed run may change."""
-    saved_config = dict(state["config"])
-    if "momentum" in saved_config and "momentum" not in saved_config.get("bn", {}):
+    config = dict(state["config"])
+    if "momentum" in config and "momentum" not in config.get("bn", {}):
         # a checkpoint from before bn.momentum/bn.eps: its top-level values were BN's
-        saved_config["bn"] = {**saved_config.get("bn", {}), "momentum": saved_config["momentum"],
-                              "eps": saved_config.get("eps", 1e-5)}
-    saved = OmegaConf.merge(OmegaConf.structured(Config), saved_config)
+        config["bn"] = {**config.get("bn", {}), "momentum": config["momentum"],
+                        "eps": config.get("eps", 1e-5)}
+    saved = OmegaConf.merge(OmegaConf.structured(Config), config)
     current = OmegaConf.structured(cfg)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -90,9 +90,9 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
     saved = None  # the checkpoint's state, if this run continues one
     if cfg.resume is not None:
         previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
-        if previous and previous["status"] == "completed":
+        if previous and previous.status == "completed":
             log.info("%s already completed; skipping (delete it to train again)", run_dir)
-            return RunRecord.from_json(previous)
+            return previous
         saved = checkpoint.read_state(run_dir)
         if saved is None and cfg.resume != "auto":
             raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "

@@ -113,16 +113,20 @@ def _finite(value):
     return value
 
 
-def read(run_dir: Path) -> dict:
+def read(run_dir: Path) -> RunRecord:
+    """The record in a run folder's metrics.json (OSError, ValueError if there is none)."""
     with open(run_dir / METRICS_FILE) as f:
-        return json.load(f)
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{run_dir / METRICS_FILE} does not hold a record")
+    return RunRecord.from_json(data)
 
 
 def saved_config(run_dir: Path) -> dict | None:
     """The flat config a run folder's metrics.json records, or None."""
     try:
-        config = read(run_dir).get("config")
-    except (OSError, ValueError, AttributeError):
+        config = read(run_dir).config
+    except (OSError, ValueError, TypeError):
         return None
     return config if isinstance(config, dict) else None
 
