@@ -53,3 +53,22 @@ def test_preset_sizes(composer):
     assert composer("experiment=ioffe_fig1").model.name == "mlp"
     assert composer("experiment=momentum_eps").bn.variant == "gluon"
     assert composer("experiment=source_defects").bn.variant == "scratch"
+
+
+def test_every_figure_in_docs_is_made_by_make_figures():
+    """docs/*.png are copies that scripts/figures.py writes from its presets' sweeps: each
+    names a real preset and a figure a report study draws, and no figure in docs/ is
+    left to be copied by hand."""
+    import importlib
+    import importlib.util
+
+    from bnexp.report.studies import STUDIES
+
+    spec = importlib.util.spec_from_file_location("figures", REPO / "scripts" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    assert set(figures.PRESETS) <= set(PRESETS)
+    drawn = {importlib.import_module(e.module).PNG for e in STUDIES.entries()}
+    copies = [pair for pairs in figures.PRESETS.values() for pair in pairs]
+    assert {source for source, _ in copies} <= drawn
+    assert {p.name for p in (REPO / "docs").glob("*.png")} == {name for _, name in copies}
