@@ -235,6 +235,12 @@ def thread_budget() -> int:
     try:
         return max(1, int(os.environ[BUDGET_VAR]))
     except (KeyError, ValueError):
+        pass
+    # In a SLURM job: the CPUs it asked for (--cpus-per-task). Clusters without CPU binding
+    # (TaskPlugin=task/none) leave every core in the affinity mask, shared with other jobs.
+    try:
+        return max(1, min(int(os.environ["SLURM_CPUS_PER_TASK"]), available_cores()))
+    except (KeyError, ValueError):
         return available_cores()
 
 
