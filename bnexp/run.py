@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import secrets
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -40,6 +42,14 @@ OmegaConf.register_new_resolver(
     "bnexp_hydra_subdir", lambda resume: ".hydra" if resume in (None, "auto") else None)
 
 
+def slurm_restarts() -> int:
+    """How often SLURM has requeued the job this process runs in (0 outside SLURM)."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train once; return the final test accuracy (0.0 if the run failed or diverged)."""
@@ -51,6 +61,12 @@ def main(cfg: DictConfig) -> float:
     overrides = list(hydra_cfg.overrides.task)
     try:
         settings = config.load(cfg)
+        if in_sweep and settings.resume is None and slurm_restarts():
+            # SLURM runs a requeued job (preempted, or out of time and requeued by submitit)
+            # with its first command again: continue from the checkpoint, don't start over.
+            log.info("SLURM requeued this job (restart %d): continuing it as with resume=auto",
+                     slurm_restarts())
+            settings = replace(settings, resume="auto")
         # Speed settings first: the thread count must be set before MXNet is imported.
         speed = tuning.apply(settings, metrics.saved_config(run_dir) if settings.resume else None)
         problem = mxenv.import_mxnet()
