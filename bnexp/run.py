@@ -32,7 +32,7 @@ OmegaConf.register_new_resolver("bnexp_uid", lambda: secrets.token_hex(3), use_c
 # A sweep job's folder is named by its swept overrides (callbacks.SweepNamingCallback).
 OmegaConf.register_new_resolver(
     "bnexp_job_name", lambda overrides, sweep_dir, num: callbacks.job_name(
-        list(overrides), sweep_dir, num, ("data.root", "experiment", "resume")))
+        list(overrides), sweep_dir, num, callbacks.UNNAMED_KEYS))
 # For presets: a step count from an image count, e.g. ${bnexp_steps:10000,${trainer.batch_size}}.
 OmegaConf.register_new_resolver("bnexp_steps", lambda images, batch: max(1, int(images) // int(batch)))
 # `resume=<run dir>` continues in that folder and keeps its .hydra/ as first written.
