@@ -74,7 +74,8 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         reason = f"SLURM job {job.job_id} ended without a result (state {job.state})"
         job_dir = sweep_dir / callbacks.job_name(overrides, str(sweep_dir), num,
                                                  callbacks.UNNAMED_KEYS)
-        status = _mark_failed(job_dir, overrides, reason) if job_dir.is_dir() else "never started"
+        job_dir.mkdir(parents=True, exist_ok=True)  # if it never started: the report lists it too
+        status = _mark_failed(job_dir, overrides, reason)
         log.error("%s: %s; its record says %s. Continue the sweep with the same command and "
                   "hydra.sweep.dir=%s resume=auto", job_dir.name, reason, status, sweep_dir)
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=0.0)
