@@ -30,7 +30,7 @@ BUILD   = $(eval BUILD := $(or $(FLAVOR),$(HAVE),$(shell $(DETECT))))$(BUILD)
 OTHER_MXNET = $(if $(filter gpu,$(BUILD)),mxnet,mxnet-cu112)
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test sweep bench tensorboard doctor figures
+.PHONY: help install data run test sweep bench tensorboard doctor figures slurm-up slurm-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -84,3 +84,9 @@ bench: data ## training throughput of none/scratch/gluon against a textbook loop
 
 tensorboard: $(STAMP) ## TensorBoard on outputs/ at http://127.0.0.1:6006 (PORT=... to change)
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)
+
+slurm-up: ## start a one-node SLURM cluster on this machine, installing it if needed (root, Debian; docs/slurm.md)
+	scripts/slurm.sh up
+
+slurm-down: ## stop the SLURM cluster that slurm-up started (and cancel its jobs)
+	scripts/slurm.sh down

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import secrets
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -34,7 +36,7 @@ OmegaConf.register_new_resolver("bnexp_uid", lambda: secrets.token_hex(3), use_c
 # A sweep job's folder is named by its swept overrides (bnexp.sweep.naming).
 OmegaConf.register_new_resolver(
     "bnexp_job_name", lambda overrides, sweep_dir, num: naming.job_name(
-        list(overrides), sweep_dir, num, ("data.root", "experiment", "resume")))
+        list(overrides), sweep_dir, num, naming.UNNAMED_KEYS))
 # For presets: a step count from an image count, e.g. ${bnexp_steps:10000,${trainer.batch_size}}.
 OmegaConf.register_new_resolver("bnexp_steps", lambda images, batch: max(1, int(images) // int(batch)))
 # `resume=<run dir>` continues in that folder and keeps its .hydra/ as first written.
@@ -42,6 +44,14 @@ OmegaConf.register_new_resolver(
     "bnexp_run_dir", lambda resume, default: default if resume in (None, "auto") else resume)
 OmegaConf.register_new_resolver(
     "bnexp_hydra_subdir", lambda resume: ".hydra" if resume in (None, "auto") else None)
+
+
+def slurm_restarts() -> int:
+    """How often SLURM has requeued the job this process runs in (0 outside SLURM)."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -55,6 +65,12 @@ def main(cfg: DictConfig) -> float:
     overrides = list(hydra_cfg.overrides.task)
     try:
         settings = validate.load(cfg)
+        if in_sweep and settings.resume is None and slurm_restarts():
+            # SLURM runs a requeued job (preempted, or out of time and requeued by submitit)
+            # with its first command again: continue from the checkpoint, don't start over.
+            log.info("SLURM requeued this job (restart %d): continuing it as with resume=auto",
+                     slurm_restarts())
+            settings = replace(settings, resume="auto")
         # Speed settings first: MXNet fixes its thread count when it is imported.
         policy = ThreadPolicy.resolve(settings.perf.threads)
         speed = tuning.choose(settings, policy,

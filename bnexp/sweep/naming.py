@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 SWEPT_KEYS_VAR = "BNEXP_SWEPT_KEYS"  # the keys a sweep varies, for naming its job folders
 SWEEP_FILE = "sweep.yaml"
+UNNAMED_KEYS = ("data.root", "experiment", "resume")  # overrides that never name a job folder
 
 
 def swept_and_fixed(task_overrides: list[str], sweeper_params: dict | None) -> tuple[list[str], list[str]]:
