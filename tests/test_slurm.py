@@ -212,4 +212,5 @@ def test_killed_jobs_are_reported_and_continue_on_rerun(slurm, tmp_path):
     for job_dir in (cancelled, killed):
         assert metrics(job_dir)["status"] == "completed" and metrics(job_dir)["steps"] == 40
     report = (sweep / "summary.md").read_text()
-    assert "- `lr=-1`: failed" in report and "lr=0.1`" not in report and "lr=0.05`" not in report
+    assert "- `lr=-1`: failed" in report  # the one job that cannot complete, and only it
+    assert "- `lr=0.1`: interrupted" not in report and "- `lr=0.05`: failed" not in report

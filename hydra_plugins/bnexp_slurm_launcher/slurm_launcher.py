@@ -65,15 +65,14 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         """The job's result; for a job that ended without one, a failed job's 0.0."""
         import submitit
 
-        from bnexp import callbacks  # here, not at the top: Hydra imports every plugin at start
+        from bnexp.sweep import naming  # here, not at the top: Hydra imports every plugin at start
 
         try:
             return job.results()[0]
         except submitit.core.utils.UncompletedJobError:
             pass
         reason = f"SLURM job {job.job_id} ended without a result (state {job.state})"
-        job_dir = sweep_dir / callbacks.job_name(overrides, str(sweep_dir), num,
-                                                 callbacks.UNNAMED_KEYS)
+        job_dir = sweep_dir / naming.job_name(overrides, str(sweep_dir), num, naming.UNNAMED_KEYS)
         job_dir.mkdir(parents=True, exist_ok=True)  # if it never started: the report lists it too
         status = _mark_failed(job_dir, overrides, reason)
         log.error("%s: %s; its record says %s. Continue the sweep with the same command and "
