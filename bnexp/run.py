@@ -44,7 +44,7 @@ OmegaConf.register_new_resolver(
     "bnexp_hydra_subdir", lambda resume: ".hydra" if resume in (None, "auto") else None)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train once; return the final test accuracy (0.0 if the run failed or diverged)."""
     global _process_start

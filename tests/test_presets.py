@@ -1,4 +1,4 @@
-"""Every preset in conf/experiment/ composes with the real config and passes the checks;
+"""Every preset in bnexp/conf/experiment/ composes with the real config and passes the checks;
 the sizes the README promises (jobs, steps) are the ones the presets ask for."""
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import bnexp.run  # noqa: F401  (registers the resolvers the configs use)
 from bnexp import config, validate
 from conftest import REPO
 
-PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (REPO / "bnexp" / "conf" / "experiment").glob("*.yaml"))
 
 
 @pytest.fixture
 def composer():
     config.register()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "bnexp" / "conf"), version_base="1.3"):
         yield lambda *overrides, hydra=True: compose("config", overrides=list(overrides),
                                                      return_hydra_config=hydra)
     GlobalHydra.instance().clear()
