@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import config, record, validate
+from bnexp import config, preflight, record, validate
 from bnexp.errors import UserError
 from bnexp.runtime import tuning
 from bnexp.runtime.threads import ThreadPolicy
@@ -84,9 +84,16 @@ def main(cfg: DictConfig) -> float:
     return float(accuracy)
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """The command line: checked first (bnexp/preflight.py: one line and exit 2 for any
+    mistake), then the Hydra app."""
+    preflight.check_or_exit(sys.argv[1:] if argv is None else argv)
+    main()
+
+
 if __name__ == "__main__":
     try:
-        main()
+        cli()
     except KeyboardInterrupt:  # a second Ctrl-C (metrics.json says "interrupted"), or one
         print("aborted", file=sys.stderr)  # outside training: Hydra starting, the report
         sys.exit(130)
