@@ -84,16 +84,16 @@ def main(cfg: DictConfig) -> float:
     return float(accuracy)
 
 
-def cli(argv: list[str] | None = None) -> None:
-    """The command line: checked first (bnexp/preflight.py: one line and exit 2 for any
-    mistake), then the Hydra app."""
-    preflight.check_or_exit(sys.argv[1:] if argv is None else argv)
-    main()
-
-
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line (`python -m bnexp.run`, `bnexp`): checked first (bnexp/preflight.py:
+    one line and exit 2 for any mistake), then the Hydra app, which reads sys.argv."""
+    preflight.check_or_exit(sys.argv[1:])
     try:
-        cli()
+        main()
     except KeyboardInterrupt:  # a second Ctrl-C (metrics.json says "interrupted"), or one
         print("aborted", file=sys.stderr)  # outside training: Hydra starting, the report
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    cli()
