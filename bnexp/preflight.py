@@ -34,6 +34,9 @@ from bnexp.errors import ConfigError, UserError
 
 CONFIG_MODULE, CONFIG_NAME = "bnexp.conf", "config"
 LIST_GROUPS = ("monitor",)  # groups that take several options at once: monitor=[a,b]
+# Hydra plugins that bnexp's presets use, and the extra of bnexp that installs each.
+PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "optuna", "hydra/launcher/joblib": "launchers",
+                 "hydra/launcher/submitit_local": "slurm", "hydra/launcher/submitit_slurm": "slurm"}
 
 
 def check_command_line(argv: list[str]) -> None:
@@ -158,7 +161,10 @@ def _missing_option(err: MissingConfigException, overrides: list[str]) -> str:
     close = difflib.get_close_matches(option, options, n=1)
     typed = _override_for(group, overrides)
     several = f" (several at once: {group}=[{','.join(options[:2])}])" if group in LIST_GROUPS else ""
-    hint = f" Did you mean {option!r} -> {close[0]}?" if close else ""
+    hint = f" Did you mean {close[0]}?" if close else ""
+    extra = PLUGIN_EXTRAS.get(f"{group}/{option}")
+    if extra:
+        hint = f" The plugin is not installed: pip install \"bnexp[{extra}]\"."
     return (f"{typed}: {group} has no option {option!r}; choose from {', '.join(options)}"
             f"{several}.{hint}")
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import sys
 import time
@@ -46,7 +45,9 @@ OmegaConf.register_new_resolver(
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Train once; return the final test accuracy (0.0 if the run failed or diverged)."""
+    """Train once; return what a sweeper optimises (bnexp.record.objective): the validation
+    accuracy, else the training accuracy, never the test accuracy; 0.0 if the run failed
+    or diverged."""
     global _process_start
     job_start, _process_start = _process_start or time.time(), None  # later jobs of a sweep: now
     hydra_cfg = HydraConfig.get()
@@ -78,10 +79,13 @@ def main(cfg: DictConfig) -> float:
         return 0.0
     if result.status == "interrupted":
         sys.exit(130)  # also stops a sweep: the user asked to stop
-    accuracy = result.final.get("test_acc", 0.0)
-    if result.status == "diverged" or not math.isfinite(accuracy):
-        return 0.0  # a diverged network's weights are not finite any more
-    return float(accuracy)
+    value, source = record.objective(result)
+    if in_sweep:
+        log.info("returned to the sweeper: %s %.4f%s", source, value,
+                 "" if source == record.OBJECTIVE_VALIDATION else
+                 " -- the test accuracy is never returned; set data.val_size (e.g. 5000) "
+                 "to optimise the validation accuracy")
+    return value
 
 
 def cli() -> None:
