@@ -70,7 +70,7 @@ def check_command_line(argv: list[str]) -> None:
     if args.cfg:
         return  # only shows the config: the value checks are for runs
     _check_resume(cfg)
-    if cfg.get("resume") is None:  # a resumed run is checked against its saved config
+    if cfg.get("resume") in (None, "auto"):  # a resumed folder: checked against its saved config
         from bnexp import validate
         validate.load(cfg)
 
