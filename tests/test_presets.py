@@ -32,12 +32,26 @@ def jobs_of(cfg) -> int:
     return count
 
 
+def first_value(key: str, value) -> str:
+    """A value the sweep would try: its first choice, or the lower end of an interval
+    (an Optuna search space such as `tag(log, interval(0.01, 4.0))`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    override = OverridesParser.create().parse_override(f"{key}={value}")
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):
+        return str(sweep.start)
+    return next(iter(override.sweep_string_iterator())) if override.is_sweep_override() \
+        else str(value)
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_composes_and_is_valid(composer, name):
     cfg = composer(f"experiment={name}")
     params = cfg.hydra.sweeper.params
     assert params, f"{name} sweeps nothing"
-    first = {key: str(value).split(",")[0] for key, value in params.items()}
+    first = {key: first_value(key, value) for key, value in params.items()}
     job = composer(f"experiment={name}", *(f"{k}={v}" for k, v in first.items()), hydra=False)
     validate.load(job)  # the schema and the range checks
 
@@ -53,3 +67,6 @@ def test_preset_sizes(composer):
     assert composer("experiment=ioffe_fig1").model.name == "mlp"
     assert composer("experiment=momentum_eps").bn.variant == "gluon"
     assert composer("experiment=source_defects").bn.variant == "scratch"
+    search = composer("experiment=lr_search")
+    assert search.hydra.sweeper.n_trials == 12 and search.hydra.sweeper.direction == "maximize"
+    assert search.data.val_size > 0  # it optimises the validation accuracy, not the test's
