@@ -63,6 +63,7 @@ def check_command_line(argv: list[str]) -> None:
     else:
         fixed, swept = list(args.overrides), []
     with _config_module():
+        _check_appended_keys(overrides)
         cfg = _compose(fixed)
         for override in swept:  # a swept option Hydra cannot compose would stop the sweep midway
             for value in _sweep_values(override):
@@ -92,6 +93,21 @@ def _compose(overrides: list[str]) -> DictConfig:
         return compose(CONFIG_NAME, overrides=overrides)
     except Exception as err:  # noqa: BLE001 -- every kind becomes one line below
         raise UserError(explain(err, overrides)) from None
+
+
+def _check_appended_keys(overrides) -> None:
+    """`+trainer.batch_sze=64` composes (Hydra appends the key) and bnexp would never read
+    it: a silently ignored typo. Appending is for config groups (`+experiment=...`) and
+    Hydra's own settings only."""
+    loader = GlobalHydra.instance().config_loader()
+    for override in overrides:
+        key = override.get_key_element().lstrip("+~").split("@", 1)[0]
+        if (override.is_add() and not key.startswith("hydra")
+                and not loader.get_group_options(key) and key not in _known_keys()):
+            close = difflib.get_close_matches(key, _known_keys(), n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise UserError(f"{override.input_line}: bnexp has no setting {key} and would ignore "
+                            f"it.{hint} (`--cfg job` lists every key)")
 
 
 def _sweep_values(override) -> list[str]:
@@ -131,6 +147,9 @@ def explain(err: Exception, overrides: list[str]) -> str:
         match = re.match(r"Error merging override (\S+?)=(.*)", text)
         if match and cause is not None:
             return _wrong_type(match.group(1), match.group(2), str(cause), overrides)
+    if "Ambiguous value for argument" in text:
+        return (f"{_one_line(err).split(chr(39))[1]}: a comma list is a sweep; add --multirun, "
+                "or quote a value that contains commas (key='\"a,b\"').")
     unselected = _unselected_monitor_setting(overrides)
     if unselected:
         return unselected

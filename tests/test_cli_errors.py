@@ -21,6 +21,8 @@ BAD = {
     "trainer.max_steps=abc": ["trainer.max_steps=abc", "whole number"],
     "hydra/launcher=bogus": ["hydra/launcher=bogus", "basic", "joblib"],
     "lr=[1": ["cannot parse", "[1"],
+    "+trainer.batch_sze=64": ["+trainer.batch_sze=64", "would ignore it", "trainer.batch_size"],
+    "seed=0,1": ["seed=0,1", "--multirun"],
     "lr=0": ["lr=0", "> 0"],
     "lr=-1": ["lr=-1", "> 0"],
     "lr=abc": ["lr=abc", "takes a number"],
