@@ -63,8 +63,9 @@ def section(report: Report) -> list[str]:
         for ax, key in zip(axes[0], numeric):
             points = [(as_number(r[3].value(key)), r[0], r[2]) for r in rows]
             points = [p for p in points if p[0] is not None]
-            ax.scatter([p[0] for p in points], [p[1] for p in points],
-                       c=[p[2] or 0 for p in points], cmap="viridis", zorder=3, label="trial")
+            dots = ax.scatter([p[0] for p in points], [p[1] for p in points],
+                              c=[p[2] or 0 for p in points], cmap="viridis", zorder=3, label="trial")
+            fig.colorbar(dots, ax=ax, label="trial (order run)")
             best = points[0] if points else None
             if best:
                 ax.scatter([best[0]], [best[1]], s=200, facecolors="none", edgecolors="red",
