@@ -57,7 +57,7 @@ def main() -> None:
         sys.argv[0] = f"bnexp {argv[0]}"
         sys.exit(importlib.import_module(module).main(argv[1:]))
     if "-sc" in argv or "--shell-completion" in argv:
-        if any(a.startswith("query=") for a in argv):
+        if "query=bash" in argv or "query=zsh" in argv:  # fish's answer has another format
             words = completion_words()
             if words is None:
                 return  # the shell completes file names (complete -o default)
