@@ -54,7 +54,7 @@ def main() -> None:
     argv = sys.argv[1:]
     if argv and argv[0] in SUBCOMMANDS:
         module, _ = SUBCOMMANDS[argv[0]]
-        sys.argv[0] = f"bnexp {argv[0]}"
+        sys.argv[0] = f"bnexp {argv[0]}"  # their usage lines say so (bnexp/command_name.py)
         sys.exit(importlib.import_module(module).main(argv[1:]))
     if "-sc" in argv or "--shell-completion" in argv:
         if "query=bash" in argv or "query=zsh" in argv:  # fish's answer has another format

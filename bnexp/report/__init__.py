@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bnexp.command_name import invoked_as
 from bnexp.record import TARGETS
 from bnexp.report.curves import CURVES_CSV, write_curves
 from bnexp.report.html import HTML_FILE, write_html
@@ -81,7 +82,7 @@ class OneLineParser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     studies = "\n".join(f"  {name:<12} {summary}" for name, summary, _ in sections())
     parser = OneLineParser(
-        prog="python -m bnexp.report", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=invoked_as("python -m bnexp.report"), formatter_class=argparse.RawDescriptionHelpFormatter,
         description="(Re)build the report of a bnexp sweep directory.",
         epilog=f"studies (each drawn when the sweep has data for it):\n{studies}")
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/multirun/<stamp>")
