@@ -1,6 +1,6 @@
 """The configuration schema (structured configs).
 
-Hydra merges `conf/*.yaml` into these dataclasses, so a misspelt key or a value
+Hydra merges `bnexp/conf/*.yaml` into these dataclasses, so a misspelt key or a value
 of the wrong type fails before any work starts, naming the key. Values are
 checked by bnexp/validate.py (names against the registries, ranges), which says the
 key, the value and what is allowed. This module imports nothing else of bnexp's:
@@ -28,7 +28,7 @@ BN_IMPLS = ("centered", "surrogate")     # ScratchBatchNorm formulations (bnexp/
 
 @dataclass
 class BNConfig:
-    """The normalization layer before each hidden activation (conf/bn/, bnexp/nn/norm/)."""
+    """The normalization layer before each hidden activation (bnexp/conf/bn/, bnexp/nn/norm/)."""
     variant: str = "scratch"  # a name of bnexp.nn.norm.registry.NORMALIZATIONS
     momentum: float = 0.9     # moving = momentum * moving + (1 - momentum) * batch statistic
     eps: float = 1e-5         # x_hat = (x - mean) / sqrt(var + eps)
@@ -130,7 +130,7 @@ def _check_every(key: str, every: int) -> None:
 class MonitorConfig:
     """Diagnostics of the training loop, none by default: one field per monitor that
     bnexp.monitors.registry.MONITORS lists, with its options (tests/test_registries.py
-    holds the two, and conf/monitor/, together)."""
+    holds the two, and bnexp/conf/monitor/, together)."""
     activations: Optional[ActivationsMonitorConfig] = None
     ics: Optional[ICSMonitorConfig] = None
     landscape: Optional[LandscapeMonitorConfig] = None
@@ -159,7 +159,7 @@ class Config:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     lr: float = 0.2            # SGD learning rate (at trainer.lr_reference_batch if scaled)
-    # Short command-line forms of bn.momentum and bn.eps (`momentum=0.99 eps=1e-3`): conf/config.yaml
+    # Short command-line forms of bn.momentum and bn.eps (`momentum=0.99 eps=1e-3`): bnexp/conf/config.yaml
     # sets bn.momentum: ${momentum} and bn.eps: ${eps}; the code reads only cfg.bn.
     momentum: float = 0.9
     eps: float = 1e-5
@@ -180,7 +180,7 @@ def effective_lr(cfg: Config) -> float:
 
 
 def register() -> None:
-    """Make the schema available to conf/config.yaml as `schema`."""
+    """Make the schema available to bnexp/conf/config.yaml as `schema`."""
     ConfigStore.instance().store(name="schema", node=Config)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bnexp.command_name import invoked_as
 from bnexp.errors import DataError
 from bnexp.files import replaced_atomically
 
@@ -203,7 +204,7 @@ def fetch() -> Path:
 
 
 def main(argv: list[str]) -> int:
-    usage = "usage: python -m bnexp.data {check [ROOT] | fetch}"
+    usage = f"usage: {invoked_as('python -m bnexp.data')} {{check [ROOT] | fetch}}"
     if not argv or argv[0] not in ("check", "fetch"):
         print(usage, file=sys.stderr)
         return 2

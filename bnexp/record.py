@@ -138,3 +138,23 @@ def record_failure(run_dir: Path, overrides: list[str], err: Exception) -> None:
         with contextlib.suppress(OSError):
             write_json_atomic(path, RunRecord(status="failed", overrides=overrides,
                                               error=str(err)).to_json())
+
+
+# What a run returns to a Hydra sweeper (Optuna maximises it). Never the test accuracy:
+# choosing settings by it would make the test set a validation set, and the final test
+# number an optimistic one. Without a validation split (data.val_size=0) the last epoch's
+# mean training accuracy stands in -- it rewards fast fitting, not generalisation, which is
+# why an lr search should hold out a validation split (bnexp/conf/experiment/lr_search.yaml does).
+OBJECTIVE_VALIDATION = "validation accuracy"
+OBJECTIVE_TRAINING = "training accuracy (no validation split: data.val_size=0)"
+
+
+def objective(record: RunRecord) -> tuple[float, str]:
+    """(value, what it is) that a sweeper optimises for this run: the last validation
+    accuracy, else the last epoch's training accuracy; 0.0 for a run that did not complete
+    or whose number is not finite (the Optuna sweeper crashes the study on NaN)."""
+    source = OBJECTIVE_VALIDATION if "val_acc" in record.final else OBJECTIVE_TRAINING
+    value = record.final.get("val_acc" if "val_acc" in record.final else "train_acc")
+    if record.status != "completed" or value is None or not math.isfinite(value):
+        return 0.0, source
+    return float(value), source

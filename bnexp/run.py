@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 import sys
@@ -19,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import config, record, validate
+from bnexp import config, preflight, record, validate
 from bnexp.errors import UserError
 from bnexp.runtime import tuning
 from bnexp.runtime.threads import ThreadPolicy
@@ -54,9 +53,11 @@ def slurm_restarts() -> int:
         return 0
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Train once; return the final test accuracy (0.0 if the run failed or diverged)."""
+    """Train once; return what a sweeper optimises (bnexp.record.objective): the validation
+    accuracy, else the training accuracy, never the test accuracy; 0.0 if the run failed
+    or diverged."""
     global _process_start
     job_start, _process_start = _process_start or time.time(), None  # later jobs of a sweep: now
     hydra_cfg = HydraConfig.get()
@@ -94,15 +95,25 @@ def main(cfg: DictConfig) -> float:
         return 0.0
     if result.status == "interrupted":
         sys.exit(130)  # also stops a sweep: the user asked to stop
-    accuracy = result.final.get("test_acc", 0.0)
-    if result.status == "diverged" or not math.isfinite(accuracy):
-        return 0.0  # a diverged network's weights are not finite any more
-    return float(accuracy)
+    value, source = record.objective(result)
+    if in_sweep:
+        log.info("returned to the sweeper: %s %.4f%s", source, value,
+                 "" if source == record.OBJECTIVE_VALIDATION else
+                 " -- the test accuracy is never returned; set data.val_size (e.g. 5000) "
+                 "to optimise the validation accuracy")
+    return value
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line (`python -m bnexp.run`, `bnexp`): checked first (bnexp/preflight.py:
+    one line and exit 2 for any mistake), then the Hydra app, which reads sys.argv."""
+    preflight.check_or_exit(sys.argv[1:])
     try:
         main()
     except KeyboardInterrupt:  # a second Ctrl-C (metrics.json says "interrupted"), or one
         print("aborted", file=sys.stderr)  # outside training: Hydra starting, the report
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    cli()

@@ -100,7 +100,7 @@ def check(cfg: Config) -> None:
 def load(cfg: DictConfig) -> Config:
     """The composed Hydra config as a checked `Config` object."""
     obj = OmegaConf.to_object(cfg)
-    assert isinstance(obj, Config), "conf/config.yaml must start from the `schema` defaults entry"
+    assert isinstance(obj, Config), "bnexp/conf/config.yaml must start from the `schema` defaults entry"
     check(obj)
     return obj
 

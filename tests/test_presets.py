@@ -1,4 +1,4 @@
-"""Every preset in conf/experiment/ composes with the real config and passes the checks;
+"""Every preset in bnexp/conf/experiment/ composes with the real config and passes the checks;
 the sizes the README promises (jobs, steps) are the ones the presets ask for."""
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import bnexp.run  # noqa: F401  (registers the resolvers the configs use)
 from bnexp import config, validate
 from conftest import REPO
 
-PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (REPO / "bnexp" / "conf" / "experiment").glob("*.yaml"))
 
 
 @pytest.fixture
 def composer():
     config.register()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "bnexp" / "conf"), version_base="1.3"):
         yield lambda *overrides, hydra=True: compose("config", overrides=list(overrides),
                                                      return_hydra_config=hydra)
     GlobalHydra.instance().clear()
@@ -32,12 +32,26 @@ def jobs_of(cfg) -> int:
     return count
 
 
+def first_value(key: str, value) -> str:
+    """A value the sweep would try: its first choice, or the lower end of an interval
+    (an Optuna search space such as `tag(log, interval(0.01, 4.0))`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    override = OverridesParser.create().parse_override(f"{key}={value}")
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):
+        return str(sweep.start)
+    return next(iter(override.sweep_string_iterator())) if override.is_sweep_override() \
+        else str(value)
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_composes_and_is_valid(composer, name):
     cfg = composer(f"experiment={name}")
     params = cfg.hydra.sweeper.params
     assert params, f"{name} sweeps nothing"
-    first = {key: str(value).split(",")[0] for key, value in params.items()}
+    first = {key: first_value(key, value) for key, value in params.items()}
     job = composer(f"experiment={name}", *(f"{k}={v}" for k, v in first.items()), hydra=False)
     validate.load(job)  # the schema and the range checks
 
@@ -53,6 +67,9 @@ def test_preset_sizes(composer):
     assert composer("experiment=ioffe_fig1").model.name == "mlp"
     assert composer("experiment=momentum_eps").bn.variant == "gluon"
     assert composer("experiment=source_defects").bn.variant == "scratch"
+    search = composer("experiment=lr_search")
+    assert search.hydra.sweeper.n_trials == 12 and search.hydra.sweeper.direction == "maximize"
+    assert search.data.val_size > 0  # it optimises the validation accuracy, not the test's
 
 
 def test_every_figure_in_docs_is_made_by_make_figures():

@@ -21,7 +21,7 @@ from conftest import REPO
 
 def yaml_names(group: str, key: str | None) -> set[str]:
     """The option names of a config group: a key inside each file, or the file names."""
-    files = sorted((REPO / "conf" / group).glob("*.yaml"))
+    files = sorted((REPO / "bnexp" / "conf" / group).glob("*.yaml"))
     return {str(OmegaConf.load(f)[key]) if key else f.stem for f in files}
 
 

@@ -385,7 +385,8 @@ def test_every_study_module_registers_a_section():
     assert [name for name, _, _ in sections()] == STUDIES.names()
     assert all(callable(section) for _, _, section in sections())
     assert {e.module.rsplit(".", 1)[1] for e in STUDIES.entries()} == {
-        "activations", "batch", "convergence", "ics", "init", "landscape", "lr", "momentum"}
+        "activations", "batch", "convergence", "ics", "init", "landscape", "lr", "momentum",
+        "trials"}
 
 
 @pytest.mark.slow
@@ -403,6 +404,10 @@ def test_real_multirun_writes_report(tmp_path: Path):
         assert 0.0 <= num(row["final_test_acc_mean"]) <= 1.0
     assert (tmp_path / "summary.md").exists()
     assert (tmp_path / "convergence.png").stat().st_size > 10_000
+    assert (tmp_path / "report.html").stat().st_size > 10_000  # the figure inside
+    with open(tmp_path / "curves.csv") as f:
+        assert {r["metric"] for r in csv.DictReader(f)} == {"train_loss", "train_acc",
+                                                            "test_loss", "test_acc"}
 
 
 def with_monitors(job_dir: Path, monitors: dict) -> None:

@@ -38,6 +38,7 @@ import resource
 import sys
 from pathlib import Path
 
+from bnexp.command_name import invoked_as
 from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
 
@@ -47,7 +48,7 @@ DEFAULT_TARGET = 0.85
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bnexp.bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=invoked_as("python -m bnexp.bench"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=30, help="timed optimizer steps per block (30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before each block (5)")

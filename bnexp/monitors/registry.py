@@ -2,7 +2,7 @@
 
 Each monitor module of this package registers its class with
 `@MONITORS.register(name, summary=...)`; its options are `monitor.<name>` in the schema
-(bnexp/config.py) and conf/monitor/<name>.yaml. Nothing else lists the names.
+(bnexp/config.py) and bnexp/conf/monitor/<name>.yaml. Nothing else lists the names.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ Reads `<sweep dir>/*/metrics.json` from disk (jobs may have run in other process
 on other machines) through `bnexp.record.RunRecord`, groups the jobs by their overrides
 minus `seed` and writes into the sweep dir `summary.csv` and `summary.md`
 (bnexp/report/summary.py), plus one section and figure per study that the sweep's jobs
-have data for. Each study is a module of this package that registers itself
+have data for; `report.html`, all of it in one self-contained file (bnexp/report/html.py);
+and `curves.csv`, every curve in long format (bnexp/report/curves.py). Each study is a module of this package that registers itself
 (bnexp/report/studies.py); `python -m bnexp.report --help` lists them. The speedup
 statistics and their interval are described in bnexp/report/stats.py.
 
@@ -19,7 +20,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from bnexp.command_name import invoked_as
 from bnexp.record import TARGETS
+from bnexp.report.curves import CURVES_CSV, write_curves
+from bnexp.report.html import HTML_FILE, write_html
 from bnexp.report.jobs import find_jobs, group_jobs, swept_keys
 from bnexp.report.studies import Report, sections
 from bnexp.report.summary import markdown, summary_row, write_csv
@@ -32,7 +36,8 @@ class ReportError(ValueError):
 
 
 def write_report(sweep_dir: str | Path, targets: tuple[float, ...] = TARGETS) -> Path:
-    """(Re)build summary.csv, summary.md and the figures of a sweep; returns summary.md's path.
+    """(Re)build summary.csv, summary.md, the figures, report.html and curves.csv of a
+    sweep; returns summary.md's path.
     `targets`: the accuracies whose steps and speedups the tables give."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -47,7 +52,10 @@ def write_report(sweep_dir: str | Path, targets: tuple[float, ...] = TARGETS) ->
     write_csv(sweep_dir / SUMMARY_CSV, rows)
     parts = [lines for _, _, section in sections() if (lines := section(report))]
     md_path = sweep_dir / SUMMARY_MD
-    md_path.write_text(markdown(report, rows, parts))
+    text = markdown(report, rows, parts)
+    md_path.write_text(text)
+    write_curves(sweep_dir / CURVES_CSV, groups, report.swept)
+    write_html(sweep_dir, text, jobs, report.swept)
     return md_path
 
 
@@ -74,7 +82,7 @@ class OneLineParser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     studies = "\n".join(f"  {name:<12} {summary}" for name, summary, _ in sections())
     parser = OneLineParser(
-        prog="python -m bnexp.report", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=invoked_as("python -m bnexp.report"), formatter_class=argparse.RawDescriptionHelpFormatter,
         description="(Re)build the report of a bnexp sweep directory.",
         epilog=f"studies (each drawn when the sweep has data for it):\n{studies}")
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/multirun/<stamp>")
@@ -86,5 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"report: {md_path} (and {SUMMARY_CSV} and the figures in {md_path.parent})")
+    print(f"report: {md_path.parent / HTML_FILE} (and {SUMMARY_MD}, {SUMMARY_CSV}, {CURVES_CSV} "
+          f"and the figures in {md_path.parent})")
     return 0

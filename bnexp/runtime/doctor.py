@@ -63,14 +63,16 @@ def check_packages() -> Iterator[Check]:
         else:
             yield Check(name, FAIL if required else WARN,
                         "not installed; run `make install`"
-                        + ("" if required else " (needed only to view the curves)"))
+                        + ("" if required else ' (needed only to view the curves: '
+                                               'pip install "bnexp[tensorboard]")'))
 
 
 def check_mxnet() -> Iterator[Check]:
     build = cuda.mxnet_build()
     versions = {d: _version(d) for d in (cuda.CPU_DISTRIBUTION, cuda.GPU_DISTRIBUTION)}
     if build == "none":
-        yield Check("mxnet build", FAIL, "no MXNet installed; run `make install`")
+        yield Check("mxnet build", FAIL, 'no MXNet installed; pip install "bnexp[cpu]" (or '
+                                         '"bnexp[gpu]"), or `make install` in a checkout')
         return
     if build == "both":
         yield Check("mxnet build", FAIL, "both mxnet and mxnet-cu112 are installed; they overwrite "

@@ -73,7 +73,10 @@ def import_mxnet(threads: int | None = None) -> str | None:
         why = "; ".join(setup.problems) if setup.problems else f"{type(err).__name__}: {err}"
         build = {"gpu": "the GPU build of MXNet (mxnet-cu112) is installed but ",
                  "both": ""}.get(setup.build, "")
-        return f"cannot import mxnet: {build}{why}. `make doctor` shows the details."
+        if setup.build == "none":  # bnexp installed without an MXNet build (its extras choose one)
+            return ('cannot import mxnet: no MXNet installed; pip install "bnexp[cpu]" (or '
+                    '"bnexp[gpu]" for an NVIDIA GPU), or `make install` in a checkout.')
+        return f"cannot import mxnet: {build}{why}. `bnexp doctor` shows the details."
     finally:
         for var, value in users.items():  # MXNet has read them: the user's values again
             if value is None:

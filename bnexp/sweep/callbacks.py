@@ -2,7 +2,7 @@
 parallel joblib jobs, build the sweep report when a multirun ends. (Naming the job
 folders: bnexp/sweep/naming.py.)
 
-Registered in conf/config.yaml under `hydra.callbacks`. Hydra calls
+Registered in bnexp/conf/config.yaml under `hydra.callbacks`. Hydra calls
 `on_multirun_end` in the launching process after every job has returned (also
 under the joblib and submitit launchers), with the config only: the report is
 therefore built from the job folders on disk (`bnexp.report`).
@@ -27,7 +27,8 @@ log = logging.getLogger("bnexp")
 
 
 class ReportCallback(Callback):
-    """Writes summary.csv, summary.md and the plots into the sweep directory."""
+    """Writes summary.csv, summary.md, report.html, curves.csv and the plots into the sweep
+    directory."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bnexp.report import write_report  # matplotlib only when a report is due
@@ -39,7 +40,8 @@ class ReportCallback(Callback):
             log.exception("could not build the sweep report; retry with "
                           "`python -m bnexp.report %s`", sweep_dir)
             return
-        log.info("sweep report: %s (summary.csv and plots alongside)", md_path)
+        log.info("sweep report: %s (summary.md, summary.csv, curves.csv and plots alongside)",
+                 md_path.parent / "report.html")
 
 
 def discard_if_never_started(run_dir: Path) -> None:

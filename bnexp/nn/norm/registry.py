@@ -1,7 +1,7 @@
 """The normalization layers bnexp can put before each hidden activation, by name (`bn=...`).
 
 Each layer module of this package registers a factory `(spec, channels, layer) -> block`
-(or None: no layer) with `@NORMALIZATIONS.register(name, summary=...)`; conf/bn/<name>.yaml
+(or None: no layer) with `@NORMALIZATIONS.register(name, summary=...)`; bnexp/conf/bn/<name>.yaml
 selects it. Nothing else lists the names (bnexp/registry.py).
 """
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from bnexp.command_name import invoked_as
 from bnexp.runtime.threads import ThreadPolicy, available_cores
 from bnexp.runtime.tuning import cache
 from bnexp.runtime.tuning.choice import summaries
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:1] in (["show"], []):
         return show()
-    print("usage: python -m bnexp.runtime.tuning [show]", file=sys.stderr)
+    print(f"usage: {invoked_as('python -m bnexp.runtime.tuning')} [show]", file=sys.stderr)
     return 2
 
 
