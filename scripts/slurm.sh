@@ -209,14 +209,7 @@ start_database() {
         CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$password';
         ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$password';
         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
-    pid=$(recorded_pid slurmdbd)
-    if ! alive "$pid" slurmdbd; then
-        rm -f "$DIR/slurmdbd.pid"
-        slurmdbd
-        wait_for 10 "slurmdbd's PID file" test -s "$DIR/slurmdbd.pid"
-        record slurmdbd "$(cat "$DIR/slurmdbd.pid")"
-        wait_for 30 slurmdbd sacctmgr -n list cluster
-    fi
+    start_daemon slurmdbd && wait_for 30 slurmdbd sacctmgr -n list cluster
     # The cluster must be known to the database before slurmctld registers with it.
     sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null 2>&1 || true
 }
@@ -225,23 +218,20 @@ node_idle() {
     [ "$(sinfo -h -n "$(hostname -s)" -o %t 2>/dev/null)" = idle ]
 }
 
-start_slurm() {
+start_daemon() {  # start_daemon NAME: start it unless the one `up` recorded still runs;
+                  # record its PID (from the PID file its config names). False if it ran already.
     local pid
-    pid=$(recorded_pid slurmctld)
-    if ! alive "$pid" slurmctld; then
-        rm -f "$DIR/slurmctld.pid"
-        slurmctld
-        wait_for 10 "slurmctld's PID file" test -s "$DIR/slurmctld.pid"
-        record slurmctld "$(cat "$DIR/slurmctld.pid")"
-        wait_for 30 slurmctld scontrol ping
-    fi
-    pid=$(recorded_pid slurmd)
-    if ! alive "$pid" slurmd; then
-        rm -f "$DIR/slurmd.pid"
-        slurmd
-        wait_for 10 "slurmd's PID file" test -s "$DIR/slurmd.pid"
-        record slurmd "$(cat "$DIR/slurmd.pid")"
-    fi
+    pid=$(recorded_pid "$1")
+    alive "$pid" "$1" && return 1
+    rm -f "$DIR/$1.pid"
+    "$1"
+    wait_for 10 "$1's PID file" test -s "$DIR/$1.pid"
+    record "$1" "$(cat "$DIR/$1.pid")"
+}
+
+start_slurm() {
+    start_daemon slurmctld && wait_for 30 slurmctld scontrol ping
+    start_daemon slurmd || true
     wait_for 60 "the node (idle in sinfo)" node_idle
 }
 
@@ -273,6 +263,12 @@ up() {
     check_dev_null
     install_packages
     foreign=$(foreign_daemons)
+    if [ -n "$foreign" ]; then
+        # a daemon that has just daemonized leaves its launching processes for a moment
+        # (seen: `up` right after `up`): only what is still there a second later counts
+        sleep 1
+        foreign=$(foreign_daemons)
+    fi
     [ -z "$foreign" ] || die "SLURM daemons not started by this script are running: $foreign. Stop them first."
     mkdir -p "$DIR"
     write_config
