@@ -19,6 +19,13 @@ import warnings
 from bnexp.runtime import cuda
 from bnexp.runtime.threads import THREAD_VARS
 
+# Temporary-workspace copies shared by all CPU contexts (MXNet's default is 4). With 4,
+# bn=sync on cpu:0,cpu:1 deadlocks whenever both devices' SyncBatchNorm backward passes
+# draw the same copy (bnexp/nn/norm/sync.py says why); copies are handed out round robin,
+# so with more copies than a network has workspace-using operators they never do. Copies
+# are allocated when first drawn: LeNet's operators draw a few, a few MB in all.
+SYNC_BN_TEMP_COPIES = 64
+
 _import_threads: int | None = None  # the OpenMP threads MXNet was imported with, if bnexp imported it
 
 
@@ -64,6 +71,9 @@ def import_mxnet(threads: int | None = None) -> str | None:
     restore_numpy_bool()
     setup = cuda.setup_cuda()
     users = {var: os.environ.get(var) for var in THREAD_VARS}
+    # MXNet reads this when an operator first asks for a workspace, after the import: it
+    # stays set (a child process's MXNet gets the same value; a user's own value wins).
+    os.environ.setdefault("MXNET_CPU_TEMP_COPY", str(SYNC_BN_TEMP_COPIES))
     try:
         if threads is not None:
             for var in THREAD_VARS:

@@ -94,7 +94,7 @@ class NoisyBatchNorm(gluon.HybridBlock):
 
 
 @NORMALIZATIONS.register("noisy", summary="gluon BN followed by drifting noise (Santurkar et al. 2018, Fig. 2)",
-                         order=3)
+                         order=3, settings=("noise",))
 def noisy(spec: NormSpec, channels: int, layer: int) -> NoisyBatchNorm:
     return NoisyBatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
                           strength=spec.noise, seed=spec.seed, layer=layer, **spec.initializers())

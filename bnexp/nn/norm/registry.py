@@ -24,6 +24,13 @@ class NormSpec:
     init: str = "standard"   # standard: gamma 1, beta 0, moving var 1 | source: the tutorial's
     init_sigma: float = 0.01  # bn.init=source: gamma and beta from normal(0, init_sigma)
     seed: int = 0            # bn=noisy: seeds the noise
+    groups: int = 10         # bn=group/group_gluon: channel groups per layer
+    virtual_batch: int = 32  # bn=ghost: images per ghost batch
+    r_max: float = 3.0       # bn=renorm: the clips of r and d once relaxed ...
+    d_max: float = 5.0
+    relax_begin: int = 50    # ... relaxed from 1 and 0 linearly between these steps
+    relax_end: int = 250
+    devices: int = 1         # bn=sync: the devices whose batches are normalized together
 
     def initializers(self) -> dict:
         """gluon.nn.BatchNorm's initializer arguments: the defaults (gamma 1, beta 0, moving
