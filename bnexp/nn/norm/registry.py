@@ -7,6 +7,7 @@ selects it. Nothing else lists the names (bnexp/registry.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from bnexp.registry import Registry
 
@@ -47,3 +48,11 @@ def make_norm(spec: NormSpec, channels: int, layer: int = 0):
     """The layer of `spec.variant` for `channels` features, or None (bn=none). `layer`
     numbers the normalization layers of a network (bn=noisy keeps their noise apart)."""
     return NORMALIZATIONS.get(spec.variant)(spec, channels, layer)
+
+
+def variant_label(variant: str, settings: Mapping[str, Any]) -> str:
+    """The variant with its own settings, for logs and figures: 'group (groups=10)', 'gluon'.
+    `settings`: BN setting name -> value (a BNConfig's fields, or a record's bn.* keys)."""
+    own = NORMALIZATIONS.entry(variant).settings if variant in NORMALIZATIONS else ()
+    values = ", ".join(f"{key}={settings.get(key, settings.get(f'bn.{key}'))}" for key in own)
+    return f"{variant} ({values})" if values else variant
