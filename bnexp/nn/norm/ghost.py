@@ -14,29 +14,36 @@ from __future__ import annotations
 
 from mxnet import gluon
 
+from bnexp.nn.norm.group import row_mean
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
-from bnexp.nn.norm import scratch  # noqa: F401  registers bnexp_moving_stats
+from bnexp.nn.norm.scratch import channel_affine  # its module registers bnexp_moving_stats
 
 
 def ghost_batch_norm(F, X, gamma, beta, moving_mean, moving_var, virtual_batch: int,
-                     momentum: float, eps: float):
+                     momentum: float, eps: float, channels: int):
     """Normalize X (N, C, ...) per channel within each virtual batch of `virtual_batch`
     images (training) or with the moving statistics (inference)."""
-    X_virtual = F.reshape(F.reshape(X, (0, 0, -1)), (-4, -1, virtual_batch, -2))  # (N/v, v, C, L)
-    mean = F.mean(X_virtual, axis=(1, 3), keepdims=True)                          # (N/v, 1, C, 1)
-    var = F.mean(F.square(F.broadcast_sub(X_virtual, mean)), axis=(1, 3), keepdims=True)
+    X_virtual = F.reshape(F.reshape(X, (0, 0, -1)), (-4, -1, virtual_batch, -2))   # (N/v, v, C, L)
+    # a row per (virtual batch, channel): its v * L values
+    rows = F.reshape(F.transpose(X_virtual, axes=(0, 2, 1, 3)), (-3, -1))          # (N/v * C, v * L)
+    mean = row_mean(F, rows)
+    var = row_mean(F, F.square(F.broadcast_sub(rows, mean)))
+    per_virtual_batch = (-1, channels)                                             # (N/v, C)
     # The moving averages take the mean over the virtual batches; the op outputs the mode.
-    training = F.Custom(F.BlockGrad(F.mean(mean, axis=(0, 1, 3))),
-                        F.BlockGrad(F.mean(var, axis=(0, 1, 3))), moving_mean, moving_var,
-                        op_type="bnexp_moving_stats", momentum=momentum)
-    training = F.broadcast_like(F.reshape(F.BlockGrad(training), (1, 1, 1, 1)), mean)
-    per_channel = (1, 1, -1, 1)
-    used_mean = F.where(training, mean, F.broadcast_like(F.reshape(moving_mean, per_channel), mean))
-    used_var = F.where(training, var, F.broadcast_like(F.reshape(moving_var, per_channel), var))
-    X_hat = F.broadcast_div(F.broadcast_sub(X_virtual, used_mean), F.sqrt(used_var + eps))
-    Y = F.broadcast_add(F.broadcast_mul(X_hat, F.reshape(gamma, per_channel)),
-                        F.reshape(beta, per_channel))
-    return F.reshape_like(Y, X)
+    training = F.Custom(F.BlockGrad(F.mean(F.reshape(mean, per_virtual_batch), axis=0)),
+                        F.BlockGrad(F.mean(F.reshape(var, per_virtual_batch), axis=0)),
+                        moving_mean, moving_var, op_type="bnexp_moving_stats", momentum=momentum)
+    training = F.broadcast_like(F.reshape(F.BlockGrad(training), (1, 1)), mean)
+    moving_rows = lambda stat: F.reshape_like(  # noqa: E731  (C,) -> one value per row
+        F.broadcast_like(F.reshape(stat, (1, -1)), F.reshape(mean, per_virtual_batch)), mean)
+    used_mean = F.where(training, mean, moving_rows(moving_mean))
+    used_var = F.where(training, var, moving_rows(moving_var))
+    X_hat = F.broadcast_div(F.broadcast_sub(rows, used_mean), F.sqrt(used_var + eps))
+    X_hat = F.transpose(F.reshape_like(X_hat, F.transpose(X_virtual, axes=(0, 2, 1, 3))),
+                        axes=(0, 2, 1, 3))                                          # (N/v, v, C, L)
+    X_hat = F.reshape(F.reshape_like(F.reshape(X_hat, (-3, -2)), F.reshape(X, (0, 0, -1))),
+                      (0, 0, -1, 1))                                                # (N, C, L, 1)
+    return F.reshape_like(channel_affine(F, X_hat, gamma, beta, channels), X)
 
 
 class GhostBatchNorm(gluon.HybridBlock):
@@ -60,7 +67,7 @@ class GhostBatchNorm(gluon.HybridBlock):
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
         return ghost_batch_norm(F, x, gamma, beta, running_mean, running_var, self.virtual_batch,
-                                self.momentum, self.epsilon)
+                                self.momentum, self.epsilon, self.channels)
 
 
 @NORMALIZATIONS.register("ghost", summary="Ghost BN from scratch (Hoffer et al. 2017): each virtual "
