@@ -413,3 +413,13 @@ def test_each_variant_yaml_holds_its_own_settings(request):
         assert keys == set(entry.settings), entry.name
         assert keys <= set(BNConfig.__dataclass_fields__), entry.name
 
+
+
+def test_hparams_and_run_description_show_the_variants_own_settings():
+    from bnexp.experiment import hparam_keys
+    from bnexp.nn.norm.registry import variant_label
+    assert hparam_keys(config("group"))[-1:] == ("bn.groups",)
+    assert "bn.noise" in hparam_keys(config("noisy")) and "bn.noise" not in hparam_keys(config("gluon"))
+    assert hparam_keys(config("renorm"))[-4:] == ("bn.r_max", "bn.d_max", "bn.relax_begin", "bn.relax_end")
+    assert variant_label("ghost", vars(BNConfig("ghost", virtual_batch=4))) == "ghost (virtual_batch=4)"
+    assert variant_label("gluon", {}) == "gluon"

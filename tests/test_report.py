@@ -385,7 +385,7 @@ def test_every_study_module_registers_a_section():
     assert [name for name, _, _ in sections()] == STUDIES.names()
     assert all(callable(section) for _, _, section in sections())
     assert {e.module.rsplit(".", 1)[1] for e in STUDIES.entries()} == {
-        "activations", "batch", "convergence", "ics", "init", "landscape", "lr", "momentum"}
+        "activations", "batch", "convergence", "ics", "init", "landscape", "lr", "momentum", "small_batch"}
 
 
 @pytest.mark.slow
