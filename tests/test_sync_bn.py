@@ -5,8 +5,9 @@ data parallelism, with the BN layers' sums added to the chain of roundings), whi
 BN on two devices -- each half normalized by itself -- does not.
 
 MXNet's operator deadlocks on CPU contexts unless bnexp's workspace copies and op-by-op
-execution are in place (bnexp/nn/norm/sync.py); each check runs in a child process with a
-time limit, so a deadlock fails the test instead of hanging the suite.
+execution are in place (bnexp/nn/norm/sync.py); each check runs in a child process (MXNet
+imported with those copies) with a time limit, so a deadlock fails the test instead of
+hanging the suite.
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from conftest import REPO
 CHILD = r'''
 import json, sys
 sys.path.insert(0, "tests")
-import conftest  # imports MXNet as bnexp does
+from bnexp.runtime import mxnet_import
+# as bnexp.run imports it for bn=sync on several CPU contexts (bnexp/run.py: cpu_temp_copies)
+mxnet_import.import_mxnet(None, mxnet_import.SYNC_BN_TEMP_COPIES)
+import conftest  # noqa: E402  (MXNet is imported: conftest keeps it)
 import mxnet as mx, numpy as np
 from mxnet import nd
 import fp32

@@ -11,9 +11,10 @@ a temporary workspace and then waits in a barrier for the other devices' backwar
 All CPU contexts draw workspaces from one pool (MXNET_CPU_TEMP_COPY copies, default 4,
 handed out round robin), and the engine lets one operator at a time hold a copy: when the
 devices' SyncBatchNorm backward passes draw the same copy, the first waits in the barrier
-for the second, which waits for the copy. (GPUs have a pool each.) So bnexp imports MXNet
-with more copies than one backward pass draws (bnexp/runtime/mxnet_import.py:
-SYNC_BN_TEMP_COPIES) and runs the network op by op on several devices: then the copies
+for the second, which waits for the copy. (GPUs have a pool each.) So for bn=sync on
+several CPU contexts bnexp imports MXNet with more copies than one backward pass draws
+(bnexp/run.py: cpu_temp_copies; bnexp/runtime/mxnet_import.py: SYNC_BN_TEMP_COPIES) and
+runs the network op by op on several devices: then the copies
 are drawn in the same order at every step, and distinct ones within a pass. (Hybridized,
 with 64 copies, LeNet still deadlocked at its 7th step on cpu:0,cpu:1; with 1000 it did
 not in 20 steps: measured, not understood, so not relied on.)
