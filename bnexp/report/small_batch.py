@@ -94,7 +94,8 @@ def section(report: Report) -> list[str]:
             if points:
                 xs, ys, hs = zip(*points)
                 ax.errorbar(xs, ys, yerr=hs, color=color_of[name], marker="o", capsize=3, label=name)
-        ax.set(title=f"model={model}", xlabel="batch size (per device)", ylabel="final validation error")
+        ax.set(title=f"model={model}", xlabel="batch size (per device)", ylabel="final validation error",
+               ylim=(0, 1))  # an error; a t interval over 2 seeds reaches far past both ends
         ax.set_xscale("log", base=2)
     finish(fig, list(axes[0]), report.sweep_dir / PNG)
     lines_out = ["## Small batches: the normalization family", "", f"![small batch]({PNG})", "",
