@@ -34,6 +34,15 @@ class BNConfig:
     eps: float = 1e-5         # x_hat = (x - mean) / sqrt(var + eps)
     noise: float = 1.0        # bn=noisy: strength of the injected noise (0 = plain BN)
     init: str = "standard"    # standard (gamma 1, beta 0, moving var 1) | source (the tutorial's)
+    # Each variant's own settings (registered with it: NORMALIZATIONS.entry(name).settings);
+    # the others ignore them. conf/bn/<variant>.yaml says what they mean for that variant.
+    groups: int = 10          # bn=group/group_gluon: channel groups per layer (Wu & He's G);
+                              # must divide every normalized layer (LeNet 20, 50; dense 128; MLP 100)
+    virtual_batch: int = 32   # bn=ghost: images per ghost batch; must divide the per-device batch
+    r_max: float = 3.0        # bn=renorm: r = clip(sigma_B / sigma, 1/r_max, r_max) once relaxed (>= 1)
+    d_max: float = 5.0        # bn=renorm: d = clip((mu_B - mu) / sigma, -d_max, d_max) once relaxed (>= 0)
+    relax_begin: int = 50     # bn=renorm: plain BN (r_max 1, d_max 0) until this step ...
+    relax_end: int = 250      # ... then r_max and d_max grow linearly to their values at this step
 
 
 @dataclass

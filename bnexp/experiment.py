@@ -18,6 +18,7 @@ from bnexp.errors import ConfigError, UserError
 from bnexp.files import write_json_atomic
 from bnexp.monitors.registry import build as build_monitors
 from bnexp.nn.build import build_net
+from bnexp.nn.norm.registry import NORMALIZATIONS, variant_label
 from bnexp.record import METRICS_FILE, RunRecord, read
 from bnexp.runtime import context, mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
@@ -38,13 +39,21 @@ from bnexp.validate import check
 
 log = logging.getLogger(__name__)
 
-# Hyperparameters shown in TensorBoard's HParams tab (plain values only).
-HPARAM_KEYS = ("bn.variant", "bn.noise", "bn.init", "bn.momentum", "bn.eps", "lr", "seed",
+# Hyperparameters shown in TensorBoard's HParams tab (plain values only); each run adds its
+# normalization's own settings (`hparam_keys`).
+HPARAM_KEYS = ("bn.variant", "bn.init", "bn.momentum", "bn.eps", "lr", "seed",
                "trainer.batch_size", "trainer.epochs", "trainer.max_steps", "model.name",
                "model.bn_on_dense", "model.init", "data.val_size", "ctx")
 # What a resumed run may change: how long it trains, where and how fast it runs.
 RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx",
                        "perf.threads", "perf.pool", "perf.bn_impl", "perf.probe_seconds", "resume")
+
+
+def hparam_keys(cfg: Config) -> tuple[str, ...]:
+    """HPARAM_KEYS and the settings of the run's normalization (bn=group: bn.groups; bn=noisy:
+    bn.noise), as its registration names them: the HParams table shows what tells runs apart."""
+    own = NORMALIZATIONS.entry(cfg.bn.variant).settings
+    return HPARAM_KEYS + tuple(f"bn.{key}" for key in own)
 
 
 def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
@@ -119,7 +128,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
         reason = "disk full" if err.errno == errno.ENOSPC else err.strerror
         raise UserError(f"cannot write {metrics_path}: {reason}. Choose another output folder "
                         f"with hydra.run.dir=... (or hydra.sweep.dir=... for sweeps).") from None
-    logger = RunLogger(run_dir, {key: settings[key] for key in HPARAM_KEYS},
+    logger = RunLogger(run_dir, {key: settings[key] for key in hparam_keys(cfg)},
                        ["hparams/final_test_acc", *(f"hparams/steps_to_{t:.2f}" for t in record.targets)],
                        cfg.logger.tensorboard, cfg.logger.flush_secs,
                        resume_step=saved["step"] if saved else None)
@@ -169,7 +178,7 @@ def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: Run
     net = build_net(cfg, ctx)
     lr = effective_lr(cfg)
     watched, watched_name = (val, "val") if val is not None else (test, "test")
-    describe = (f"{cfg.bn.variant} BN ({cfg.model.name}) on {','.join(str(c) for c in ctx)}, "
+    describe = (f"{variant_label(cfg.bn.variant, vars(cfg.bn))} BN ({cfg.model.name}) on {','.join(str(c) for c in ctx)}, "
                 f"lr {lr:g}")
     config = OmegaConf.to_container(OmegaConf.structured(cfg))
     callbacks: list[Callback] = [

@@ -37,6 +37,8 @@ class Entry:
     module: str        # the module that registers it
     summary: str       # one line for --help, error messages and the docs
     order: int         # position in listings (e.g. the report's sections)
+    settings: tuple[str, ...] = ()  # the config keys of its own (bn=ghost: virtual_batch), for
+                                    # run names, TensorBoard's HParams and the report
 
 
 class Registry(Generic[T]):
@@ -47,9 +49,11 @@ class Registry(Generic[T]):
         self._objects: dict[str, T] = {}
         self._entries: dict[str, Entry] | None = None
 
-    def register(self, name: str, summary: str = "", order: int = 0) -> Callable[[T], T]:
+    def register(self, name: str, summary: str = "", order: int = 0,
+                 settings: tuple[str, ...] = ()) -> Callable[[T], T]:
         """Decorator: `name` is this class or function. Its arguments must be literals
-        (they are read from the source before the module is imported)."""
+        (they are read from the source before the module is imported); `settings` names
+        the config keys that belong to it alone."""
         def add(value: T) -> T:
             self._objects[name] = value
             return value
@@ -79,14 +83,22 @@ class Registry(Generic[T]):
                 continue
             args = [ast.literal_eval(a) for a in node.args]
             kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
-            fields = dict(zip(("name", "summary", "order"), args), **kwargs)
-            yield Entry(fields["name"], module, fields.get("summary", ""), fields.get("order", 0))
+            fields = dict(zip(("name", "summary", "order", "settings"), args), **kwargs)
+            yield Entry(fields["name"], module, fields.get("summary", ""), fields.get("order", 0),
+                        tuple(fields.get("settings", ())))
 
     def entries(self) -> list[Entry]:
         return sorted(self._scan().values(), key=lambda e: (e.order, e.name))
 
     def names(self) -> list[str]:
         return [e.name for e in self.entries()]
+
+    def entry(self, name: str) -> Entry:
+        """The registration of `name` (no import); a ConfigError if there is none."""
+        entry = self._scan().get(name)
+        if entry is None:
+            raise ConfigError(self.unknown(name))
+        return entry
 
     def __contains__(self, name: object) -> bool:
         return name in self._scan()

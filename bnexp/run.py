@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bnexp import config, preflight, record, validate
 from bnexp.errors import UserError
-from bnexp.runtime import tuning
+from bnexp.config import Config
+from bnexp.runtime import context, mxnet_import, tuning
 from bnexp.runtime.threads import ThreadPolicy
 from bnexp.runtime.tuning.choice import import_with
 from bnexp.sweep import callbacks, naming
@@ -53,6 +54,15 @@ def slurm_restarts() -> int:
         return 0
 
 
+def cpu_temp_copies(cfg: Config) -> int | None:
+    """MXNet's CPU workspace copies for this run: more for bn=sync on several CPU contexts,
+    where MXNet's default deadlocks (bnexp/nn/norm/sync.py); else MXNet's default."""
+    devices = context.parse(cfg.ctx)
+    if cfg.bn.variant == "sync" and len(devices) > 1 and all(kind == "cpu" for kind, _ in devices):
+        return mxnet_import.SYNC_BN_TEMP_COPIES
+    return None
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train once; return what a sweeper optimises (bnexp.record.objective): the validation
@@ -76,7 +86,7 @@ def main(cfg: DictConfig) -> float:
         policy = ThreadPolicy.resolve(settings.perf.threads)
         speed = tuning.choose(settings, policy,
                               record.saved_config(run_dir) if settings.resume else None)
-        problem = import_with(speed)
+        problem = import_with(speed, cpu_temp_copies(settings))
         if problem:  # a broken MXNet install is the user's to fix: one line, status 2
             raise UserError(problem)
         from bnexp import experiment

@@ -13,6 +13,7 @@ from bnexp.errors import ConfigError
 from bnexp.monitors.registry import MONITORS
 from bnexp.nn.norm.registry import NORMALIZATIONS
 from bnexp.nn.registry import MODELS
+from bnexp.nn.shapes import normalized_layers
 from bnexp.runtime import context
 from bnexp.training import schedule
 
@@ -27,6 +28,7 @@ def check(cfg: Config) -> None:
         fail("bn.init", cfg.bn.init, f"choose one of {', '.join(BN_INITS)}.")
     if cfg.model.name not in MODELS:
         raise ConfigError(MODELS.unknown(cfg.model.name))
+    check_variant_settings(cfg)
     if not cfg.model.hidden or min(cfg.model.hidden) < 1:
         fail("model.hidden", cfg.model.hidden, "a list of layer widths >= 1, e.g. [100,100,100].")
     if cfg.model.activation not in ACTIVATIONS:
@@ -95,6 +97,47 @@ def check(cfg: Config) -> None:
     if cfg.trainer.batch_size % devices:
         fail("trainer.batch_size", cfg.trainer.batch_size,
               f"must be divisible by the number of devices in ctx={cfg.ctx} ({devices}).")
+
+
+def check_variant_settings(cfg: Config) -> None:
+    """The settings of the chosen normalization against the network and the batch."""
+    bn, variant = cfg.bn, cfg.bn.variant
+    layers = normalized_layers(cfg.model)
+    where = f"model={cfg.model.name}" + (" model.bn_on_dense=true" if cfg.model.bn_on_dense else "")
+    widths = [layer.width for layer in layers]
+    if variant in ("group", "group_gluon"):
+        if bn.groups < 1 or any(width % bn.groups for width in widths):
+            divisors = [g for g in range(1, min(widths) + 1) if all(w % g == 0 for w in widths)]
+            fail("bn.groups", bn.groups, f"must divide the channels of every normalized layer "
+                 f"({', '.join(map(str, widths))} with {where}); choose one of "
+                 f"{', '.join(map(str, divisors))}.")
+    if variant in ("instance", "instance_gluon") and not all(layer.spatial for layer in layers):
+        fail("bn", variant, f"instance normalization averages over a channel's positions and a "
+             f"dense layer has none ({where}): every output would be beta; use bn=layer or bn=group.")
+    if variant == "ghost":
+        per_device = cfg.trainer.batch_size // max(1, len(context.parse(cfg.ctx)))
+        if bn.virtual_batch < 1 or per_device % bn.virtual_batch:
+            fail("bn.virtual_batch", bn.virtual_batch, f"must divide the per-device batch "
+                 f"({per_device} images), e.g. bn.virtual_batch={_largest_divisor(per_device, 32)}.")
+        probe = cfg.monitor.activations
+        if probe is not None and probe.images % bn.virtual_batch:
+            fail("bn.virtual_batch", bn.virtual_batch, f"must divide monitor.activations.images "
+                 f"({probe.images}), the probe batch that is normalized as in training.")
+    if variant == "renorm":
+        if not (math.isfinite(bn.r_max) and bn.r_max >= 1):
+            fail("bn.r_max", bn.r_max, "r is clipped to [1/r_max, r_max]: must be >= 1 (1 = BN).")
+        if not (math.isfinite(bn.d_max) and bn.d_max >= 0):
+            fail("bn.d_max", bn.d_max, "d is clipped to [-d_max, d_max]: must be >= 0 (0 = BN).")
+        if not 0 <= bn.relax_begin <= bn.relax_end:
+            fail("bn.relax_end", bn.relax_end, f"the relaxation must end at or after it begins "
+                 f"(bn.relax_begin={bn.relax_begin} >= 0), in steps.")
+    if variant == "sync" and len(context.parse(cfg.ctx)) > 1 and cfg.monitor.activations is not None:
+        fail("monitor.activations", "on", "its probe runs the network on one device in training "
+             "mode, where bn=sync waits for the other devices forever; use one device or drop it.")
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
 
 
 def load(cfg: DictConfig) -> Config:

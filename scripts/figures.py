@@ -7,7 +7,7 @@ from a hand-copied file: each preset runs as a sweep into outputs/figures/<prese
 then its figures are copied to docs/ and its summary.md to docs/results/<preset>.md,
 which say which machine and commit produced them.
 
-    python scripts/figures.py                      # every preset (about 75 min on 2 cores)
+    python scripts/figures.py                      # every preset (about 105 min on 2 cores)
     python scripts/figures.py convergence mechanism
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ PRESETS: dict[str, list[tuple[str, str]]] = {
     "momentum_eps": [("momentum_eps.png", "momentum_eps.png")],
     "batch_size": [("batch_size.png", "batch_size.png")],
     "source_defects": [("init.png", "source_init.png")],
+    "small_batch": [("small_batch.png", "small_batch.png")],
 }
 
 

@@ -106,11 +106,26 @@ def magnitudes(net: gluon.HybridSequential, x: nd.NDArray, y: nd.NDArray,
     return out_magnitudes
 
 
+def normalization_chain_length(net: gluon.HybridSequential, x: nd.NDArray) -> int:
+    """Roundings that batch normalization layers add to a gradient term's chain: each sums
+    over its batch and positions (N * L terms) for the mean and the variance forward and
+    for the two sums of its backward pass. (0 for a network without them.)"""
+    total, h = 0, x
+    for layer in net:
+        if isinstance(layer, gluon.nn.BatchNorm):  # SyncBatchNorm is one too
+            total += 4 * h.shape[0] * int(np.prod(h.shape[2:]))
+        h = layer(h)
+    return total
+
+
 def update_bounds(net: gluon.HybridSequential, x: nd.NDArray, y: nd.NDArray, lr: float,
                   loss: gluon.loss.Loss) -> dict[str, np.ndarray]:
     """Per element: how far apart two float32 computations of the SGD update of `net` on
-    (x, y) may land, whatever their summation orders. `net` holds the weights before it."""
-    chain = chain_length(net)
+    (x, y) may land, whatever their summation orders. `net` holds the weights before it;
+    its BN layers (if any) normalize over the whole batch x, and add their sums to the
+    chain of roundings (`normalization_chain_length`). Bounds for the conv and dense
+    weights and biases."""
+    chain = chain_length(net) + normalization_chain_length(net, x)
     params = {p.name: p.data().asnumpy().astype(np.float64) for p in net.collect_params().values()}
     bounds = {}
     for name, (a, m) in magnitudes(net, x, y, loss).items():

@@ -71,7 +71,8 @@ def test_subcommands_run_their_module(tmp_path):
 
 
 @pytest.mark.parametrize("line,offered", [
-    ("bnexp bn=g", ["bn=gluon"]),
+    ("bnexp bn=gl", ["bn=gluon"]),
+    ("bnexp bn=gr", ["bn=group", "bn=group_gluon"]),
     ("bnexp trainer.batch_s", ["trainer.batch_size="]),
     ("bnexp monitor=", ["monitor=activations", "monitor=ics", "monitor=landscape"]),
     ("bnexp --multirun hydra/launcher=jo", ["hydra/launcher=joblib"]),

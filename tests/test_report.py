@@ -386,7 +386,7 @@ def test_every_study_module_registers_a_section():
     assert all(callable(section) for _, _, section in sections())
     assert {e.module.rsplit(".", 1)[1] for e in STUDIES.entries()} == {
         "activations", "batch", "convergence", "ics", "init", "landscape", "lr", "momentum",
-        "trials"}
+        "small_batch", "trials"}
 
 
 @pytest.mark.slow

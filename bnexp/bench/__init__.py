@@ -39,11 +39,14 @@ import sys
 from pathlib import Path
 
 from bnexp.command_name import invoked_as
+from bnexp.nn.norm.registry import NORMALIZATIONS
 from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
 
-VARIANTS = ("source", "plain-none", "plain-gluon", "none", "scratch", "gluon")
-BNEXP_VARIANTS = ("none", "scratch", "gluon")
+VARIANTS = ("source", "plain-none", "plain-gluon", "none", "scratch", "gluon")  # the default set
+# every registered normalization can be measured by name (`--variants gluon group renorm`)
+BNEXP_VARIANTS = tuple(NORMALIZATIONS.names())
+CHOICES = VARIANTS + tuple(v for v in BNEXP_VARIANTS if v not in VARIANTS)
 DEFAULT_TARGET = 0.85
 
 
@@ -54,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before each block (5)")
     p.add_argument("--repeats", type=int, default=3, help="blocks per variant, interleaved (3)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+    p.add_argument("--variants", nargs="+", choices=CHOICES, default=list(VARIANTS),
                    help="which to measure (default: all, in the order " + " ".join(VARIANTS) + ")")
     p.add_argument("--threads", default="auto",
                    help="OpenMP threads of this process: auto (what bnexp's tuning measured fastest "

@@ -16,11 +16,15 @@ from bnexp.nn.registry import MODELS
 log = logging.getLogger(__name__)
 
 
-def norm_spec(cfg: Config) -> NormSpec:
-    """The normalization settings of `cfg` (`cfg.perf` picks the scratch layer's formulation)."""
+def norm_spec(cfg: Config, devices: int = 1) -> NormSpec:
+    """The normalization settings of `cfg` for a network on `devices` devices (`cfg.perf`
+    picks the scratch layer's formulation)."""
     _, bn_impl = cfg.perf.layout()
-    return NormSpec(cfg.bn.variant, cfg.bn.momentum, cfg.bn.eps, bn_impl, cfg.bn.noise,
-                    cfg.bn.init, cfg.model.init_sigma, cfg.seed)
+    bn = cfg.bn
+    return NormSpec(bn.variant, bn.momentum, bn.eps, bn_impl, bn.noise, bn.init,
+                    cfg.model.init_sigma, cfg.seed, groups=bn.groups,
+                    virtual_batch=bn.virtual_batch, r_max=bn.r_max, d_max=bn.d_max,
+                    relax_begin=bn.relax_begin, relax_end=bn.relax_end, devices=devices)
 
 
 def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
@@ -28,12 +32,14 @@ def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
     (`cfg.perf` picks pooling layout and BN formulation: speed only)."""
     mx.random.seed(cfg.seed)
     pool, _ = cfg.perf.layout()
-    net = MODELS.get(cfg.model.name)(cfg.model, norm_spec(cfg), pool)
+    net = MODELS.get(cfg.model.name)(cfg.model, norm_spec(cfg, len(ctx)), pool)
     net.initialize(initializer(cfg.model.init, cfg.model.init_sigma), ctx=ctx)
-    if cfg.model.hybridize and cfg.bn.variant == "scratch" and len(ctx) > 1:
-        # MXNet 1.9's engine can deadlock running the custom moving-statistics
-        # operator of several devices' cached graphs at once (seen on cpu:0,cpu:1).
-        log.warning("bn=scratch on %d devices runs op by op (model.hybridize ignored)", len(ctx))
+    if cfg.model.hybridize and len(ctx) > 1 and must_run_op_by_op(net):
+        # MXNet 1.9's engine can deadlock running several devices' cached graphs at once
+        # when they hold a custom operator (bn=scratch's moving statistics) or SyncBatchNorm's
+        # barrier (seen on cpu:0,cpu:1; bnexp/nn/norm/sync.py).
+        log.warning("bn=%s on %d devices runs op by op (model.hybridize ignored)",
+                    cfg.bn.variant, len(ctx))
     elif cfg.model.hybridize:
         # A fixed batch shape (the last partial batch is dropped or padded) lets
         # MXNet plan all memory once.
@@ -44,8 +50,18 @@ def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
     return net
 
 
+def must_run_op_by_op(net: gluon.Block) -> bool:
+    """Whether a layer of `net` cannot run hybridized on several devices (a Python custom
+    operator: bn=scratch, ghost, renorm; SyncBatchNorm's barrier: bn=sync). Such layers
+    set `op_by_op_on_devices = True`."""
+    found: list[bool] = []
+    net.apply(lambda block: found.append(getattr(block, "op_by_op_on_devices", False)))
+    return any(found)
+
+
 def step_hooks(net: gluon.Block) -> list[Callable[[int], None]]:
-    """What must learn the step number before each training step (bn=noisy's noise)."""
+    """What must learn the step number before each training step (bn=noisy's noise,
+    bn=renorm's relaxation of r_max and d_max)."""
     hooks: list[Callable[[int], None]] = []
     net.apply(lambda block: hooks.append(block.set_step) if hasattr(block, "set_step") else None)
     return hooks

@@ -8,6 +8,7 @@ from bnexp.nn.blocks import bias_initializer, normalized
 from bnexp.nn.norm.registry import NormSpec
 from bnexp.nn.pooling import max_pool
 from bnexp.nn.registry import MODELS
+from bnexp.nn.shapes import LENET_CONV_CHANNELS, LENET_DENSE_UNITS
 
 
 @MODELS.register(
@@ -19,13 +20,14 @@ def lenet(model: ModelConfig, spec: NormSpec, pool: str = "native") -> nn.Hybrid
     net = nn.HybridSequential(prefix="lenet_")
     bias = bias_initializer(spec)
     with net.name_scope():
-        normalized(net, nn.Conv2D(20, kernel_size=5, bias_initializer=bias), 20, spec, 0, "relu")
-        net.add(max_pool(pool))
-        normalized(net, nn.Conv2D(50, kernel_size=3, bias_initializer=bias), 50, spec, 1, "relu")
-        net.add(max_pool(pool))
+        for index, (channels, kernel) in enumerate(zip(LENET_CONV_CHANNELS, (5, 3))):
+            normalized(net, nn.Conv2D(channels, kernel_size=kernel, bias_initializer=bias),
+                       channels, spec, index, "relu")
+            net.add(max_pool(pool))
+        units = LENET_DENSE_UNITS
         if model.bn_on_dense:
-            normalized(net, nn.Dense(128, bias_initializer=bias), 128, spec, 2, "relu")
+            normalized(net, nn.Dense(units, bias_initializer=bias), units, spec, 2, "relu")
         else:
-            net.add(nn.Dense(128, activation="relu", bias_initializer=bias))
+            net.add(nn.Dense(units, activation="relu", bias_initializer=bias))
         net.add(nn.Dense(10, bias_initializer=bias))
     return net

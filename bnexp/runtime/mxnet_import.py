@@ -19,6 +19,14 @@ import warnings
 from bnexp.runtime import cuda
 from bnexp.runtime.threads import THREAD_VARS
 
+# Temporary-workspace copies shared by all CPU contexts (MXNet's default is 4). With 4,
+# bn=sync on cpu:0,cpu:1 deadlocks whenever both devices' SyncBatchNorm backward passes
+# draw the same copy (bnexp/nn/norm/sync.py says why); copies are handed out round robin,
+# so with more copies than a backward pass draws they never do. Only for bn=sync: with 64,
+# bn=scratch on cpu:0,cpu:1 with 2 threads deadlocks (measured; its custom operator, now
+# less serialized), while with 4 it trains.
+SYNC_BN_TEMP_COPIES = 64
+
 _import_threads: int | None = None  # the OpenMP threads MXNet was imported with, if bnexp imported it
 
 
@@ -51,10 +59,11 @@ def threads_in_effect() -> int | None:
         return None
 
 
-def import_mxnet(threads: int | None = None) -> str | None:
-    """Import MXNet with `threads` OpenMP threads (None: as the environment says). Returns
-    None if that worked (or MXNet was already imported: its thread count stays), else one
-    line saying why not and what to do."""
+def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None) -> str | None:
+    """Import MXNet with `threads` OpenMP threads (None: as the environment says) and
+    `cpu_temp_copies` workspace copies for the CPU (None: MXNet's default; see
+    SYNC_BN_TEMP_COPIES). Returns None if that worked (or MXNet was already imported: its
+    settings stay), else one line saying why not and what to do."""
     global _import_threads
     if mxnet_imported():
         return None
@@ -64,6 +73,10 @@ def import_mxnet(threads: int | None = None) -> str | None:
     restore_numpy_bool()
     setup = cuda.setup_cuda()
     users = {var: os.environ.get(var) for var in THREAD_VARS}
+    if cpu_temp_copies is not None:
+        # MXNet reads this when an operator first asks for a workspace, after the import:
+        # it stays set (a child process's MXNet gets the same value; a user's value wins).
+        os.environ.setdefault("MXNET_CPU_TEMP_COPY", str(cpu_temp_copies))
     try:
         if threads is not None:
             for var in THREAD_VARS:

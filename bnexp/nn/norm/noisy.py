@@ -94,7 +94,7 @@ class NoisyBatchNorm(gluon.HybridBlock):
 
 
 @NORMALIZATIONS.register(
-    "noisy", order=3,
+    "noisy", order=3, settings=("noise",),
     summary="gluon BN followed by drifting noise (Santurkar et al. 2018, Fig. 2)")
 def noisy(spec: NormSpec, channels: int, layer: int) -> NoisyBatchNorm:
     return NoisyBatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,

@@ -151,6 +151,7 @@ def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: 
 
 class ScratchBatchNorm(gluon.HybridBlock):
     """From-scratch BN with the constructor and parameters of `gluon.nn.BatchNorm`."""
+    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its custom operator)
 
     def __init__(self, axis: int = 1, momentum: float = 0.9, epsilon: float = 1e-5,
                  in_channels: int = 0, impl: str = "centered", gamma_initializer="ones",

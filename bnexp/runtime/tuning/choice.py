@@ -88,11 +88,11 @@ def choose(cfg: Config, policy: ThreadPolicy, saved: dict | None = None) -> Choi
                   setting_key(setting))
 
 
-def import_with(choice: Choice) -> str | None:
+def import_with(choice: Choice, cpu_temp_copies: int | None = None) -> str | None:
     """Import MXNet with the chosen thread count (bnexp.runtime.mxnet_import); None if that
     worked, else why not. In a sweep's later jobs MXNet is already running with the first
     job's count, which stays (and is what `choice` then records)."""
-    problem = mxnet_import.import_mxnet(choice.threads)
+    problem = mxnet_import.import_mxnet(choice.threads, cpu_temp_copies)
     in_effect = mxnet_import.threads_in_effect()
     if not problem and choice.threads is not None and in_effect not in (None, choice.threads):
         log.info("tuning: %d thread(s) would be fastest for this setting, but MXNet is already "

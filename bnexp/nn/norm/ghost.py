@@ -1,0 +1,76 @@
+"""Ghost Batch Normalization (Hoffer, Hubara & Soudry 2017) from scratch, `bn=ghost`.
+
+The batch (on each device) is cut into consecutive virtual batches of `virtual_batch`
+images, and in training each is normalized with its own statistics, as BN would a batch
+of that size:
+    x[k] = images k*v .. (k+1)*v - 1;   mean_k, var_k over them (and all positions)
+    y[k] = gamma * (x[k] - mean_k) / sqrt(var_k + eps) + beta
+The moving statistics follow the average over the virtual batches of mean_k and var_k,
+folded in once per step with BN's momentum: they estimate the statistics training
+normalized with (those of v images) on BN's time scale in steps, and a virtual batch as
+large as the batch gives BN exactly. Inference normalizes with them, like BN.
+"""
+from __future__ import annotations
+
+from mxnet import gluon
+
+from bnexp.nn.norm.group import row_mean
+from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
+from bnexp.nn.norm.scratch import channel_affine  # its module registers bnexp_moving_stats
+
+
+def ghost_batch_norm(F, X, gamma, beta, moving_mean, moving_var, virtual_batch: int,
+                     momentum: float, eps: float, channels: int):
+    """Normalize X (N, C, ...) per channel within each virtual batch of `virtual_batch`
+    images (training) or with the moving statistics (inference)."""
+    X_virtual = F.reshape(F.reshape(X, (0, 0, -1)), (-4, -1, virtual_batch, -2))   # (N/v, v, C, L)
+    # a row per (virtual batch, channel): its v * L values
+    rows = F.reshape(F.transpose(X_virtual, axes=(0, 2, 1, 3)), (-3, -1))          # (N/v * C, v * L)
+    mean = row_mean(F, rows)
+    var = row_mean(F, F.square(F.broadcast_sub(rows, mean)))
+    per_virtual_batch = (-1, channels)                                             # (N/v, C)
+    # The moving averages take the mean over the virtual batches; the op outputs the mode.
+    training = F.Custom(F.BlockGrad(F.mean(F.reshape(mean, per_virtual_batch), axis=0)),
+                        F.BlockGrad(F.mean(F.reshape(var, per_virtual_batch), axis=0)),
+                        moving_mean, moving_var, op_type="bnexp_moving_stats", momentum=momentum)
+    training = F.broadcast_like(F.reshape(F.BlockGrad(training), (1, 1)), mean)
+    moving_rows = lambda stat: F.reshape_like(  # noqa: E731  (C,) -> one value per row
+        F.broadcast_like(F.reshape(stat, (1, -1)), F.reshape(mean, per_virtual_batch)), mean)
+    used_mean = F.where(training, mean, moving_rows(moving_mean))
+    used_var = F.where(training, var, moving_rows(moving_var))
+    X_hat = F.broadcast_div(F.broadcast_sub(rows, used_mean), F.sqrt(used_var + eps))
+    X_hat = F.transpose(F.reshape_like(X_hat, F.transpose(X_virtual, axes=(0, 2, 1, 3))),
+                        axes=(0, 2, 1, 3))                                          # (N/v, v, C, L)
+    X_hat = F.reshape(F.reshape_like(F.reshape(X_hat, (-3, -2)), F.reshape(X, (0, 0, -1))),
+                      (0, 0, -1, 1))                                                # (N, C, L, 1)
+    return F.reshape_like(channel_affine(F, X_hat, gamma, beta, channels), X)
+
+
+class GhostBatchNorm(gluon.HybridBlock):
+    """`ghost_batch_norm` with BN's parameters (gamma, beta, moving mean and variance)."""
+    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op
+
+    def __init__(self, in_channels: int, virtual_batch: int, momentum: float = 0.9,
+                 epsilon: float = 1e-5, gamma_initializer="ones", beta_initializer="zeros",
+                 running_mean_initializer="zeros", running_variance_initializer="ones"):
+        super().__init__()
+        self.channels, self.virtual_batch = in_channels, virtual_batch
+        self.momentum, self.epsilon = momentum, epsilon
+        shape = (in_channels,)
+        with self.name_scope():
+            self.gamma = self.params.get("gamma", shape=shape, init=gamma_initializer)
+            self.beta = self.params.get("beta", shape=shape, init=beta_initializer)
+            self.running_mean = self.params.get("running_mean", shape=shape, grad_req="null",
+                                                init=running_mean_initializer, differentiable=False)
+            self.running_var = self.params.get("running_var", shape=shape, grad_req="null",
+                                               init=running_variance_initializer, differentiable=False)
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        return ghost_batch_norm(F, x, gamma, beta, running_mean, running_var, self.virtual_batch,
+                                self.momentum, self.epsilon, self.channels)
+
+
+@NORMALIZATIONS.register("ghost", summary="Ghost BN from scratch (Hoffer et al. 2017): each virtual "
+                         "sub-batch normalized separately", order=22, settings=("virtual_batch",))
+def ghost(spec: NormSpec, channels: int, layer: int) -> GhostBatchNorm:
+    return GhostBatchNorm(channels, spec.virtual_batch, spec.momentum, spec.eps, **spec.initializers())

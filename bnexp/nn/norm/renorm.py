@@ -1,0 +1,149 @@
+"""Batch Renormalization (Ioffe 2017) from scratch, `bn=renorm`.
+
+BN normalizes with the batch's statistics in training and the moving ones in inference;
+with small or non-i.i.d. batches the two disagree. Batch Renorm corrects the training
+output towards what the moving statistics would give:
+    sigma_B = sqrt(var_B + eps),  sigma = sqrt(moving_var + eps)
+    r = clip(sigma_B / sigma, 1/r_max, r_max)        d = clip((mu_B - mu) / sigma, -d_max, d_max)
+    x_hat = (x - mu_B) / sigma_B * r + d,            y = gamma * x_hat + beta
+r and d are constants in backprop (the gradient flows through mu_B and sigma_B as in BN).
+With r_max = 1 and d_max = 0 this is BN exactly. r_max and d_max are relaxed from 1 and 0
+linearly between steps `relax_begin` and `relax_end` (the paper holds them for 5k steps,
+while the moving averages settle, then relaxes them over tens of thousands); the training
+loop hands the layer its step (`set_step`, bnexp/nn/build.py: step_hooks). The moving
+averages are BN's (of the mean and of the *variance*; the paper averages sigma), so that
+the r_max = 1, d_max = 0 layer equals BN also in inference.
+
+The moving statistics are read (for r and d) and then updated in one custom operator,
+`bnexp_renorm_corrections`: in a graph the order of a read and an in-place update of the
+same array is otherwise not fixed.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
+from bnexp.nn.norm.scratch import batch_statistics, channel_affine
+
+
+def relaxed_limits(step: int, r_max: float, d_max: float, begin: int, end: int) -> tuple[float, float]:
+    """(r_max, d_max) at training step `step`: 1 and 0 until `begin`, the final values from
+    `end`, linear in between."""
+    if step >= end:
+        progress = 1.0
+    else:  # step < end, so end > begin whenever step > begin
+        progress = max(0.0, (step - begin) / (end - begin)) if step > begin else 0.0
+    return 1 + (r_max - 1) * progress, d_max * progress
+
+
+class _RenormCorrections(mx.operator.CustomOp):
+    """Training: r and d from the batch and the moving statistics as they were before this
+    step, then the moving averages updated. Inference: r = 1, d = 0, nothing updated.
+    Outputs (r, d, training flag); passes no gradient."""
+
+    def __init__(self, momentum: float, eps: float):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        batch_mean, batch_var, limits = in_data
+        moving_mean, moving_var = aux
+        if is_train:
+            r_max, d_max = limits[0:1], limits[1:2]
+            sigma = mx.nd.sqrt(moving_var + self.eps)
+            r = mx.nd.broadcast_minimum(mx.nd.broadcast_maximum(
+                mx.nd.sqrt(batch_var + self.eps) / sigma, 1 / r_max), r_max)
+            d = mx.nd.broadcast_minimum(mx.nd.broadcast_maximum(
+                (batch_mean - moving_mean) / sigma, -d_max), d_max)
+            moving_mean[:] = self.momentum * moving_mean + (1 - self.momentum) * batch_mean
+            moving_var[:] = self.momentum * moving_var + (1 - self.momentum) * batch_var
+        else:
+            r, d = mx.nd.ones_like(batch_mean), mx.nd.zeros_like(batch_mean)
+        self.assign(out_data[0], req[0], r)
+        self.assign(out_data[1], req[1], d)
+        self.assign(out_data[2], req[2], mx.nd.full((1,), float(is_train), ctx=r.context))
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        for i, grad in enumerate(in_grad):
+            self.assign(grad, req[i], 0)
+
+
+@mx.operator.register("bnexp_renorm_corrections")
+class _RenormCorrectionsProp(mx.operator.CustomOpProp):
+    def __init__(self, momentum, eps):
+        super().__init__(need_top_grad=False)
+        self.momentum, self.eps = float(momentum), float(eps)
+
+    def list_arguments(self):
+        return ["batch_mean", "batch_var", "limits"]
+
+    def list_outputs(self):
+        return ["r", "d", "training"]
+
+    def list_auxiliary_states(self):
+        return ["moving_mean", "moving_var"]
+
+    def infer_shape(self, in_shape):
+        stat = in_shape[0]
+        return [stat, stat, (2,)], [stat, stat, (1,)], [stat, stat]
+
+    def declare_backward_dependency(self, out_grad, in_data, out_data):
+        return []
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return _RenormCorrections(self.momentum, self.eps)
+
+
+class BatchRenorm(gluon.HybridBlock):
+    """Batch Renormalization of the channels (axis 1) of 2-D or 4-D input."""
+    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op
+
+    def __init__(self, in_channels: int, momentum: float = 0.9, epsilon: float = 1e-5,
+                 r_max: float = 3.0, d_max: float = 5.0, relax_begin: int = 0, relax_end: int = 0,
+                 impl: str = "centered", gamma_initializer="ones", beta_initializer="zeros",
+                 running_mean_initializer="zeros", running_variance_initializer="ones"):
+        super().__init__()
+        self.channels, self.momentum, self.epsilon, self.impl = in_channels, momentum, epsilon, impl
+        self.r_max, self.d_max, self.relax_begin, self.relax_end = r_max, d_max, relax_begin, relax_end
+        shape = (in_channels,)
+        with self.name_scope():
+            self.gamma = self.params.get("gamma", shape=shape, init=gamma_initializer)
+            self.beta = self.params.get("beta", shape=shape, init=beta_initializer)
+            self.running_mean = self.params.get("running_mean", shape=shape, grad_req="null",
+                                                init=running_mean_initializer, differentiable=False)
+            self.running_var = self.params.get("running_var", shape=shape, grad_req="null",
+                                               init=running_variance_initializer, differentiable=False)
+            # [r_max, d_max] now: a parameter, so that a hybridized graph reads the current values
+            self.limits = self.params.get("limits", shape=(2,), grad_req="null", differentiable=False,
+                                          init=mx.init.Constant(np.array(relaxed_limits(
+                                              0, r_max, d_max, relax_begin, relax_end))))
+
+    def set_step(self, step: int) -> None:
+        limits = relaxed_limits(step, self.r_max, self.d_max, self.relax_begin, self.relax_end)
+        for data in self.limits.list_data():
+            data[:] = mx.nd.array(limits, ctx=data.context)
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var, limits):
+        X4 = F.reshape(x, (0, 0, -1, 1))   # (N, C, L, 1)
+        mean_B, var_B, base, offset = batch_statistics(F, X4, self.channels, self.impl)
+        r, d, training = F.Custom(F.BlockGrad(mean_B), F.BlockGrad(var_B), limits, running_mean,
+                                  running_var, op_type="bnexp_renorm_corrections",
+                                  momentum=self.momentum, eps=self.epsilon)
+        r, d = F.BlockGrad(r), F.BlockGrad(d)   # constants in backprop (Ioffe 2017, Alg. 1)
+        training = F.broadcast_like(F.BlockGrad(training), mean_B)
+        mean = F.where(training, mean_B, running_mean)
+        var = F.where(training, var_B, running_var)
+        # y = gamma * ((x - mean) / sqrt(var + eps) * r + d) + beta = base * scale + shift
+        scale = F.elemwise_mul(gamma, r * (1.0 / F.sqrt(var + self.epsilon)))
+        shift = F.elemwise_add(beta, gamma * d) - (mean - offset) * scale
+        return F.reshape_like(channel_affine(F, base, scale, shift, self.channels), x)
+
+
+@NORMALIZATIONS.register("renorm", summary="Batch Renormalization from scratch (Ioffe 2017): BN corrected "
+                         "towards the moving statistics", order=20,
+                         settings=("r_max", "d_max", "relax_begin", "relax_end"))
+def renorm(spec: NormSpec, channels: int, layer: int) -> BatchRenorm:
+    return BatchRenorm(channels, spec.momentum, spec.eps, spec.r_max, spec.d_max, spec.relax_begin,
+                       spec.relax_end, spec.impl, **spec.initializers())
