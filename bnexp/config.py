@@ -85,7 +85,7 @@ class PerfConfig:
     threads: str = "auto"    # OpenMP threads: auto (measured, bnexp/runtime/tuning/) or a number
     pool: str = "auto"       # max pooling: auto | native | folded
     bn_impl: str = "auto"    # ScratchBatchNorm formulation: auto | centered | surrogate
-    probe_seconds: float = 1.0  # auto: seconds of training per option and round of the probe
+    probe_seconds: float = 0.5  # auto: seconds of training per option and round of the probe
 
     def layout(self) -> tuple[str, str]:
         """(pool, bn_impl) to build with: `auto` that nobody resolved means the default."""

@@ -189,6 +189,10 @@ def test_interrupted_sweep_continues_with_resume_auto(tmp_path):
 @pytest.mark.slow
 def test_resume_errors_are_clear(tmp_path):
     proc = run_cli(f"resume={tmp_path / 'never-ran'}")
+    assert proc.returncode == 2 and "no such run folder" in proc.stdout + proc.stderr
+    assert not (tmp_path / "never-ran").exists()  # a failed resume leaves nothing behind
+    (tmp_path / "empty").mkdir()
+    proc = run_cli(f"resume={tmp_path / 'empty'}")
     assert proc.returncode == 2 and "no checkpoint.params" in proc.stdout + proc.stderr
     code, _ = start_and_signal(tmp_path / "r", signal.SIGINT, after_line="step 5/")
     assert code == 130
