@@ -16,7 +16,7 @@ from mxnet import gluon
 
 from bnexp.nn.norm.group import row_mean
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
-from bnexp.nn.norm.scratch import channel_affine  # its module registers bnexp_moving_stats
+from bnexp.nn.norm.scratch import add_batch_norm_parameters, channel_affine  # registers bnexp_moving_stats
 
 
 def ghost_batch_norm(F, X, gamma, beta, moving_mean, moving_var, virtual_batch: int,
@@ -56,14 +56,9 @@ class GhostBatchNorm(gluon.HybridBlock):
         super().__init__()
         self.channels, self.virtual_batch = in_channels, virtual_batch
         self.momentum, self.epsilon = momentum, epsilon
-        shape = (in_channels,)
         with self.name_scope():
-            self.gamma = self.params.get("gamma", shape=shape, init=gamma_initializer)
-            self.beta = self.params.get("beta", shape=shape, init=beta_initializer)
-            self.running_mean = self.params.get("running_mean", shape=shape, grad_req="null",
-                                                init=running_mean_initializer, differentiable=False)
-            self.running_var = self.params.get("running_var", shape=shape, grad_req="null",
-                                               init=running_variance_initializer, differentiable=False)
+            add_batch_norm_parameters(self, in_channels, gamma_initializer, beta_initializer,
+                                      running_mean_initializer, running_variance_initializer)
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
         return ghost_batch_norm(F, x, gamma, beta, running_mean, running_var, self.virtual_batch,

@@ -25,7 +25,7 @@ import numpy as np
 from mxnet import gluon
 
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
-from bnexp.nn.norm.scratch import batch_statistics, channel_affine
+from bnexp.nn.norm.scratch import add_batch_norm_parameters, batch_statistics, channel_affine
 
 
 def relaxed_limits(step: int, r_max: float, d_max: float, begin: int, end: int) -> tuple[float, float]:
@@ -107,14 +107,9 @@ class BatchRenorm(gluon.HybridBlock):
         super().__init__()
         self.channels, self.momentum, self.epsilon, self.impl = in_channels, momentum, epsilon, impl
         self.r_max, self.d_max, self.relax_begin, self.relax_end = r_max, d_max, relax_begin, relax_end
-        shape = (in_channels,)
         with self.name_scope():
-            self.gamma = self.params.get("gamma", shape=shape, init=gamma_initializer)
-            self.beta = self.params.get("beta", shape=shape, init=beta_initializer)
-            self.running_mean = self.params.get("running_mean", shape=shape, grad_req="null",
-                                                init=running_mean_initializer, differentiable=False)
-            self.running_var = self.params.get("running_var", shape=shape, grad_req="null",
-                                               init=running_variance_initializer, differentiable=False)
+            add_batch_norm_parameters(self, in_channels, gamma_initializer, beta_initializer,
+                                      running_mean_initializer, running_variance_initializer)
             # [r_max, d_max] now: a parameter, so that a hybridized graph reads the current values
             self.limits = self.params.get("limits", shape=(2,), grad_req="null", differentiable=False,
                                           init=mx.init.Constant(np.array(relaxed_limits(

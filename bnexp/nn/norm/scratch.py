@@ -149,6 +149,21 @@ def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: 
     return F.swapaxes(Y, dim1=1, dim2=axis) if axis != 1 else Y
 
 
+def add_batch_norm_parameters(block: gluon.HybridBlock, channels: int, gamma_initializer="ones",
+                              beta_initializer="zeros", running_mean_initializer="zeros",
+                              running_variance_initializer="ones") -> None:
+    """`block.gamma`, `.beta`, `.running_mean`, `.running_var` as gluon.nn.BatchNorm has them
+    (same names, so checkpoints and monitors treat every BN-like layer alike); the running
+    statistics get no gradient. Call inside the block's name scope."""
+    shape = (channels,)
+    block.gamma = block.params.get("gamma", shape=shape, init=gamma_initializer)
+    block.beta = block.params.get("beta", shape=shape, init=beta_initializer)
+    block.running_mean = block.params.get("running_mean", shape=shape, grad_req="null",
+                                          init=running_mean_initializer, differentiable=False)
+    block.running_var = block.params.get("running_var", shape=shape, grad_req="null",
+                                         init=running_variance_initializer, differentiable=False)
+
+
 class ScratchBatchNorm(gluon.HybridBlock):
     """From-scratch BN with the constructor and parameters of `gluon.nn.BatchNorm`."""
     op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its custom operator)
