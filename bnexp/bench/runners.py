@@ -56,7 +56,7 @@ class LastLoss(Callback):
         self.runner = runner
 
     def on_train_metrics(self, state, metrics: TrainMetrics) -> None:
-        self.runner.last_loss = float(metrics.losses.mean())
+        self.runner.last_loss = metrics.loss
 
 
 class PlainRunner:

@@ -35,6 +35,16 @@ class TrainMetrics:
     seconds: float           # training time of those steps
     images: int              # images trained on in those steps
 
+    @property
+    def loss(self) -> float:
+        """The mean training loss over those steps."""
+        return float(self.losses.mean())
+
+    @property
+    def acc(self) -> float:
+        """The mean training accuracy over those steps."""
+        return float(self.accs.mean())
+
 
 class Callback:
     """Every event does nothing."""

@@ -18,8 +18,8 @@ class TrainingCurve(Callback):
 
     def on_train_metrics(self, state, metrics: TrainMetrics) -> None:
         self._counters(state)
-        self.record.train_curve.append(TrainPoint(metrics.step, float(metrics.losses.mean()),
-                                                  float(metrics.accs.mean())))
+        self.record.train_curve.append(TrainPoint(metrics.step, metrics.loss,
+                                                  metrics.acc))
 
     def on_fit_end(self, state) -> None:
         self._counters(state)

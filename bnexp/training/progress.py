@@ -34,8 +34,8 @@ class Progress(Callback):
             self.bar.update(1)
 
     def on_train_metrics(self, state, metrics: TrainMetrics) -> None:
-        self.report(metrics.step, {"loss": float(metrics.losses.mean()),
-                                   "acc": float(metrics.accs.mean())})
+        self.report(metrics.step, {"loss": metrics.loss,
+                                   "acc": metrics.acc})
 
     def on_evaluation(self, state, split: str, metrics: dict[str, float]) -> None:
         self.report(state.step, {f"{split}_{k}": v for k, v in metrics.items()}, eval_line=True)

@@ -84,7 +84,7 @@ class TensorBoardCurves(Callback):
 
     def on_train_metrics(self, state, metrics: TrainMetrics) -> None:
         self.logger.scalars(metrics.step, {
-            "train/loss": float(metrics.losses.mean()), "train/acc": float(metrics.accs.mean()),
+            "train/loss": metrics.loss, "train/acc": metrics.acc,
             "lr": state.optimizer.learning_rate,
             "perf/images_per_sec": metrics.images / metrics.seconds if metrics.seconds > 0 else 0.0})
 

@@ -103,7 +103,7 @@ def import_with(choice: Choice, cpu_temp_copies: int | None = None) -> str | Non
 
 
 def timings_for(setting: dict, candidates: list[int], wanted: list[Layout],
-                source: dict[str, str], seconds: float = 1.0) -> tuple[dict, bool]:
+                source: dict[str, str], seconds: float) -> tuple[dict, bool]:
     """The cached timings of `setting`, with every candidate thread count x wanted layout
     measured now if missing (one process at a time); and whether any was."""
     key = setting_key(setting)

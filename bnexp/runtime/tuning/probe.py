@@ -119,7 +119,7 @@ class Worker:
 
 
 def measure(setting: dict, candidates: list[int], wanted: list[Layout],
-            seconds: float = 1.0) -> dict[str, dict[str, float]]:
+            seconds: float) -> dict[str, dict[str, float]]:
     """ms per sustained training step of every candidate thread count x wanted layout
     (module docstring): {threads: {layout key: ms}}; {} if the probe failed."""
     spec = {key: setting[key] for key in ("bn", "model", "bn_on_dense", "batch_per_device")}
