@@ -188,8 +188,9 @@ def losses(metrics: dict) -> list[float]:
     return [p["loss"] for p in metrics["train_curve"]]
 
 
-# bn=scratch runs op by op on several devices (bnexp/nn/build.py: hybridized, its custom
-# operator can deadlock MXNet's engine on a device list); the default config must work.
+# bn=scratch runs op by op on several devices (bnexp/nn/build.py: hybridized, its in-place
+# moving-statistics update can deadlock MXNet's engine on a device list); the default
+# config must work.
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["gluon", "scratch"])
 def test_two_cpu_contexts_train_with_per_device_bn(tmp_path, variant):

@@ -36,8 +36,8 @@ def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
     net.initialize(initializer(cfg.model.init, cfg.model.init_sigma), ctx=ctx)
     if cfg.model.hybridize and len(ctx) > 1 and must_run_op_by_op(net):
         # MXNet 1.9's engine can deadlock running several devices' cached graphs at once
-        # when they hold a custom operator (bn=scratch's moving statistics) or SyncBatchNorm's
-        # barrier (seen on cpu:0,cpu:1; bnexp/nn/norm/sync.py).
+        # when they hold SyncBatchNorm's barrier (bnexp/nn/norm/sync.py) or an in-place update
+        # of bnexp's moving statistics (bnexp/nn/norm/moving.py); both seen on cpu:0,cpu:1.
         log.warning("bn=%s on %d devices runs op by op (model.hybridize ignored)",
                     cfg.bn.variant, len(ctx))
     elif cfg.model.hybridize:
@@ -51,9 +51,9 @@ def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
 
 
 def must_run_op_by_op(net: gluon.Block) -> bool:
-    """Whether a layer of `net` cannot run hybridized on several devices (a Python custom
-    operator: bn=scratch, ghost, renorm; SyncBatchNorm's barrier: bn=sync). Such layers
-    set `op_by_op_on_devices = True`."""
+    """Whether a layer of `net` cannot run hybridized on several devices (SyncBatchNorm's
+    barrier: bn=sync; bnexp's in-place moving statistics: bn=scratch, ghost, renorm). Such
+    layers set `op_by_op_on_devices = True`."""
     found: list[bool] = []
     net.apply(lambda block: found.append(getattr(block, "op_by_op_on_devices", False)))
     return any(found)

@@ -23,8 +23,8 @@ from bnexp.runtime.threads import THREAD_VARS
 # bn=sync on cpu:0,cpu:1 deadlocks whenever both devices' SyncBatchNorm backward passes
 # draw the same copy (bnexp/nn/norm/sync.py says why); copies are handed out round robin,
 # so with more copies than a backward pass draws they never do. Only for bn=sync: with 64,
-# bn=scratch on cpu:0,cpu:1 with 2 threads deadlocks (measured; its custom operator, now
-# less serialized), while with 4 it trains.
+# a Python custom operator on cpu:0,cpu:1 with 2 threads deadlocked (bn=scratch had one
+# then; measured), while with 4 it trained.
 SYNC_BN_TEMP_COPIES = 64
 
 _import_threads: int | None = None  # the OpenMP threads MXNet was imported with, if bnexp imported it

@@ -15,29 +15,32 @@ from __future__ import annotations
 from mxnet import gluon
 
 from bnexp.nn.norm.group import row_mean
+from bnexp.nn.norm.moving import TrainingFlag, moving_average
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
-from bnexp.nn.norm.scratch import add_batch_norm_parameters, channel_affine  # registers bnexp_moving_stats
+from bnexp.nn.norm.scratch import add_batch_norm_parameters, channel_affine
 
 
-def ghost_batch_norm(F, X, gamma, beta, moving_mean, moving_var, virtual_batch: int,
+def ghost_batch_norm(F, X, gamma, beta, moving_mean, moving_var, training, virtual_batch: int,
                      momentum: float, eps: float, channels: int):
     """Normalize X (N, C, ...) per channel within each virtual batch of `virtual_batch`
-    images (training) or with the moving statistics (inference)."""
+    images (training) or with the moving statistics (inference); `training` is 1 per
+    channel in training, 0 in inference (`TrainingFlag`)."""
     X_virtual = F.reshape(F.reshape(X, (0, 0, -1)), (-4, -1, virtual_batch, -2))   # (N/v, v, C, L)
     # a row per (virtual batch, channel): its v * L values
     rows = F.reshape(F.transpose(X_virtual, axes=(0, 2, 1, 3)), (-3, -1))          # (N/v * C, v * L)
     mean = row_mean(F, rows)
     var = row_mean(F, F.square(F.broadcast_sub(rows, mean)))
     per_virtual_batch = (-1, channels)                                             # (N/v, C)
-    # The moving averages take the mean over the virtual batches; the op outputs the mode.
-    training = F.Custom(F.BlockGrad(F.mean(F.reshape(mean, per_virtual_batch), axis=0)),
-                        F.BlockGrad(F.mean(F.reshape(var, per_virtual_batch), axis=0)),
-                        moving_mean, moving_var, op_type="bnexp_moving_stats", momentum=momentum)
-    training = F.broadcast_like(F.reshape(F.BlockGrad(training), (1, 1)), mean)
-    moving_rows = lambda stat: F.reshape_like(  # noqa: E731  (C,) -> one value per row
+    # The moving averages take the mean over the virtual batches.
+    _, moving_mean = moving_average(F, moving_mean, F.mean(F.reshape(mean, per_virtual_batch), axis=0),
+                                 momentum, training)
+    _, moving_var = moving_average(F, moving_var, F.mean(F.reshape(var, per_virtual_batch), axis=0),
+                                momentum, training)
+    per_row = lambda stat: F.reshape_like(  # noqa: E731  (C,) -> one value per row
         F.broadcast_like(F.reshape(stat, (1, -1)), F.reshape(mean, per_virtual_batch)), mean)
-    used_mean = F.where(training, mean, moving_rows(moving_mean))
-    used_var = F.where(training, var, moving_rows(moving_var))
+    training = per_row(training)
+    used_mean = F.where(training, mean, per_row(moving_mean))
+    used_var = F.where(training, var, per_row(moving_var))
     X_hat = F.broadcast_div(F.broadcast_sub(rows, used_mean), F.sqrt(used_var + eps))
     X_hat = F.transpose(F.reshape_like(X_hat, F.transpose(X_virtual, axes=(0, 2, 1, 3))),
                         axes=(0, 2, 1, 3))                                          # (N/v, v, C, L)
@@ -48,7 +51,7 @@ def ghost_batch_norm(F, X, gamma, beta, moving_mean, moving_var, virtual_batch: 
 
 class GhostBatchNorm(gluon.HybridBlock):
     """`ghost_batch_norm` with BN's parameters (gamma, beta, moving mean and variance)."""
-    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op
+    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its in-place update)
 
     def __init__(self, in_channels: int, virtual_batch: int, momentum: float = 0.9,
                  epsilon: float = 1e-5, gamma_initializer="ones", beta_initializer="zeros",
@@ -59,9 +62,11 @@ class GhostBatchNorm(gluon.HybridBlock):
         with self.name_scope():
             add_batch_norm_parameters(self, in_channels, gamma_initializer, beta_initializer,
                                       running_mean_initializer, running_variance_initializer)
+            self.training = TrainingFlag()
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
-        return ghost_batch_norm(F, x, gamma, beta, running_mean, running_var, self.virtual_batch,
+        return ghost_batch_norm(F, x, gamma, beta, running_mean, running_var,
+                                self.training(gamma), self.virtual_batch,
                                 self.momentum, self.epsilon, self.channels)
 
 

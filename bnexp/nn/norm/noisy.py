@@ -5,33 +5,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from bnexp.nn.norm.moving import TrainingFlag
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
 from bnexp.nn.norm.scratch import channel_affine
-
-
-class TrainingFlag(gluon.HybridBlock):
-    """1.0 in training mode, 0.0 in inference, read at run time inside a hybridized graph.
-
-    MXNet hands the mode only to stateful operators. A BatchNorm over the constant
-    two-sample batch [0, 2] outputs about [-1, 1] when training (batch statistics)
-    and about [0, 2] in inference (moving statistics 0 and 1); with momentum 1 its
-    moving statistics never move. Native operators only: no Python on the way."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            self.probe_mean = self.params.get("probe_mean", shape=(1,), init="zeros",
-                                              grad_req="null", differentiable=False)
-            self.probe_var = self.params.get("probe_var", shape=(1,), init="ones",
-                                             grad_req="null", differentiable=False)
-
-    def hybrid_forward(self, F, like, probe_mean, probe_var):
-        one = F.ones_like(probe_mean)
-        batch = F.reshape(F.concat(F.zeros_like(probe_mean), one * 2, dim=0), (2, 1))
-        out = F.BatchNorm(batch, one, F.zeros_like(probe_mean), probe_mean, probe_var,
-                          eps=1e-5, momentum=1.0, fix_gamma=False, use_global_stats=False)
-        first = F.slice_axis(F.reshape(out, (-1,)), axis=0, begin=0, end=1)
-        return F.BlockGrad(F.broadcast_like(first < -0.5, like))
 
 
 class NoisyBatchNorm(gluon.HybridBlock):

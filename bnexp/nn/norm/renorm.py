@@ -14,9 +14,8 @@ loop hands the layer its step (`set_step`, bnexp/nn/build.py: step_hooks). The m
 averages are BN's (of the mean and of the *variance*; the paper averages sigma), so that
 the r_max = 1, d_max = 0 layer equals BN also in inference.
 
-The moving statistics are read (for r and d) and then updated in one custom operator,
-`bnexp_renorm_corrections`: in a graph the order of a read and an in-place update of the
-same array is otherwise not fixed.
+r and d use the moving statistics as they were before this step's update
+(bnexp/nn/norm/moving.py: moving_average returns both).
 """
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from bnexp.nn.norm.moving import TrainingFlag, moving_average
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
 from bnexp.nn.norm.scratch import add_batch_norm_parameters, batch_statistics, channel_affine
 
@@ -38,67 +38,9 @@ def relaxed_limits(step: int, r_max: float, d_max: float, begin: int, end: int) 
     return 1 + (r_max - 1) * progress, d_max * progress
 
 
-class _RenormCorrections(mx.operator.CustomOp):
-    """Training: r and d from the batch and the moving statistics as they were before this
-    step, then the moving averages updated. Inference: r = 1, d = 0, nothing updated.
-    Outputs (r, d, training flag); passes no gradient."""
-
-    def __init__(self, momentum: float, eps: float):
-        super().__init__()
-        self.momentum, self.eps = momentum, eps
-
-    def forward(self, is_train, req, in_data, out_data, aux):
-        batch_mean, batch_var, limits = in_data
-        moving_mean, moving_var = aux
-        if is_train:
-            r_max, d_max = limits[0:1], limits[1:2]
-            sigma = mx.nd.sqrt(moving_var + self.eps)
-            r = mx.nd.broadcast_minimum(mx.nd.broadcast_maximum(
-                mx.nd.sqrt(batch_var + self.eps) / sigma, 1 / r_max), r_max)
-            d = mx.nd.broadcast_minimum(mx.nd.broadcast_maximum(
-                (batch_mean - moving_mean) / sigma, -d_max), d_max)
-            moving_mean[:] = self.momentum * moving_mean + (1 - self.momentum) * batch_mean
-            moving_var[:] = self.momentum * moving_var + (1 - self.momentum) * batch_var
-        else:
-            r, d = mx.nd.ones_like(batch_mean), mx.nd.zeros_like(batch_mean)
-        self.assign(out_data[0], req[0], r)
-        self.assign(out_data[1], req[1], d)
-        self.assign(out_data[2], req[2], mx.nd.full((1,), float(is_train), ctx=r.context))
-
-    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
-        for i, grad in enumerate(in_grad):
-            self.assign(grad, req[i], 0)
-
-
-@mx.operator.register("bnexp_renorm_corrections")
-class _RenormCorrectionsProp(mx.operator.CustomOpProp):
-    def __init__(self, momentum, eps):
-        super().__init__(need_top_grad=False)
-        self.momentum, self.eps = float(momentum), float(eps)
-
-    def list_arguments(self):
-        return ["batch_mean", "batch_var", "limits"]
-
-    def list_outputs(self):
-        return ["r", "d", "training"]
-
-    def list_auxiliary_states(self):
-        return ["moving_mean", "moving_var"]
-
-    def infer_shape(self, in_shape):
-        stat = in_shape[0]
-        return [stat, stat, (2,)], [stat, stat, (1,)], [stat, stat]
-
-    def declare_backward_dependency(self, out_grad, in_data, out_data):
-        return []
-
-    def create_operator(self, ctx, shapes, dtypes):
-        return _RenormCorrections(self.momentum, self.eps)
-
-
 class BatchRenorm(gluon.HybridBlock):
     """Batch Renormalization of the channels (axis 1) of 2-D or 4-D input."""
-    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op
+    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its in-place update)
 
     def __init__(self, in_channels: int, momentum: float = 0.9, epsilon: float = 1e-5,
                  r_max: float = 3.0, d_max: float = 5.0, relax_begin: int = 0, relax_end: int = 0,
@@ -114,6 +56,7 @@ class BatchRenorm(gluon.HybridBlock):
             self.limits = self.params.get("limits", shape=(2,), grad_req="null", differentiable=False,
                                           init=mx.init.Constant(np.array(relaxed_limits(
                                               0, r_max, d_max, relax_begin, relax_end))))
+            self.training = TrainingFlag()
 
     def set_step(self, step: int) -> None:
         limits = relaxed_limits(step, self.r_max, self.d_max, self.relax_begin, self.relax_end)
@@ -123,13 +66,20 @@ class BatchRenorm(gluon.HybridBlock):
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var, limits):
         X4 = F.reshape(x, (0, 0, -1, 1))   # (N, C, L, 1)
         mean_B, var_B, base, offset = batch_statistics(F, X4, self.channels, self.impl)
-        r, d, training = F.Custom(F.BlockGrad(mean_B), F.BlockGrad(var_B), limits, running_mean,
-                                  running_var, op_type="bnexp_renorm_corrections",
-                                  momentum=self.momentum, eps=self.epsilon)
-        r, d = F.BlockGrad(r), F.BlockGrad(d)   # constants in backprop (Ioffe 2017, Alg. 1)
-        training = F.broadcast_like(F.BlockGrad(training), mean_B)
-        mean = F.where(training, mean_B, running_mean)
-        var = F.where(training, var_B, running_var)
+        training = self.training(mean_B)
+        mu, moving_mean = moving_average(F, running_mean, mean_B, self.momentum, training)
+        sigma2, moving_var = moving_average(F, running_var, var_B, self.momentum, training)
+        sigma = F.sqrt(sigma2 + self.epsilon)
+        r_max, d_max = F.slice_axis(limits, axis=0, begin=0, end=1), F.slice_axis(limits, axis=0, begin=1, end=2)
+        # constants in backprop (Ioffe 2017, Alg. 1); in inference r = 1 and d = 0
+        r = F.broadcast_minimum(F.broadcast_maximum(
+            F.sqrt(F.BlockGrad(var_B) + self.epsilon) / sigma, 1 / r_max), r_max)
+        d = F.broadcast_minimum(F.broadcast_maximum(
+            (F.BlockGrad(mean_B) - mu) / sigma, -d_max), d_max)
+        r = F.where(training, r, F.ones_like(r))
+        d = F.where(training, d, F.zeros_like(d))
+        mean = F.where(training, mean_B, moving_mean)
+        var = F.where(training, var_B, moving_var)
         # y = gamma * ((x - mean) / sqrt(var + eps) * r + d) + beta = base * scale + shift
         scale = F.elemwise_mul(gamma, r * (1.0 / F.sqrt(var + self.epsilon)))
         shift = F.elemwise_add(beta, gamma * d) - (mean - offset) * scale

@@ -8,14 +8,10 @@ The maths follows Ioffe & Szegedy (2015) and the source tutorial:
 Training uses the batch statistics and updates the moving averages; inference
 uses the moving averages. The mode follows `autograd.is_training()`.
 
-A hybridized graph is traced once, so a Python `if autograd.is_training()`
-would freeze whichever mode was active at the first call, and a symbolic graph
-cannot assign to the moving averages. Both jobs are done by one tiny custom
-operator, `bnexp_moving_stats`: MXNet hands it the run-time training flag and
-lets it mutate auxiliary states, exactly as it does for its own BatchNorm. It
-outputs the mode, and the graph picks batch or moving statistics with `where`;
-all arithmetic on the activations, and every gradient, stays in ordinary
-hybridizable ops.
+A hybridized graph is traced once and cannot assign to the moving averages; the
+run-time mode and the in-place update come from native operators
+(bnexp/nn/norm/moving.py), and the graph picks batch or moving statistics with
+`where`. Every operator is MXNet's own: no Python runs during a step.
 """
 from __future__ import annotations
 
@@ -23,55 +19,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from bnexp.config import BN_IMPLS
+from bnexp.nn.norm.moving import TrainingFlag, moving_average
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
-
-
-class _MovingStatistics(mx.operator.CustomOp):
-    """In training, fold the batch statistics into the moving averages. Outputs
-    the run-time mode (1.0 training, 0.0 inference) for the graph to choose
-    which statistics to normalize with. It passes no gradient: the activations'
-    gradients flow through ordinary ops, so MXNet never calls back into Python
-    in the backward pass."""
-
-    def __init__(self, momentum: float):
-        super().__init__()
-        self.momentum = momentum
-
-    def forward(self, is_train, req, in_data, out_data, aux):
-        if is_train:
-            for batch, moving in zip(in_data, aux):
-                moving[:] = self.momentum * moving + (1 - self.momentum) * batch
-        self.assign(out_data[0], req[0], mx.nd.full((1,), float(is_train), ctx=out_data[0].context))
-
-    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
-        for i, grad in enumerate(in_grad):
-            self.assign(grad, req[i], 0)
-
-
-@mx.operator.register("bnexp_moving_stats")
-class _MovingStatisticsProp(mx.operator.CustomOpProp):
-    def __init__(self, momentum):
-        super().__init__(need_top_grad=False)
-        self.momentum = float(momentum)
-
-    def list_arguments(self):
-        return ["batch_mean", "batch_var"]
-
-    def list_outputs(self):
-        return ["training"]
-
-    def list_auxiliary_states(self):
-        return ["moving_mean", "moving_var"]
-
-    def infer_shape(self, in_shape):
-        stat = in_shape[0]
-        return [stat, stat], [(1,)], [stat, stat]
-
-    def declare_backward_dependency(self, out_grad, in_data, out_data):
-        return []
-
-    def create_operator(self, ctx, shapes, dtypes):
-        return _MovingStatistics(self.momentum)
 
 
 def channel_mean(F, X4):
@@ -123,11 +72,12 @@ def batch_statistics(F, X4, channels: int, impl: str):
     raise ValueError(f"unknown ScratchBatchNorm impl {impl!r}; expected one of {BN_IMPLS}")
 
 
-def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: float,
-               eps: float, channels: int, impl: str = "centered"):
+def batch_norm(F, X, gamma, beta, moving_mean, moving_var, training, axis: int,
+               momentum: float, eps: float, channels: int, impl: str = "centered"):
     """Normalize X per feature (2-D input) or per channel (4-D NCHW input).
 
-    `axis` is the feature/channel axis; statistics are taken over all others.
+    `axis` is the feature/channel axis; statistics are taken over all others. `training`
+    is 1 per channel in training, 0 in inference (`TrainingFlag`).
     Works with F = mx.nd (imperative) and F = mx.sym (hybridized).
     """
     if axis != 1:
@@ -135,9 +85,8 @@ def batch_norm(F, X, gamma, beta, moving_mean, moving_var, axis: int, momentum: 
     X4 = F.reshape(X, (0, 0, -1, 1))   # (N, C, L, 1): L = H*W for images, 1 for features
     mean, var, base, offset = batch_statistics(F, X4, channels, impl)
     # Batch statistics in training, moving averages in inference (decided at run time).
-    training = F.BlockGrad(F.Custom(F.BlockGrad(mean), F.BlockGrad(var), moving_mean, moving_var,
-                                    op_type="bnexp_moving_stats", momentum=momentum))
-    training = F.broadcast_like(training, mean)
+    _, moving_mean = moving_average(F, moving_mean, mean, momentum, training)
+    _, moving_var = moving_average(F, moving_var, var, momentum, training)
     used_mean = F.where(training, mean, moving_mean)
     used_var = F.where(training, var, moving_var)
     # y = gamma * (X - used_mean) / sqrt(used_var + eps) + beta = base * scale + shift, with
@@ -166,7 +115,7 @@ def add_batch_norm_parameters(block: gluon.HybridBlock, channels: int, gamma_ini
 
 class ScratchBatchNorm(gluon.HybridBlock):
     """From-scratch BN with the constructor and parameters of `gluon.nn.BatchNorm`."""
-    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its custom operator)
+    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its in-place update)
 
     def __init__(self, axis: int = 1, momentum: float = 0.9, epsilon: float = 1e-5,
                  in_channels: int = 0, impl: str = "centered", gamma_initializer="ones",
@@ -188,6 +137,7 @@ class ScratchBatchNorm(gluon.HybridBlock):
             self.running_var = self.params.get("running_var", shape=shape,
                                                init=running_variance_initializer, grad_req="null",
                                                differentiable=False, allow_deferred_init=True)
+            self.training = TrainingFlag()
 
     def infer_shape(self, x, *args):
         channels = x.shape[self._axis]
@@ -207,7 +157,8 @@ class ScratchBatchNorm(gluon.HybridBlock):
         if channels == 0:
             raise ValueError(f"{self.name}: inside a hybridized network, ScratchBatchNorm needs "
                              f"in_channels (the graph is built before shapes are known)")
-        return batch_norm(F, x, gamma, beta, running_mean, running_var, axis=self._axis,
+        return batch_norm(F, x, gamma, beta, running_mean, running_var, self.training(gamma),
+                          axis=self._axis,
                           momentum=self._momentum, eps=self._epsilon, channels=channels,
                           impl=self._impl)
 
