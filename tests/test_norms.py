@@ -274,11 +274,14 @@ def test_renorm_without_room_is_bn(shape, hybridize):
     np.testing.assert_array_equal(renorm(x).asnumpy(), bn(x).asnumpy())  # inference
 
 
-def test_renorm_corrections_are_constants_in_backprop():
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_renorm_corrections_are_constants_in_backprop(hybridize):
     """With moving statistics away from the batch's, y = gamma (x_hat_B r + d) + beta with
-    r, d computed from them; the input gradient is r times BN's (r, d constant), not what
-    differentiating through r and d gives."""
-    renorm, _, gluon_bn = renorm_and_bn(momentum=0.9, r_max=3.0, d_max=5.0, relax_begin=0, relax_end=0)
+    r, d computed from them as they were before the step's update (hybridized too, where
+    the graph orders the read and the in-place write); the input gradient is r times BN's
+    (r, d constant), not what differentiating through r and d gives."""
+    renorm, _, gluon_bn = renorm_and_bn(momentum=0.9, hybridize=hybridize, r_max=3.0, d_max=5.0,
+                                        relax_begin=0, relax_end=0)
     renorm.set_step(0)
     c = CONV[1]
     x64 = RNG.normal(2.0, 3.0, size=CONV)
