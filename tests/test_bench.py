@@ -18,7 +18,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 from bnexp import bench
-from bnexp.bench import measure, observe, runners
+from bnexp.bench import compare, measure, observe, runners
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,41 +29,46 @@ def positive_finite(values) -> bool:
 
 @pytest.mark.slow
 def test_cli_table_and_json(tmp_path):
+    """Every loop at both thread counts, each count in its own process; ratios best against
+    best; the tuner's count for each bnexp loop."""
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "bnexp.bench", "--steps", "3", "--warmup", "1",
-                           "--repeats", "1", "--json", str(out)],
+                           "--repeats", "1", "--threads", "1,2", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("variant"))
+    assert lines[header].split()[1:7] == ["1", "thr", "img/s", "2", "thr", "img/s"]
     rows = {line.split()[0]: line.split() for line in lines[header + 2:header + 2 + len(bench.VARIANTS)]}
     assert set(rows) == set(bench.VARIANTS)
     for name, cells in rows.items():
-        assert positive_finite([float(c) for c in cells[1:5]]), cells
+        assert positive_finite([float(c) for c in cells[1:3] + cells[4:5]]), cells
+        assert cells[3] in ("1", "2")   # the best count
     assert rows["source"][5] == "1.00"
     assert rows["none"][7] == "(plain-none)" and rows["scratch"][7] == "(gluon)"
+    assert {rows[v][8] for v in ("none", "scratch", "gluon")} <= {"1", "2"}  # the tuner's counts
     assert "targets:" in proc.stdout and "gluon >= 0.95 x plain-gluon" in proc.stdout
-    assert "speed settings (bnexp.runtime.tuning)" in proc.stdout  # the choices it ran with
+    assert "tuner's threads for scratch within 5% of the fastest" in proc.stdout
     report = json.loads(out.read_text())
-    machine = report["machine"]
-    for key in ("cpu_model", "cores", "OMP_NUM_THREADS", "mxnet_version"):
-        assert key in machine
-    assert machine["mxnet_version"] == mx.__version__
-    assert report["settings"]["steps"] == 3 and report["settings"]["repeats"] == 1
+    assert set(report["machine"]) >= {"cpu_model", "cores", "mxnet", "simd"}
+    assert report["settings"]["threads"] == [1, 2] and report["settings"]["repeats"] == 1
     assert set(report["variants"]) == set(bench.VARIANTS)
     for name, result in report["variants"].items():
-        assert len(result["images_per_sec"]) == 1 and len(result["ms_per_step"]) == 1
-        assert positive_finite(result["images_per_sec"] + result["ms_per_step"])
-        assert positive_finite([result[k] for k in ("median_images_per_sec", "min_images_per_sec",
-                                                    "max_images_per_sec", "median_ms_per_step",
-                                                    "ratio_vs_source")])
+        assert set(result["by_threads"]) == {"1", "2"}
+        for figures in result["by_threads"].values():
+            assert len(figures["images_per_sec"]) == 1
+            assert positive_finite(figures["images_per_sec"] + figures["ms_per_step"])
+        best = result["by_threads"][str(result["best_threads"])]
+        assert result["median_images_per_sec"] == best["median_images_per_sec"] == max(
+            f["median_images_per_sec"] for f in result["by_threads"].values())
     assert report["variants"]["source"]["ratio_vs_source"] == pytest.approx(1.0)
     assert report["variants"]["gluon"]["reference"] == "plain-gluon"
     assert {t["variant"] + "/" + t["base"] for t in report["targets"]} == \
-        {"none/plain-none", "gluon/plain-gluon", "scratch/gluon", "gluon/source", "gluon/none"}
-    for choice in report["speed_settings"].values():
-        assert choice["pool"] in ("native", "folded")
+        {"none/plain-none", "gluon/plain-gluon", "scratch/gluon", "gluon/none",
+         "none/fastest thread count", "scratch/fastest thread count", "gluon/fastest thread count"}
+    for threads, layouts in report["layouts_by_threads"].items():
+        assert {layout[0] for layout in layouts.values()} <= {"native", "folded"}
 
 
 def test_bn_floor_rows_and_profile():
@@ -105,35 +110,49 @@ def test_bad_arguments_are_refused():
         bench.parse_args(["--variants", "batchnorm"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--threads", "zero"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--threads", "1,0"])
+    assert bench.parse_args(["--threads", "2,1,2"]).threads == [1, 2]
     args = bench.parse_args(["--variants", "gluon", "none", "gluon"])
     assert args.variants == ["gluon", "none"]
 
 
-def test_summary_medians_ratios_and_targets():
-    samples = {"source": measure.Samples([100.0, 300.0, 200.0], [3.0, 1.0, 2.0]),
-               "plain-gluon": measure.Samples([1000.0], [0.4]),
-               "none": measure.Samples([400.0, 400.0, 800.0], [1.0, 1.0, 0.5]),
-               "gluon": measure.Samples([900.0], [0.45])}
-    result = measure.summarize(samples)
-    assert result["source"]["median_images_per_sec"] == 200.0
-    assert result["source"]["min_images_per_sec"] == 100.0
-    assert result["source"]["max_images_per_sec"] == 300.0
-    assert result["none"]["ratio_vs_source"] == pytest.approx(2.0)
+def test_summary_best_against_best_and_targets():
+    Samples = compare.Samples
+    samples = {"source": {1: Samples([100.0, 300.0, 200.0], [3.0, 1.0, 2.0]), 2: Samples([150.0], [2.0])},
+               "plain-gluon": {1: Samples([1000.0], [0.4]), 2: Samples([800.0], [0.5])},
+               "none": {1: Samples([400.0, 400.0, 800.0], [1.0, 1.0, 0.5]), 2: Samples([600.0], [0.6])},
+               "gluon": {1: Samples([700.0], [0.6]), 2: Samples([900.0], [0.45])}}
+    result = compare.summarize(samples, tuned={"none": 2, "gluon": 2})
+    source = result["source"]
+    assert source["best_threads"] == 1 and source["median_images_per_sec"] == 200.0
+    assert source["by_threads"]["1"]["min_images_per_sec"] == 100.0
+    assert source["by_threads"]["1"]["max_images_per_sec"] == 300.0
+    assert result["none"]["ratio_vs_source"] == pytest.approx(600 / 200)
+    # gluon's best (900, 2 threads) against the textbook loop's best (1000, 1 thread)
     assert result["gluon"]["ratio_vs_reference"] == pytest.approx(0.9)
     assert result["none"]["reference"] is None  # plain-none was not measured
-    table = measure.format_table(result)
-    assert table.splitlines()[0].split()[:2] == ["variant", "median"]
+    assert result["none"]["tuned"] == {"threads": 2, "ratio_to_best": 1.0, "within_margin": True}
+    assert "tuned" not in result["plain-gluon"]
+    table = compare.format_table(result)
+    assert table.splitlines()[0].split()[:4] == ["variant", "1", "thr", "img/s"]
     assert len(table.splitlines()) == 6
-    rows = {(t["variant"], t["base"]): t for t in measure.targets(result)}
+    rows = {(t["variant"], t["base"]): t for t in compare.targets(result)}
     assert rows[("gluon", "plain-gluon")]["ratio"] == pytest.approx(0.9)
     assert not rows[("gluon", "plain-gluon")]["met"]            # 0.9 < 0.95
-    assert rows[("gluon", "source")]["met"] is False            # 4.5 < 10
-    assert rows[("gluon", "none")]["met"]                       # gluon/none step time 0.44 <= 1.3
-    assert "NOT met" in measure.format_targets(list(rows.values()))
-    # without a baseline the ratio is absent, not a crash
-    alone = measure.summarize({"gluon": measure.Samples([5.0], [1.0])})
+    assert rows[("gluon", "none")]["met"]                       # step time 600/900 <= 1.3
+    assert rows[("none", "fastest thread count")]["met"]
+    assert "NOT met" in compare.format_targets(list(rows.values()))
+    # the tuner's count 5% or more slower than the best: not met
+    slow = compare.summarize({"gluon": {1: Samples([100.0], [1.0]), 2: Samples([94.0], [1.1])}},
+                             tuned={"gluon": 2})
+    assert slow["gluon"]["tuned"]["within_margin"] is False
+    assert not compare.targets(slow)[0]["met"]
+    # without a baseline the ratio is absent, not a crash; a count not measured is "-"
+    alone = compare.summarize({"gluon": {1: Samples([5.0], [1.0])}}, tuned={"gluon": 2})
     assert alone["gluon"]["ratio_vs_source"] is None
-    assert "-" in measure.format_table(alone).splitlines()[-1]
+    assert alone["gluon"]["tuned"]["ratio_to_best"] is None
+    assert "-" in compare.format_table(alone).splitlines()[-1]
 
 
 @pytest.mark.parametrize("shape", [(16, 7), (8, 3, 5, 6)], ids=["2d", "4d"])

@@ -7,11 +7,13 @@ the source tutorial's loop.
     python -m bnexp.bench --bn-floor                        # also BN layers alone
     python -m bnexp.bench --time-to-accuracy --memory       # also time a real default run
 
-Variants, all measured side by side in this one process:
+Loops, all measured side by side:
   none, scratch, gluon  bnexp's own training step: the Trainer's `step`
                         (bnexp/training/trainer.py) on the network of `bnexp.nn.build`,
                         including its periodic read of the accumulated training metrics,
-                        with the pooling layout and BN formulation bnexp's tuning chose here.
+                        with the pooling layout and BN formulation bnexp's tuning chose
+                        here for that thread count. (Any registered normalization can be
+                        named: `--variants gluon group renorm`.)
   plain-none,           a textbook hybridized Gluon LeNet (nn.MaxPool2D, gluon BatchNorm or
   plain-gluon           none), contiguous slices of the in-memory data, gluon.Trainer:
                         what a competent user writes by hand; nothing of bnexp's.
@@ -21,20 +23,21 @@ Variants, all measured side by side in this one process:
                         `.asscalar()` host syncs per batch (its per-batch test-set
                         evaluation is left out: only training is measured).
 
-The process runs with one OpenMP thread count (MXNet fixes it at import): the one
-bnexp's tuning measured fastest for the bnexp variants (or `--threads`); every variant,
-the textbook loop included, runs with it.
+Best against best: MXNet fixes its thread count at import, so each thread count
+(`--threads 1,2`; default: the counts bnexp's tuner considers here) gets its own worker
+process holding every loop, and every loop is timed at every count. A loop's figure is
+its best count's; ratios compare best with best, and the table says which count bnexp's
+tuner chose for each bnexp loop and whether it was the fastest (within 5%).
 
 Only optimizer steps are timed (`mx.nd.waitall()` before starting and before stopping
-the clock), after `--warmup` untimed steps. The variants run interleaved, one block of
-steps each per repeat (A B C D A B C D ...), so that machine noise hits all of them alike;
-the table reports the median over repeats, with min and max.
+the clock), after `--warmup` untimed steps. The blocks run interleaved, one per loop and
+thread count per repeat, so that machine noise hits all of them alike; each figure is
+the median over repeats, with min and max in the JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 from pathlib import Path
 
@@ -60,8 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", choices=CHOICES, default=list(VARIANTS),
                    help="which to measure (default: all, in the order " + " ".join(VARIANTS) + ")")
     p.add_argument("--threads", default="auto",
-                   help="OpenMP threads of this process: auto (what bnexp's tuning measured fastest "
-                        "for the bnexp variants) or a number")
+                   help="thread counts to time every loop at, each in its own process: auto (the "
+                        "counts bnexp's tuner considers on this machine) or a list such as 1,2")
     p.add_argument("--bn-floor", action="store_true",
                    help="also time BN layers alone: MXNet's BatchNorm, the from-scratch layer, and "
                         "the per-channel affine transform it cannot avoid (where MXNet sets the floor)")
@@ -93,16 +96,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--warmup must be >= 0")
     if args.batch_size > 60000:
         p.error("--batch-size must be at most 60000 (the training set size)")
-    if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) >= 1):
-        p.error("--threads must be auto or a number >= 1")
+    if args.threads != "auto":
+        counts = args.threads.split(",")
+        if not all(c.strip().isdigit() and int(c) >= 1 for c in counts):
+            p.error(f"--threads must be auto or thread counts >= 1 separated by commas, "
+                    f"not {args.threads!r}")
+        args.threads = sorted({int(c) for c in counts})
     args.variants = list(dict.fromkeys(args.variants))
     return args
 
 
-def tuned_layouts(args: argparse.Namespace) -> tuple[int, dict[str, tuple[str, str]], dict]:
-    """The process's thread count and each bnexp variant's (pool, bn_impl), as bnexp's tuning
-    chooses them (measuring now if this machine has not been measured yet). One process has
-    one thread count: if the variants' fastest differ, the most common one is used for all."""
+def tuned_settings(args: argparse.Namespace) -> tuple[list[int], dict[int, dict[str, list[str]]], dict]:
+    """The thread counts to time, each bnexp loop's (pool, bn_impl) at each count as bnexp's
+    tuning chooses them there (measuring now if this machine has not been measured yet),
+    and the tuner's own choice for each loop (threads "auto")."""
     from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
     from bnexp.runtime import tuning
 
@@ -111,58 +118,60 @@ def tuned_layouts(args: argparse.Namespace) -> tuple[int, dict[str, tuple[str, s
                                     trainer=TrainerConfig(batch_size=args.batch_size),
                                     perf=PerfConfig(threads=threads)), ThreadPolicy.resolve(threads))
 
-    variants = [v for v in args.variants if v in BNEXP_VARIANTS] or ["gluon"]
-    choices = {v: choose(v, args.threads) for v in variants}
-    counts = [c.threads for c in choices.values() if c.threads is not None]
-    threads = max(set(counts), key=counts.count) if counts else ThreadPolicy.resolve().default()
-    for v, c in choices.items():
-        if c.threads is not None and c.threads != threads:
-            choices[v] = choose(v, str(threads))
-    return threads, {v: (c.pool, c.bn_impl) for v, c in choices.items()}, \
-        {v: c.to_json() for v, c in choices.items()}
+    counts = ThreadPolicy.resolve().candidates() if args.threads == "auto" else args.threads
+    variants = [v for v in args.variants if v in BNEXP_VARIANTS]
+    tuned = {v: choose(v, "auto") for v in variants}
+    layouts = {t: {v: list(choose(v, str(t)).layout) for v in variants} for t in counts}
+    return counts, layouts, {v: c.to_json() for v, c in tuned.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads, layouts, choices = tuned_layouts(args)
-    mxnet_import.import_mxnet_or_exit(threads)
+    from bnexp.bench import compare, observe
 
-    from bnexp.bench import measure, observe
-    from bnexp.runtime import context
-
-    report: dict = {"machine": measure.machine_info(), "speed_settings": choices,
+    counts, layouts, tuned = tuned_settings(args)
+    report: dict = {"machine": compare.machine_info(), "speed_settings": tuned,
+                    "layouts_by_threads": layouts,
                     "settings": {"steps": args.steps, "warmup": args.warmup,
                                  "repeats": args.repeats, "batch_size": args.batch_size,
-                                 "variants": args.variants, "ctx": args.ctx,
+                                 "variants": args.variants, "threads": counts, "ctx": args.ctx,
                                  "source_workers": args.source_workers,
                                  "timing": "optimizer steps only; mx.nd.waitall() before start "
-                                           "and stop; variants interleaved across repeats"}}
+                                           "and stop; every loop at every thread count, each "
+                                           "count in its own process, blocks interleaved"}}
     m = report["machine"]
     print(f"cpu: {m['cpu_model']} ({m['available_cores']}/{m['cores']} cores, "
-          f"{' '.join(m['simd'])}), mxnet {m['mxnet_version']}, load average {m['loadavg']}")
-    print(f"threads: {threads}; speed settings (bnexp.runtime.tuning): " + "; ".join(
-        f"{v}: pool={c['pool']}" + (f" bn_impl={c['bn_impl']}" if v == "scratch" else "")
-        + f" ({', '.join(sorted(set(c['source'].values()) - {'unused'}))})" for v, c in choices.items()))
+          f"{' '.join(m['simd'])}), {m['mxnet']}, load average {m['loadavg']}")
+    print("speed settings (bnexp.runtime.tuning): " + "; ".join(
+        f"{v}: threads={c['threads']} pool={c['pool']}"
+        + (f" bn_impl={c['bn_impl']}" if v == "scratch" else "")
+        + f" ({', '.join(sorted(set(c['source'].values()) - {'unused'}))})" for v, c in tuned.items()))
     if not args.skip_throughput:
-        ctx = context.resolve(args.ctx)[0]
-        print(f"throughput on {ctx}: batch {args.batch_size}, {args.warmup} warm-up + "
-              f"{args.steps} timed steps per block, {args.repeats} repeats")
-        results = measure.benchmark(args.variants, args.steps, args.warmup, args.repeats,
-                                    args.batch_size, ctx, layouts, args.data_root,
-                                    args.source_workers)
+        print(f"throughput on {args.ctx}: batch {args.batch_size}, {args.warmup} warm-up + "
+              f"{args.steps} timed steps per block, {args.repeats} repeats, threads "
+              + ",".join(map(str, counts)))
+        spec = {"batch_size": args.batch_size, "ctx": args.ctx, "data_root": args.data_root,
+                "source_workers": args.source_workers}
+        samples = compare.measure(args.variants, counts, layouts, args.steps, args.warmup,
+                                  args.repeats, spec)
+        results = compare.summarize(samples, {v: c["threads"] for v, c in tuned.items()})
         report["variants"] = results
-        report["targets"] = measure.targets(results)
-        report["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        report["targets"] = compare.targets(results)
         print()
-        print(measure.format_table(results))
-        print("(median over repeats; x source / x reference = ratio of median images/s)")
+        print(compare.format_table(results))
+        print("(median images/s over repeats at each thread count; best: the fastest count, "
+              "whose figures the ratios compare; tuner: the count bnexp's tuning chose)")
         if report["targets"]:
             print("targets:")
-            print(measure.format_targets(report["targets"]))
+            print(compare.format_targets(report["targets"]))
     if args.bn_floor:
-        print("\nBN layers alone, forward + backward (median ms):")
+        # in this process, with the count the tuner chose for scratch
+        threads = (tuned.get("scratch") or {}).get("threads") or counts[0]
+        mxnet_import.import_mxnet_or_exit(threads)
+        from bnexp.bench import measure
+        print(f"\nBN layers alone, forward + backward (median ms, {threads} thread(s)):")
         report["bn_floor"] = measure.bn_floor()
-        report["bn_profile"] = measure.bn_profiles(layouts.get("scratch", ("", "centered"))[1])
+        report["bn_profile"] = measure.bn_profiles((tuned.get("scratch") or {}).get("bn_impl", "centered"))
         print(measure.format_floor(report["bn_floor"], report["bn_profile"]))
 
     overrides = list(args.run_override)

@@ -1,38 +1,22 @@
-"""Timing the loops: interleaved blocks of optimizer steps, medians, ratios, targets,
-and a per-layer profile of BN for where MXNet's own kernels set the floor."""
+"""Timing inside one process (MXNet imported): blocks of optimizer steps of a loop
+(bnexp/bench/worker.py asks for them), and a per-layer profile of BN for where MXNet's own
+kernels set the floor."""
 from __future__ import annotations
 
-import math
+import json
 import os
-import platform
 import statistics
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import mxnet as mx
-import numpy as np
 from mxnet import autograd, gluon, nd
 
 from bnexp import data as bndata
-from bnexp.bench import VARIANTS  # noqa: F401  (re-exported for the tests)
 from bnexp.bench.runners import BnexpRunner, PlainRunner, SourceRunner
 from bnexp.config import BN_IMPLS
 from bnexp.nn.norm.scratch import ScratchBatchNorm, channel_affine
-from bnexp.runtime.tuning.machine import cpu_identity
 from bnexp.training.step import DeviceSplit
-
-# What each variant is compared with: the textbook loop of the same network; scratch with
-# MXNet's own BN. (Targets from issue 10: at least these ratios of images/s.)
-REFERENCE = {"none": "plain-none", "gluon": "plain-gluon", "scratch": "gluon"}
-TARGETS = (("none", "plain-none", 0.95), ("gluon", "plain-gluon", 0.95),
-           ("scratch", "gluon", 0.80), ("gluon", "source", 10.0), ("gluon", "none", 1 / 1.3))
-
-
-@dataclass
-class Samples:
-    images_per_sec: list[float] = field(default_factory=list)
-    ms_per_step: list[float] = field(default_factory=list)
 
 
 def timed_block(runner, steps: int, warmup: int) -> tuple[float, float]:
@@ -51,101 +35,11 @@ def timed_block(runner, steps: int, warmup: int) -> tuple[float, float]:
     return images / elapsed, 1000.0 * elapsed / steps
 
 
-def summarize(samples: dict[str, Samples]) -> dict[str, dict]:
-    """Per variant: samples, median/min/max, and median ratios against the references."""
-    out: dict[str, dict] = {}
-    for name, s in samples.items():
-        out[name] = {
-            "images_per_sec": [round(v, 3) for v in s.images_per_sec],
-            "ms_per_step": [round(v, 4) for v in s.ms_per_step],
-            "median_images_per_sec": statistics.median(s.images_per_sec),
-            "min_images_per_sec": min(s.images_per_sec),
-            "max_images_per_sec": max(s.images_per_sec),
-            "median_ms_per_step": statistics.median(s.ms_per_step),
-        }
-    for name, row in out.items():
-        source, ref = out.get("source"), out.get(REFERENCE.get(name, ""))
-        row["ratio_vs_source"] = (row["median_images_per_sec"] / source["median_images_per_sec"]
-                                  if source else None)
-        row["reference"] = REFERENCE.get(name) if ref else None
-        row["ratio_vs_reference"] = (row["median_images_per_sec"] / ref["median_images_per_sec"]
-                                     if ref else None)
-    return out
-
-
-def targets(results: dict[str, dict]) -> list[dict]:
-    """Each target that the measured variants allow checking: ratio of median images/s."""
-    rows = []
-    for variant, base, least in TARGETS:
-        if variant in results and base in results:
-            ratio = results[variant]["median_images_per_sec"] / results[base]["median_images_per_sec"]
-            rows.append({"variant": variant, "base": base, "at_least": least,
-                         "ratio": ratio, "met": ratio >= least})
-    return rows
-
-
-def format_targets(rows: list[dict]) -> str:
-    lines = []
-    for r in rows:
-        if r["variant"] == "gluon" and r["base"] == "none":  # a step-time bound, said as such
-            text = f"gluon step time <= 1.3 x none: {1 / r['ratio']:.2f}"
-        else:
-            text = f"{r['variant']} >= {r['at_least']:g} x {r['base']}: {r['ratio']:.2f}"
-        lines.append(f"  {text:<40} {'met' if r['met'] else 'NOT met'}")
-    return "\n".join(lines)
-
-
-def format_table(results: dict[str, dict]) -> str:
-    header = (f"{'variant':<12} {'median img/s':>12} {'min':>9} {'max':>9} {'ms/step':>9} "
-              f"{'x source':>9} {'x reference':>20}")
-    lines = [header, "-" * len(header)]
-
-    def ratio(v):
-        return f"{v:.2f}" if v is not None else "-"
-
-    for name, r in results.items():
-        reference = f"{ratio(r['ratio_vs_reference'])} ({r['reference']})" if r["reference"] else "-"
-        lines.append(f"{name:<12} {r['median_images_per_sec']:>12.1f} {r['min_images_per_sec']:>9.1f} "
-                     f"{r['max_images_per_sec']:>9.1f} {r['median_ms_per_step']:>9.2f} "
-                     f"{ratio(r['ratio_vs_source']):>9} {reference:>20}")
-    return "\n".join(lines)
-
-
-def machine_info() -> dict:
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
-    ident = cpu_identity()
-    flags = ""
-    try:
-        flags = next((line.split(":", 1)[1] for line in open("/proc/cpuinfo")
-                      if line.startswith("flags")), "")
-    except OSError:
-        pass
-    simd = [f for f in ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")
-            if f in flags.split()]
-    return {
-        "cpu_model": ident["cpu"],
-        "cpu_flags_digest": ident["cpu_flags"],
-        "simd": simd,
-        "cores": os.cpu_count(),
-        "available_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
-        "mxnet_version": mx.__version__,
-        "numpy_version": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg": load,
-    }
-
-
-def benchmark(variants: list[str], steps: int, warmup: int, repeats: int, batch_size: int,
-              ctx: mx.Context, layouts: dict[str, tuple[str, str]], data_root: str | None = None,
-              source_workers: int = 0, echo: Callable[[str], None] = print) -> dict[str, dict]:
-    """Time every variant, interleaved (A B C, A B C, ...) so that machine noise hits all
-    alike. `layouts`: the (pool, bn_impl) bnexp's tuning chose for each bnexp variant."""
+def make_runners(variants: list[str], batch_size: int, ctx: mx.Context,
+                 layouts: dict[str, tuple[str, str]], data_root: str | None = None,
+                 source_workers: int = 0) -> dict:
+    """The loops to time, on the real training set. `layouts`: the (pool, bn_impl)
+    bnexp's tuning chose for each bnexp variant at this process's thread count."""
     dataset = bndata.load(data_root)
     train = DeviceSplit.from_numpy(dataset.train.images, dataset.train.labels, ctx)
     runners = {}
@@ -157,17 +51,7 @@ def benchmark(variants: list[str], steps: int, warmup: int, repeats: int, batch_
             runners[name] = PlainRunner(name.split("-", 1)[1], train, batch_size, ctx)
         else:
             runners[name] = BnexpRunner(name, train, batch_size, ctx, *layouts[name])
-    samples = {name: Samples() for name in variants}
-    for rep in range(repeats):
-        for name in variants:
-            ips, ms = timed_block(runners[name], steps, warmup)
-            samples[name].images_per_sec.append(ips)
-            samples[name].ms_per_step.append(ms)
-            echo(f"  repeat {rep + 1}/{repeats} {name:<12} {ips:9.1f} img/s {ms:8.2f} ms/step")
-    for name, runner in runners.items():
-        if not math.isfinite(runner.last_loss):
-            echo(f"  warning: {name} training loss is not finite ({runner.last_loss})")
-    return summarize(samples)
+    return runners
 
 
 # ------------------------------------------------------------------------ BN's floor

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import select
 import statistics
-import subprocess
 import sys
 import time
 from typing import NamedTuple
 
 from bnexp.config import BN_IMPLS, POOL_LAYOUTS
-from bnexp.runtime.threads import child_env
+from bnexp.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -89,42 +87,14 @@ def settled(samples: dict[tuple[int, str], list[float]]) -> bool:
     return len(decisions) == 1
 
 
-class Worker:
-    """One probe process with a fixed thread count, answering "<layout> <seconds>" lines."""
-
-    def __init__(self, spec: dict, threads: int):
-        self.threads = threads
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bnexp.runtime.tuning", "probe", json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=child_env(threads))
-
-    def read(self, timeout: float) -> dict:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            err = "" if self.proc.poll() is None else self.proc.stderr.read().strip()
-            raise ValueError(err.splitlines()[-1] if err else f"no answer within {timeout:.0f} s")
-        return json.loads(line)
-
-    def block(self, key: str, seconds: float) -> float:
-        self.proc.stdin.write(f"{key} {seconds}\n")
-        self.proc.stdin.flush()
-        return float(self.read(BLOCK_TIMEOUT)["ms"])
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
 def measure(setting: dict, candidates: list[int], wanted: list[Layout],
             seconds: float) -> dict[str, dict[str, float]]:
     """ms per sustained training step of every candidate thread count x wanted layout
     (module docstring): {threads: {layout key: ms}}; {} if the probe failed."""
     spec = {key: setting[key] for key in ("bn", "model", "bn_on_dense", "batch_per_device")}
     spec["layouts"] = [layout.key for layout in wanted]
-    workers = [Worker(spec, threads) for threads in candidates]
+    workers = [Worker("bnexp.runtime.tuning", ["probe", json.dumps(spec)], threads)
+               for threads in candidates]
     samples: dict[tuple[int, str], list[float]] = {
         (w.threads, layout.key): [] for w in workers for layout in wanted}
     try:
@@ -133,7 +103,7 @@ def measure(setting: dict, candidates: list[int], wanted: list[Layout],
         for round_ in range(MAX_ROUNDS + 1):
             for worker in workers:
                 for layout in wanted:
-                    ms = worker.block(layout.key, seconds)
+                    ms = float(worker.ask(f"{layout.key} {seconds}", BLOCK_TIMEOUT)["ms"])
                     if round_:  # round 0 warms up
                         samples[worker.threads, layout.key].append(ms)
             if round_ and settled(samples):
