@@ -62,6 +62,10 @@ def test_preset_sizes(composer):
     assert jobs_of(composer("experiment=momentum_eps")) == 12
     assert jobs_of(composer("experiment=batch_size")) == 10
     assert jobs_of(composer("experiment=source_defects")) == 6
+    small_batch = composer("experiment=small_batch")
+    assert jobs_of(small_batch) == 100   # 2 models x 5 normalizations x 5 batch sizes x 2 seeds
+    assert small_batch.hydra.launcher._target_.endswith("JoblibLauncher")   # two jobs at a time
+    assert small_batch.hydra.launcher.n_jobs == 2 and small_batch.perf.threads == "1"
     mechanism = composer("experiment=mechanism")
     assert {k for k, v in mechanism.monitor.items() if v is not None} == {"activations", "ics", "landscape"}
     assert composer("experiment=ioffe_fig1").model.name == "mlp"
