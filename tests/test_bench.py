@@ -115,6 +115,13 @@ def test_bad_arguments_are_refused():
     assert bench.parse_args(["--threads", "2,1,2"]).threads == [1, 2]
     args = bench.parse_args(["--variants", "gluon", "none", "gluon"])
     assert args.variants == ["gluon", "none"]
+    # comma lists, as in a bn=gluon,group sweep, mixed with spaces; a bad name is refused
+    args = bench.parse_args(["--variants", "gluon,group,renorm", "ghost", "group"])
+    assert args.variants == ["gluon", "group", "renorm", "ghost"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--variants", "gluon,groupnorm"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--variants", ","])
 
 
 def test_summary_best_against_best_and_targets():
@@ -153,6 +160,49 @@ def test_summary_best_against_best_and_targets():
     assert alone["gluon"]["ratio_vs_source"] is None
     assert alone["gluon"]["tuned"]["ratio_to_best"] is None
     assert "-" in compare.format_table(alone).splitlines()[-1]
+
+
+def test_every_normalization_is_compared_with_gluon():
+    """The family's whole training steps as ratios to gluon BN's best, from one run's samples;
+    none keeps its textbook loop, and without gluon there is no ratio."""
+    Samples = compare.Samples
+    samples = {"gluon": {1: Samples([1000.0, 800.0, 900.0], [0.1, 0.1, 0.1]), 2: Samples([700.0], [0.2])},
+               "group": {1: Samples([450.0], [0.2])}, "renorm": {1: Samples([200.0], [0.5]), 2: Samples([300.0], [0.3])},
+               "scratch": {1: Samples([720.0], [0.1])}, "none": {1: Samples([2000.0], [0.05])}}
+    result = compare.summarize(samples)
+    for name, ratio in (("group", 0.5), ("renorm", 1 / 3), ("scratch", 0.8)):   # best against best
+        assert result[name]["reference"] == "gluon"
+        assert result[name]["ratio_vs_reference"] == pytest.approx(ratio)
+    assert result["none"]["reference"] is None and result["gluon"]["reference"] is None
+    rows = {line.split()[0]: line for line in compare.format_table(result).splitlines()[2:]}
+    assert "0.50 (gluon)" in rows["group"] and "0.33 (gluon)" in rows["renorm"]
+    assert compare.summarize({"group": {1: Samples([1.0], [1.0])}})["group"]["reference"] is None
+
+
+def test_family_runners_train_their_own_layer(fashion_root):
+    """`--variants group renorm ghost` time bnexp's step on a network built with that layer
+    (not gluon's BN), and each takes real SGD steps: its parameters move."""
+    from bnexp import data
+    from bnexp.nn.norm.ghost import GhostBatchNorm
+    from bnexp.nn.norm.group import GroupNorm
+    from bnexp.nn.norm.renorm import BatchRenorm
+    from bnexp.training.step import DeviceSplit
+    dataset = data.load(fashion_root)
+    split = DeviceSplit.from_numpy(dataset.train.images[:512], dataset.train.labels[:512], mx.cpu())
+    for name, layer in (("group", GroupNorm), ("renorm", BatchRenorm), ("ghost", GhostBatchNorm)):
+        runner = runners.BnexpRunner(name, split, 64, mx.cpu())
+        net = runner.trainer.state.net
+        blocks = []
+        net.apply(lambda block: blocks.append(block))
+        assert any(isinstance(b, layer) for b in blocks), name
+        assert not any(isinstance(b, gluon.nn.BatchNorm) for b in blocks), name
+        before = {k: v.data().asnumpy().copy() for k, v in net.collect_params(".*gamma").items()}
+        for _ in range(3):
+            assert runner.step() == 64
+        runner.read_metrics()
+        assert math.isfinite(runner.last_loss), name
+        after = {k: v.data().asnumpy() for k, v in net.collect_params(".*gamma").items()}
+        assert before and any(not np.array_equal(before[k], after[k]) for k in before), name
 
 
 @pytest.mark.parametrize("shape", [(16, 7), (8, 3, 5, 6)], ids=["2d", "4d"])

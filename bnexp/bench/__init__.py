@@ -4,6 +4,7 @@ the source tutorial's loop.
     python -m bnexp.bench                                   # all variants, defaults
     python -m bnexp.bench --steps 50 --warmup 5 --repeats 5 --json bench.json
     python -m bnexp.bench --variants plain-gluon gluon --batch-size 256
+    python -m bnexp.bench --variants gluon,group,renorm,ghost   # the family, x gluon BN
     python -m bnexp.bench --bn-floor                        # also BN layers alone
     python -m bnexp.bench --time-to-accuracy --memory       # also time a real default run
 
@@ -12,8 +13,9 @@ Loops, all measured side by side:
                         (bnexp/training/trainer.py) on the network of `bnexp.nn.build`,
                         including its periodic read of the accumulated training metrics,
                         with the pooling layout and BN formulation bnexp's tuning chose
-                        here for that thread count. (Any registered normalization can be
-                        named: `--variants gluon group renorm`.)
+                        here for that thread count. Any registered normalization can be
+                        named (`--variants gluon,group,renorm`), with its default settings
+                        (bn.groups, bn.virtual_batch, ...); its x reference is gluon BN.
   plain-none,           a textbook hybridized Gluon LeNet (nn.MaxPool2D, gluon BatchNorm or
   plain-gluon           none), contiguous slices of the in-memory data, gluon.Trainer:
                         what a competent user writes by hand; nothing of bnexp's.
@@ -60,8 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before each block (5)")
     p.add_argument("--repeats", type=int, default=3, help="blocks per variant, interleaved (3)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
-    p.add_argument("--variants", nargs="+", choices=CHOICES, default=list(VARIANTS),
-                   help="which to measure (default: all, in the order " + " ".join(VARIANTS) + ")")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="NAME",
+                   help="which to measure, by space or comma (gluon,group,renorm): " + ", ".join(CHOICES)
+                        + " (default: " + " ".join(VARIANTS) + "); every normalization's x reference "
+                        "is gluon BN, measured in the same run")
     p.add_argument("--threads", default="auto",
                    help="thread counts to time every loop at, each in its own process: auto (the "
                         "counts bnexp's tuner considers on this machine) or a list such as 1,2")
@@ -102,7 +106,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--threads must be auto or thread counts >= 1 separated by commas, "
                     f"not {args.threads!r}")
         args.threads = sorted({int(c) for c in counts})
-    args.variants = list(dict.fromkeys(args.variants))
+    # `--variants gluon,group renorm`: the same names as bnexp's `bn=gluon,group` sweep syntax
+    names = [name for arg in args.variants for name in arg.split(",") if name]
+    unknown = [name for name in names if name not in CHOICES]
+    if unknown or not names:
+        p.error(f"--variants: unknown variant {', '.join(unknown) or '(none given)'}; choose from "
+                + ", ".join(CHOICES))
+    args.variants = list(dict.fromkeys(names))
     return args
 
 
