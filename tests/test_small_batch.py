@@ -32,7 +32,8 @@ def test_error_against_batch_size_per_variant_and_model(tmp_path: Path):
     accs = {("lenet", "gluon", 2): (0.70, 0.74), ("lenet", "gluon", 64): (0.85, 0.87),
             ("lenet", "group", 2): (0.84, 0.86), ("lenet", "group", 64): (0.84, 0.86),
             ("mlp", "gluon", 2): (0.40, 0.50), ("mlp", "gluon", 64): (0.80, 0.82),
-            ("mlp", "ghost", 2): (0.40, 0.50), ("mlp", "ghost", 64): (0.60, 0.62)}
+            ("mlp", "ghost", 2): (0.40, 0.50), ("mlp", "ghost", 64): (0.60, 0.62),
+            ("mlp", "renorm", 2): (0.62, 0.64), ("mlp", "renorm", 64): (0.80, 0.82)}
     for (model, bn, batch), pair in accs.items():
         for seed, acc in enumerate(pair):
             job(tmp_path, model, bn, batch, seed, acc)
@@ -45,3 +46,10 @@ def test_error_against_batch_size_per_variant_and_model(tmp_path: Path):
     assert "| mlp | ghost (virtual_batch=2) | 2 |" in md
     assert "- **lenet**: gluon: 0.140 at batch 64, 0.280 at batch 2 (+0.140); group (groups=10): " \
            "0.150 at batch 64, 0.150 at batch 2 (+0.000)." in md
+    # each paper's claim beside the numbers: BN's rise 0.19 -> 0.55, Batch Renorm at 0.37 at
+    # batch 2 recovers (0.55 - 0.37) / 0.36 = 50% of it, Ghost BN 0.39 at batch 64
+    assert "- **lenet**: BN's error goes from 0.140 at batch 64 to 0.280 at batch 2 (+0.140; Wu & He: " \
+           "it rises below ~16); GroupNorm's from 0.150 to 0.150 (+0.000; Wu & He: flat)." in md
+    assert "- **mlp**: BN's error goes from 0.190 at batch 64 to 0.550 at batch 2 (+0.360; Wu & He: it " \
+           "rises below ~16); Batch Renorm is at 0.370 at batch 2: it recovers 50% of BN's rise (Ioffe: " \
+           "much of it); Ghost BN at batch 64 is at 0.390, BN there at 0.190" in md

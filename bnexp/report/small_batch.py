@@ -70,6 +70,42 @@ def findings(model: str, lines: dict[str, list[Group]]) -> list[str]:
     return [f"- **{model}**: " + "; ".join(out) + "." if out else f"- **{model}**: no complete pair of batch sizes."]
 
 
+def end_errors(members: list[Group]) -> tuple[tuple[int, float], tuple[int, float]] | None:
+    """((smallest batch, its mean error), (largest batch, its mean error)) of one line,
+    or None without two batch sizes that have results."""
+    points = [(batch_of(g), mean_interval(final_errors(g))[0]) for g in members]
+    points = sorted((b, e) for b, e in points if b is not None and e is not None)
+    return (points[0], points[-1]) if len(points) > 1 else None
+
+
+def claims(model: str, lines: dict[str, list[Group]]) -> str | None:
+    """One model's numbers beside each paper's claim: BN's rise in error from the largest to
+    the smallest batch, GroupNorm's (Wu & He 2018: flat), the share of BN's rise that Batch
+    Renorm recovers at the smallest batch (Ioffe 2017: much of it), and Ghost BN's error at
+    the largest batch against BN's there and at the smallest (Hoffer et al. 2017)."""
+    ends = {str(members[0].variant): end_errors(members) for members in lines.values() if members}
+    bn = ends.get("gluon")
+    if bn is None:
+        return None
+    (small, bn_small), (large, bn_large) = bn
+    rise = bn_small - bn_large
+    out = [f"BN's error goes from {bn_large:.3f} at batch {large} to {bn_small:.3f} at batch {small} "
+           f"({rise:+.3f}; Wu & He: it rises below ~16)"]
+    if ends.get("group"):
+        (_, gn_small), (_, gn_large) = ends["group"]
+        out.append(f"GroupNorm's from {gn_large:.3f} to {gn_small:.3f} ({gn_small - gn_large:+.3f}; "
+                   "Wu & He: flat)")
+    if ends.get("renorm") and ends["renorm"][0][0] == small:
+        renorm_small = ends["renorm"][0][1]
+        share = f"{(bn_small - renorm_small) / rise:.0%} of BN's rise" if rise > 0 else "no rise of BN's"
+        out.append(f"Batch Renorm is at {renorm_small:.3f} at batch {small}: it recovers {share} "
+                   "(Ioffe: much of it)")
+    if ends.get("ghost") and ends["ghost"][1][0] == large:
+        out.append(f"Ghost BN at batch {large} is at {ends['ghost'][1][1]:.3f}, BN there at "
+                   f"{bn_large:.3f} (the cost of its small virtual batch's statistics alone)")
+    return f"- **{model}**: " + "; ".join(out) + "."
+
+
 @STUDIES.register("small_batch", order=42,
                   summary="small_batch.png: validation error against the batch size, one line per "
                           "normalization (experiment=small_batch)")
@@ -107,8 +143,10 @@ def section(report: Report) -> list[str]:
     lines_out += ["", "Claims to hold these against: Wu & He 2018 (GN's error stays flat as the batch "
                   "shrinks while BN's rises below ~16), Ioffe 2017 (Batch Renorm recovers much of BN's "
                   "small-batch loss), Hoffer et al. 2017 (ghost batches normalize small virtual batches "
-                  "of a large one; here they give 2-image statistics with the whole batch's gradient).",
-                  "", "| model | normalization | batch | lr | final val error | steps to "
+                  "of a large one; here they give 2-image statistics with the whole batch's gradient). "
+                  "Against them (means over the seeds; the intervals are in the table):", ""]
+    lines_out += [line for model, lines in sorted(by_model.items()) if (line := claims(model, lines))]
+    lines_out += ["", "| model | normalization | batch | lr | final val error | steps to "
                   f"{target_label(target)} |", "|---|---|---|---|---|---|"]
     for model, lines in sorted(by_model.items()):
         for name, members in sorted(lines.items()):
