@@ -97,9 +97,9 @@ def claims(model: str, lines: dict[str, list[Group]]) -> str | None:
                    "Wu & He: flat)")
     if ends.get("renorm") and ends["renorm"][0][0] == small:
         renorm_small = ends["renorm"][0][1]
-        share = f"{(bn_small - renorm_small) / rise:.0%} of BN's rise" if rise > 0 else "no rise of BN's"
-        out.append(f"Batch Renorm is at {renorm_small:.3f} at batch {small}: it recovers {share} "
-                   "(Ioffe: much of it)")
+        recovers = (f"it recovers {(bn_small - renorm_small) / rise:.0%} of BN's rise" if rise > 0
+                    else "BN did not rise, so there is nothing to recover")
+        out.append(f"Batch Renorm is at {renorm_small:.3f} at batch {small}: {recovers} (Ioffe: much of it)")
     if ends.get("ghost") and ends["ghost"][1][0] == large:
         out.append(f"Ghost BN at batch {large} is at {ends['ghost'][1][1]:.3f}, BN there at "
                    f"{bn_large:.3f} (the cost of its small virtual batch's statistics alone)")
