@@ -75,7 +75,7 @@ def test_subcommands_run_their_module(tmp_path):
     ("bnexp bn=gr", ["bn=group", "bn=group_gluon"]),
     ("bnexp trainer.batch_s", ["trainer.batch_size="]),
     ("bnexp monitor=", ["monitor=activations", "monitor=ics", "monitor=landscape"]),
-    ("bnexp --multirun hydra/launcher=jo", ["hydra/launcher=joblib"]),
+    ("bnexp --multirun hydra/launcher=jo", ["hydra/launcher=joblib", "hydra/launcher=joblib_2"]),
     ("bnexp rep", ["report", "report.", "report="]),  # the subcommand, and report.targets
 ])
 def test_bash_completion(line, offered):

@@ -66,6 +66,8 @@ def test_preset_sizes(composer):
     assert jobs_of(small_batch) == 100   # 2 models x 5 normalizations x 5 batch sizes x 2 seeds
     assert small_batch.hydra.launcher._target_.endswith("JoblibLauncher")   # two jobs at a time
     assert small_batch.hydra.launcher.n_jobs == 2 and small_batch.perf.threads == "1"
+    # another launcher replaces it whole (no joblib key is left behind to fail the composition)
+    assert composer("experiment=small_batch", "hydra/launcher=basic").hydra.launcher.get("n_jobs") is None
     mechanism = composer("experiment=mechanism")
     assert {k for k, v in mechanism.monitor.items() if v is not None} == {"activations", "ics", "landscape"}
     assert composer("experiment=ioffe_fig1").model.name == "mlp"
