@@ -60,7 +60,7 @@ def measure(variants: list[str], thread_counts: list[int], layouts: dict[int, di
                     got = worker.ask(f"{v} {warmup} {steps}", BLOCK_TIMEOUT)
                     samples[v][worker.threads].images_per_sec.append(got["images_per_sec"])
                     samples[v][worker.threads].ms_per_step.append(got["ms_per_step"])
-                    echo(f"  repeat {rep + 1}/{repeats} threads {worker.threads} {v:<12} "
+                    echo(f"  repeat {rep + 1}/{repeats} threads {worker.threads} {v:<14} "
                          f"{got['images_per_sec']:9.1f} img/s {got['ms_per_step']:8.2f} ms/step"
                          + ("" if got["loss_finite"] else "  (training loss not finite)"))
     finally:
@@ -139,7 +139,8 @@ def format_table(results: dict[str, dict]) -> str:
     """A row per loop: median images/s at each thread count, the best count, ratios of the
     best against the source loop's best and the reference's best, the tuner's count."""
     counts = sorted({int(t) for r in results.values() for t in r["by_threads"]})
-    header = (f"{'variant':<12} " + " ".join(f"{f'{t} thr img/s':>12}" for t in counts)
+    width = max(12, *map(len, results))  # instance_gluon is 14 characters
+    header = (f"{'variant':<{width}} " + " ".join(f"{f'{t} thr img/s':>12}" for t in counts)
               + f" {'best':>5} {'ms/step':>8} {'x source':>9} {'x reference':>20} {'tuner':>6}")
     lines = [header, "-" * len(header)]
 
@@ -151,7 +152,7 @@ def format_table(results: dict[str, dict]) -> str:
                  if str(t) in r["by_threads"] else f"{'-':>12}" for t in counts]
         reference = f"{ratio(r['ratio_vs_reference'])} ({r['reference']})" if r["reference"] else "-"
         tuner = str(r["tuned"]["threads"]) if r.get("tuned") else "-"
-        lines.append(f"{name:<12} {' '.join(cells)} {r['best_threads']:>5} "
+        lines.append(f"{name:<{width}} {' '.join(cells)} {r['best_threads']:>5} "
                      f"{r['median_ms_per_step']:>8.2f} {ratio(r['ratio_vs_source']):>9} "
                      f"{reference:>20} {tuner:>6}")
     return "\n".join(lines)
