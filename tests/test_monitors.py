@@ -18,7 +18,8 @@ from bnexp.monitors.activations import percentiles
 from bnexp.monitors.ics import internal_covariate_shift, l2_and_cosine
 from bnexp.monitors.landscape import along_gradient
 from bnexp.monitors.network import preserved
-from bnexp.nn.build import build_net
+from bnexp.nn.build import build_net, step_hooks
+from bnexp.training import checkpoint
 from bnexp.training.step import make_optimizer, train_step
 from conftest import run_cli
 
@@ -215,6 +216,29 @@ def test_noisy_bn_same_step_same_noise_and_none_in_inference():
     zero.set_step(11)
     with autograd.record():
         np.testing.assert_array_equal(zero(x).asnumpy(), zero.bn(x).asnumpy())
+
+
+def test_noisy_bn_resumes_from_a_checkpoint_bit_for_bit(batch, tmp_path):
+    """The noise banks are left out of the checkpoint (Constants, rebuilt from the seed);
+    a network restored at step 3 trains on exactly as the uninterrupted one."""
+    cfg = Config(bn=BNConfig("noisy"), trainer=TrainerConfig(batch_size=64))
+
+    def steps(net, trainer, begin, end):
+        for step in range(begin, end):
+            for hook in step_hooks(net):
+                hook(step)
+            loss, _ = train_step(net, trainer, *batch, [mx.cpu()])
+        return float(loss.asscalar())
+
+    net = build_net(cfg, [mx.cpu()])
+    trainer = make_optimizer(net, cfg.lr, [mx.cpu()])
+    steps(net, trainer, 0, 3)
+    checkpoint.save(tmp_path, net, trainer, {"step": 3})
+    assert not any("jitter" in name for name in nd.load(str(tmp_path / checkpoint.CHECKPOINT_FILE)))
+    resumed = build_net(cfg, [mx.cpu()])
+    resumed_trainer = make_optimizer(resumed, cfg.lr, [mx.cpu()])
+    checkpoint.restore(tmp_path, resumed, resumed_trainer)
+    assert steps(net, trainer, 3, 5) == steps(resumed, resumed_trainer, 3, 5)
 
 
 # ------------------------------------------------------------------------------ mlp
