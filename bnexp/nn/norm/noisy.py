@@ -62,44 +62,6 @@ class NoisyBatchNorm(gluon.HybridBlock):
     banks at a random offset, so a value recurs only by chance.
     """
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            self.probe_mean = self.params.get("probe_mean", shape=(1,), init="zeros",
-                                              grad_req="null", differentiable=False)
-            self.probe_var = self.params.get("probe_var", shape=(1,), init="ones",
-                                             grad_req="null", differentiable=False)
-
-    def hybrid_forward(self, F, like, probe_mean, probe_var):
-        one = F.ones_like(probe_mean)
-        batch = F.reshape(F.concat(F.zeros_like(probe_mean), one * 2, dim=0), (2, 1))
-        out = F.BatchNorm(batch, one, F.zeros_like(probe_mean), probe_mean, probe_var,
-                          eps=1e-5, momentum=1.0, fix_gamma=False, use_global_stats=False)
-        first = F.slice_axis(F.reshape(out, (-1,)), axis=0, begin=0, end=1)
-        return F.BlockGrad(F.broadcast_like(first < -0.5, like))
-
-
-class NoisyBatchNorm(gluon.HybridBlock):
-    """gluon's BatchNorm, then in training every activation a[i, j] (sample i, channel or
-    unit j; for convolutions height and width count as samples) becomes s[i, j] a[i, j] +
-    m[i, j], Santurkar et al.'s Algorithm 1. At every step t, per channel j:
-        mu_j ~ U(-n_mu, n_mu),  sigma_j ~ U(1, n_sigma)          (the step's distribution D_j^t)
-    and per activation, i.i.d. given those:
-        m[i, j] ~ U(mu_j - r_mu, mu_j + r_mu),  s[i, j] ~ N(sigma_j, r_sigma^2)
-    with the paper's n_mu = 0.5, n_sigma = 1.25, r_mu = r_sigma = 0.1 at `strength` 1. The
-    paper writes N(sigma, r_sigma); we read r_sigma as the standard deviation. `strength`
-    scales every deviation from the plain layer: n_mu, n_sigma - 1, r_mu and r_sigma; at 0,
-    s = 1 and m = 0 exactly (the plain BN layer). Inference adds no noise.
-
-    The noise is a pure function of (seed, layer, step): `set_step` (called by the training
-    loop before each step) draws the step's mu, sigma and an offset into two fixed banks of
-    r_mu U(-1, 1) and r_sigma N(0, 1) values; the graph reads one value of each per
-    activation from that offset (a gather), so a step costs a few element-wise passes and no
-    host-side arrays, and a resumed run, or a monitor's extra passes within a step, see the
-    step's noise. Within a step the values are i.i.d.; across steps an activation reads the
-    banks at a random offset, so a value recurs only by chance.
-    """
-
     def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, in_channels: int = 0,
                  strength: float = 1.0, seed: int = 0, layer: int = 0, **bn_kwargs):
         super().__init__()
@@ -149,8 +111,8 @@ class NoisyBatchNorm(gluon.HybridBlock):
                                    F.reshape(training, (1, 1, 1)))
 
         m = per_activation(jitter_m, noise_mu)
-        s = per_activation(jitter_s, noise_sigma - 1)  # s - 1: 0 in inference
-        return F.reshape_like(y3 + s * y3 + m, y)
+        s_minus_1 = per_activation(jitter_s, noise_sigma - 1)  # both 0 in inference: y exactly
+        return F.reshape_like(y3 + s_minus_1 * y3 + m, y)
 
 
 @NORMALIZATIONS.register(
