@@ -76,7 +76,7 @@ test: data ## run the test suite
 sweep: data ## the convergence sweep (bn none/gluon x 10 seeds, ~16 min) and its report with speedups
 	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)
 
-figures: data ## rerun the study presets (~105 min on 2 cores) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)
+figures: data ## rerun the study presets (~115 min on 2 idle cores) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)
 	$(PY) scripts/figures.py $(PRESETS)
 
 bench: data ## training throughput of none/scratch/gluon against a textbook loop and the source loop
