@@ -121,13 +121,13 @@ class ICSMonitorConfig:
 class LandscapeMonitorConfig:
     """bnexp/monitors/landscape.py"""
     every: int = 25      # steps between measurements
-    factors: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])  # x learning rate
+    factors: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 3.0])  # x lr (conf/monitor/landscape.yaml)
 
     def check(self, key: str) -> None:
         _check_every(key, self.every)
         if not (self.factors and min(self.factors) > 0):
             fail(f"{key}.factors", self.factors,
-                  "a list of step sizes > 0, in units of the learning rate, e.g. [0.5,1,2,4].")
+                  "a list of step sizes > 0, in units of the learning rate, e.g. [0.5,1,2,3].")
 
 
 def _check_every(key: str, every: int) -> None:

@@ -18,7 +18,8 @@ from bnexp.monitors.activations import percentiles
 from bnexp.monitors.ics import internal_covariate_shift, l2_and_cosine
 from bnexp.monitors.landscape import along_gradient
 from bnexp.monitors.network import preserved
-from bnexp.nn.build import build_net
+from bnexp.nn.build import build_net, step_hooks
+from bnexp.training import checkpoint
 from bnexp.training.step import make_optimizer, train_step
 from conftest import run_cli
 
@@ -134,29 +135,110 @@ def test_noisy_bn_with_zero_noise_is_gluon_bn_step_for_step(batch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_noise_only_in_training_and_drifting():
-    layer = NoisyBatchNorm(in_channels=4, strength=1.0, seed=3)
-    plain = gluon.nn.BatchNorm(in_channels=4)
-    for block in (layer, plain):
-        block.initialize()
-        block.hybridize()
-    layer.set_step(7)
-    x = nd.random.normal(2, 3, shape=(16, 4, 5, 5))
-    np.testing.assert_array_equal(layer(x).asnumpy(), plain(x).asnumpy())  # inference: no noise
+def noisy_layer(channels: int = 4, strength: float = 1.0, seed: int = 3) -> NoisyBatchNorm:
+    layer = NoisyBatchNorm(in_channels=channels, strength=strength, seed=seed)
+    layer.initialize()
+    layer.hybridize()
+    return layer
+
+
+def noise_of(layer: NoisyBatchNorm, step: int, shape=(64, 4, 8, 8)) -> tuple[np.ndarray, np.ndarray]:
+    """The shift m and scale s the layer adds to each activation at `step`, read off two
+    training passes with the same noise: a constant input (BN outputs exactly 0, so the
+    output is m) and an input of +-1 per channel (BN outputs +-1/sqrt(1 + eps))."""
+    layer.set_step(step)
+    constant = nd.full(shape, 3.0)
+    signs = nd.array(np.where(np.arange(np.prod(shape)).reshape(shape) % 2, 1.0, -1.0))
     with autograd.record():
-        noisy, clean = layer(x).asnumpy(), plain(x).asnumpy()
-    assert not np.allclose(noisy, clean)
-    # per channel: the output is the clean output scaled and shifted by the step's draws
-    scale, shift = layer.noise_at(7)
-    np.testing.assert_allclose(noisy, clean * scale[None, :, None, None] + shift[None, :, None, None],
-                               rtol=1e-5, atol=1e-5)
-    # the draws change every step, and their distribution drifts: means over 100 steps differ
-    early = np.array([layer.noise_at(s)[1] for s in range(0, 100)])
-    late = np.array([layer.noise_at(s)[1] for s in range(300, 400)])
-    assert not np.allclose(early.mean(axis=0), late.mean(axis=0), atol=0.1)
-    assert np.array_equal(layer.noise_at(7)[1], layer.noise_at(7)[1])  # a pure function of step
-    zero = NoisyBatchNorm(in_channels=4, strength=0.0)
-    assert np.array_equal(zero.noise_at(5)[0], np.ones(4)) and np.array_equal(zero.noise_at(5)[1], np.zeros(4))
+        m = layer(constant).asnumpy()
+        out, y = layer(signs).asnumpy(), layer.bn(signs).asnumpy()
+    return m, (out - m) / y
+
+
+def test_noisy_bn_noise_has_the_papers_distribution():
+    """Santurkar et al., Algorithm 1: per channel mu ~ U(-0.5, 0.5), sigma ~ U(1, 1.25) each
+    step; per activation m ~ U(mu -+ 0.1), s ~ N(sigma, 0.1^2), i.i.d. over samples and positions."""
+    layer = noisy_layer()
+    m, s = noise_of(layer, step=7)
+    mu, sigma, _ = layer.noise_at(7)
+    n = m.shape[0] * m.shape[2] * m.shape[3]  # 4096 activations per channel
+    for j in range(4):
+        mj, sj = m[:, j].ravel(), s[:, j].ravel()
+        # uniform on [mu - 0.1, mu + 0.1] (float32 rounding of values below 1: 1e-6)
+        assert mj.min() >= mu[j] - 0.1 - 1e-6 and mj.max() <= mu[j] + 0.1 + 1e-6
+        # its mean within 5 standard errors (0.1 / sqrt(3 n)), its variance 0.1^2 / 3 within 10%
+        # (the sample variance of a uniform has relative sd sqrt(0.8 / n) = 1.4%)
+        assert abs(mj.mean() - mu[j]) < 5 * 0.1 / np.sqrt(3 * n)
+        assert mj.var() == pytest.approx(0.01 / 3, rel=0.1)
+        # normal around sigma with sd 0.1: mean within 5 standard errors, sd within 8%
+        # (relative sd of a sample sd: 1 / sqrt(2 n) = 1.1%), tails as a normal's
+        assert abs(sj.mean() - sigma[j]) < 5 * 0.1 / np.sqrt(n)
+        assert sj.std() == pytest.approx(0.1, rel=0.08)
+        assert np.mean(np.abs(sj - sigma[j]) > 0.196) == pytest.approx(0.05, abs=0.02)
+    # independent across samples: neighbouring samples' shifts uncorrelated (|r| < 5 / sqrt(n))
+    a, b = m[0::2] - mu[None, :, None, None], m[1::2] - mu[None, :, None, None]
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 5 / np.sqrt(a.size)
+    # and the shift independent of the scale
+    assert abs(np.corrcoef((m - mu[None, :, None, None]).ravel(), s.ravel())[0, 1]) < 5 / np.sqrt(m.size)
+
+
+def test_noisy_bn_distribution_changes_every_step():
+    layer = noisy_layer()
+    draws = [layer.noise_at(step) for step in range(200)]
+    mus = np.array([d[0] for d in draws])
+    sigmas = np.array([d[1] for d in draws])
+    # mu ~ U(-0.5, 0.5): mean 0 and sd 0.289; sigma ~ U(1, 1.25): mean 1.125, sd 0.072 (800 draws)
+    assert mus.min() >= -0.5 and mus.max() <= 0.5 and abs(mus.mean()) < 5 * 0.289 / np.sqrt(800)
+    assert sigmas.min() >= 1 and sigmas.max() <= 1.25
+    assert abs(sigmas.mean() - 1.125) < 5 * 0.072 / np.sqrt(800)
+    assert len({d[2] for d in draws}) == 200  # a new offset into the banks every step
+    m7, _ = noise_of(layer, 7)
+    m8, _ = noise_of(layer, 8)
+    assert not np.allclose(m7.mean(axis=(0, 2, 3)), m8.mean(axis=(0, 2, 3)), atol=0.01)
+
+
+def test_noisy_bn_same_step_same_noise_and_none_in_inference():
+    layer, again = noisy_layer(), noisy_layer()  # `again`: a resumed run's fresh layer
+    x = nd.random.normal(2, 3, shape=(16, 4, 5, 5))
+    layer.set_step(11)
+    with autograd.record():
+        first, second = layer(x).asnumpy(), layer(x).asnumpy()  # a monitor's extra pass
+    again.set_step(11)
+    with autograd.record():
+        resumed = again(x).asnumpy()
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, resumed)
+    with autograd.record():
+        clean = layer.bn(x).asnumpy()
+    assert np.abs(first - clean).mean() > 0.1
+    np.testing.assert_array_equal(layer(x).asnumpy(), layer.bn(x).asnumpy())  # inference: no noise
+    zero = noisy_layer(strength=0.0)
+    zero.set_step(11)
+    with autograd.record():
+        np.testing.assert_array_equal(zero(x).asnumpy(), zero.bn(x).asnumpy())
+
+
+def test_noisy_bn_resumes_from_a_checkpoint_bit_for_bit(batch, tmp_path):
+    """The noise banks are left out of the checkpoint (Constants, rebuilt from the seed);
+    a network restored at step 3 trains on exactly as the uninterrupted one."""
+    cfg = Config(bn=BNConfig("noisy"), trainer=TrainerConfig(batch_size=64))
+
+    def steps(net, trainer, begin, end):
+        for step in range(begin, end):
+            for hook in step_hooks(net):
+                hook(step)
+            loss, _ = train_step(net, trainer, *batch, [mx.cpu()])
+        return float(loss.asscalar())
+
+    net = build_net(cfg, [mx.cpu()])
+    trainer = make_optimizer(net, cfg.lr, [mx.cpu()])
+    steps(net, trainer, 0, 3)
+    checkpoint.save(tmp_path, net, trainer, {"step": 3})
+    assert not any("jitter" in name for name in nd.load(str(tmp_path / checkpoint.CHECKPOINT_FILE)))
+    resumed = build_net(cfg, [mx.cpu()])
+    resumed_trainer = make_optimizer(resumed, cfg.lr, [mx.cpu()])
+    checkpoint.restore(tmp_path, resumed, resumed_trainer)
+    assert steps(net, trainer, 3, 5) == steps(resumed, resumed_trainer, 3, 5)
 
 
 # ------------------------------------------------------------------------------ mlp

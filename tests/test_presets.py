@@ -57,7 +57,7 @@ def test_preset_composes_and_is_valid(composer, name):
 
 
 def test_preset_sizes(composer):
-    assert jobs_of(composer("experiment=convergence")) == 10
+    assert jobs_of(composer("experiment=convergence")) == 20
     assert jobs_of(composer("experiment=mechanism")) == 9
     assert jobs_of(composer("experiment=momentum_eps")) == 12
     assert jobs_of(composer("experiment=batch_size")) == 10

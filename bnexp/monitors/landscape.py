@@ -1,12 +1,17 @@
 """Santurkar et al. (2018), Fig. 4: the loss landscape along the gradient.
 
 At a measuring step, on that step's batch, with g the gradient at the weights w and
-trial steps of sizes eta_k = f_k * lr (f_k = `factors`, default 0.5, 1, 2, 4):
+trial steps of sizes eta_k = f_k * lr (f_k = `factors`, default 0.5, 1, 2, 3):
     loss_range       max - min of L(w - eta g) over eta in {0, eta_1, ..., eta_K}
                      ("variation of the loss", Fig. 4a)
     grad_change      max_k ||grad L(w - eta_k g) - g||      ("gradient predictiveness", 4b)
     beta_smoothness  max_k ||grad L(w - eta_k g) - g|| / ||eta_k g||
                      (the largest gradient change per distance moved, 4c)
+The step sizes follow the paper's rule (Santurkar et al. 2018, Appendix A.2.2): for VGG at lr
+0.1 they take 1/2 to 4 times the lr, the largest "slightly smaller than the learning rate at
+which the standard (no BatchNorm) network diverges" (Fig. 4 caps it at 0.4). LeNet without BN
+still trains at lr 0.6 (0.73 after an epoch) and fails at 0.8 (`experiment=lr_robustness`), so
+at lr 0.2 the rule gives 3x; the paper's 4x would be 0.8, where the plain network already fails.
 Smaller means a smoother, more predictable landscape; the paper finds all three smaller
 with BN. On a quadratic 1/2 h ||w||^2 the smoothness is exactly h and the loss range is
 L(w) - min_k L(w - eta_k g) with the closed form tested in tests/test_monitors.py. The

@@ -15,13 +15,15 @@ from bnexp.training.step import LOSS, split
 @contextlib.contextmanager
 def preserved(net: gluon.Block) -> Iterator[None]:
     """Put back every parameter of `net` -- weights, BN moving statistics, noise values --
-    on every device, bit for bit, when the block ends (the optimizer is never touched)."""
-    saved = {name: [data.copy() for data in param.list_data()]
-             for name, param in net.collect_params().items()}
+    on every device, bit for bit, when the block ends (the optimizer is never touched).
+    Constants (bn=noisy's noise banks) cannot change and are not copied."""
+    params = {name: p for name, p in net.collect_params().items()
+              if not isinstance(p, gluon.Constant)}
+    saved = {name: [data.copy() for data in param.list_data()] for name, param in params.items()}
     try:
         yield
     finally:
-        for name, param in net.collect_params().items():
+        for name, param in params.items():
             for data, copy in zip(param.list_data(), saved[name]):
                 copy.copyto(data)
 

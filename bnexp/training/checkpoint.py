@@ -24,6 +24,13 @@ CHECKPOINT_FILE = "checkpoint.params"
 _STATE, _TRAINER, _PARAM = "__state__", "__trainer__", "param:"
 
 
+def saved_params(net: gluon.Block) -> dict[str, gluon.Parameter]:
+    """Every parameter but the Constants: those are fixed by the network's construction
+    (bn=noisy's noise banks, 2 x 32 MB a layer) and rebuilt with it."""
+    return {name: p for name, p in net._collect_params_with_prefix().items()
+            if not isinstance(p, gluon.Constant)}
+
+
 def _bytes_array(blob: bytes) -> nd.NDArray:
     return nd.array(np.frombuffer(blob, dtype=np.uint8), dtype="uint8")
 
@@ -31,8 +38,7 @@ def _bytes_array(blob: bytes) -> nd.NDArray:
 def save(run_dir: Path, net: gluon.Block, trainer: gluon.Trainer, state: dict) -> Path:
     """Write params + optimizer state + `state` atomically; returns the checkpoint path."""
     path = run_dir / CHECKPOINT_FILE
-    arrays = {_PARAM + name: param.data() for name, param in
-              net._collect_params_with_prefix().items()}
+    arrays = {_PARAM + name: param.data() for name, param in saved_params(net).items()}
     with tempfile.TemporaryDirectory(dir=run_dir) as scratch:  # save_states wants a file name
         states_file = Path(scratch) / "trainer.states"
         trainer.save_states(str(states_file))
@@ -55,8 +61,7 @@ def read_state(run_dir: Path) -> dict | None:
 def restore(run_dir: Path, net: gluon.Block, trainer: gluon.Trainer) -> dict:
     """Load params and optimizer state into `net` and `trainer`; return the loop state."""
     arrays = nd.load(str(run_dir / CHECKPOINT_FILE))
-    params = net._collect_params_with_prefix()
-    for name, param in params.items():
+    for name, param in saved_params(net).items():
         param.set_data(arrays[_PARAM + name])
     with tempfile.TemporaryDirectory(dir=run_dir) as scratch:  # load_states wants a file name
         states_file = Path(scratch) / "trainer.states"
