@@ -33,7 +33,8 @@ def test_cli_table_and_json(tmp_path):
     best; the tuner's count for each bnexp loop."""
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "bnexp.bench", "--steps", "3", "--warmup", "1",
-                           "--repeats", "1", "--threads", "1,2", "--json", str(out)],
+                           "--repeats", "1", "--threads", "1,2", "--probe-seconds", "0.1",
+                           "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -112,6 +113,8 @@ def test_bad_arguments_are_refused():
         bench.parse_args(["--threads", "zero"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--threads", "1,0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--probe-seconds", "0"])
     assert bench.parse_args(["--threads", "2,1,2"]).threads == [1, 2]
     args = bench.parse_args(["--variants", "gluon", "none", "gluon"])
     assert args.variants == ["gluon", "none"]

@@ -172,7 +172,9 @@ def test_cli_thread_counts_take_the_same_first_step(tmp_path, first_step_bounds)
 
 # ------------------------------------------------------------------ with BN, per device
 SHORT = ["trainer.max_steps=5", "data.test_subset=256", "trainer.log_every_steps=1",
-         "trainer.eval_every_steps=5", "trainer.progress=log", "logger.tensorboard=false"]
+         "trainer.eval_every_steps=5", "trainer.progress=log", "logger.tensorboard=false",
+         # speed settings fixed: these tests are about the devices, not the tuning probe
+         "perf.threads=2", "perf.pool=native", "perf.bn_impl=centered"]
 
 
 def train_run(tmp_path, name: str, *overrides: str) -> dict:

@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", default="auto",
                    help="thread counts to time every loop at, each in its own process: auto (the "
                         "counts bnexp's tuner considers on this machine) or a list such as 1,2")
+    p.add_argument("--probe-seconds", type=float, default=None,
+                   help="seconds per option and round when the tuner must measure first "
+                        "(perf.probe_seconds; default 0.5)")
     p.add_argument("--bn-floor", action="store_true",
                    help="also time BN layers alone: MXNet's BatchNorm, the from-scratch layer, and "
                         "the per-channel affine transform it cannot avoid (where MXNet sets the floor)")
@@ -96,6 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key in ("steps", "repeats", "batch_size"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be at least 1")
+    if args.probe_seconds is not None and not 0.05 <= args.probe_seconds <= 60:
+        p.error(f"--probe-seconds must be between 0.05 and 60, not {args.probe_seconds}")
     if args.warmup < 0:
         p.error("--warmup must be >= 0")
     if args.batch_size > 60000:
@@ -126,7 +131,9 @@ def tuned_settings(args: argparse.Namespace) -> tuple[list[int], dict[int, dict[
     def choose(variant: str, threads: str) -> tuning.Choice:
         return tuning.choose(Config(bn=BNConfig(variant), ctx=args.ctx,
                                     trainer=TrainerConfig(batch_size=args.batch_size),
-                                    perf=PerfConfig(threads=threads)), ThreadPolicy.resolve(threads))
+                                    perf=PerfConfig(threads=threads, **probe)), ThreadPolicy.resolve(threads))
+
+    probe = {} if args.probe_seconds is None else {"probe_seconds": args.probe_seconds}
 
     counts = ThreadPolicy.resolve().candidates() if args.threads == "auto" else args.threads
     variants = [v for v in args.variants if v in BNEXP_VARIANTS]
