@@ -296,7 +296,9 @@ def test_time_to_accuracy_stops_at_target():
 def test_observe_real_run_with_memory():
     """Against the real CLI: its evaluation log lines are recognised, metrics.json is
     read, and a peak RSS is measured."""
-    overrides = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512"]
+    overrides = ["trainer.max_steps=20", "trainer.eval_every_steps=10", "data.test_subset=512",
+                 # speed settings fixed: this is about observing a run, not the tuning probe
+                 "perf.threads=2", "perf.pool=native", "perf.bn_impl=surrogate"]
     result = observe.observe_run(overrides, 0.0, False, True, echo=lambda s: None)
     assert result["returncode"] == 0, result.get("output_tail")
     assert [e["step"] for e in result["eval_log"]] == [10, 20]
