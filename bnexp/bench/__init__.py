@@ -128,12 +128,12 @@ def tuned_settings(args: argparse.Namespace) -> tuple[list[int], dict[int, dict[
     from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
     from bnexp.runtime import tuning
 
+    probe = {} if args.probe_seconds is None else {"probe_seconds": args.probe_seconds}
+
     def choose(variant: str, threads: str) -> tuning.Choice:
         return tuning.choose(Config(bn=BNConfig(variant), ctx=args.ctx,
                                     trainer=TrainerConfig(batch_size=args.batch_size),
                                     perf=PerfConfig(threads=threads, **probe)), ThreadPolicy.resolve(threads))
-
-    probe = {} if args.probe_seconds is None else {"probe_seconds": args.probe_seconds}
 
     counts = ThreadPolicy.resolve().candidates() if args.threads == "auto" else args.threads
     variants = [v for v in args.variants if v in BNEXP_VARIANTS]

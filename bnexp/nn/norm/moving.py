@@ -61,8 +61,8 @@ def moving_average(F, moving, batch, momentum: float, training):
     `moving` and the write into it is otherwise not fixed, while `before` is computed on
     the way to the write and `after` comes out of it."""
     before = F.BlockGrad(F.identity(moving))
-    step = F.where(training, (1 - momentum) * (before - F.BlockGrad(batch)), F.zeros_like(batch))
-    zeros = F.zeros_like(batch)  # the "weight" the optimizer op would move; only its output uses it
+    zeros = F.zeros_like(batch)  # the inference step, and the "weight" the optimizer op would move
+    step = F.where(training, (1 - momentum) * (before - F.BlockGrad(batch)), zeros)
     if F is mx.nd:
         after = mx.nd.sgd_mom_update(zeros, step, moving, lr=1.0, momentum=1.0)
     else:
