@@ -5,15 +5,20 @@ joblib and submitit workers are child processes that inherit it); run.py's
 `bnexp_job_name` resolver reads it."""
 from __future__ import annotations
 
+import fcntl
 import os
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 SWEPT_KEYS_VAR = "BNEXP_SWEPT_KEYS"  # the keys a sweep varies, for naming its job folders
 SWEEP_FILE = "sweep.yaml"
+CLAIM_FILE = ".bnexp_job"        # in a job folder: "<launch id> <job number>" of the job that holds it
+LOCK_FILE = ".bnexp_naming.lock"  # in the sweep folder: one job names its folder at a time
 UNNAMED_KEYS = ("data.root", "experiment", "resume")  # overrides that never name a job folder
 
 
@@ -46,16 +51,17 @@ class SweepNamingCallback(Callback):
         os.environ[SWEPT_KEYS_VAR] = ",".join(swept)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create({"swept": swept, "fixed": fixed}), sweep_dir / SWEEP_FILE)
+        OmegaConf.save(OmegaConf.create({"swept": swept, "fixed": fixed,
+                                         "launch": secrets.token_hex(4)}), sweep_dir / SWEEP_FILE)
 
 
 def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[str, ...]) -> str:
     """A job's folder name: its swept overrides (all of them if the sweep's keys are not
-    known). A folder that another job of the sweep (another job number: a repeated value)
-    already holds is not shared: the name gets `~2`, `~3`, ...; the same job run again
-    (resume=auto) finds its own folder."""
-    from omegaconf import OmegaConf
-
+    known). The job claims the folder (`CLAIM_FILE`: this launch of the sweep and the job's
+    number). A folder another job of this launch holds (a repeated value, seed=1,1) is not
+    shared: the name gets `~2`, `~3`, ... A folder an earlier launch ran is this job's own
+    to continue (resume=auto), whatever its number was then: the job order changes when a
+    list of values grows or is reordered."""
     swept = set(filter(None, os.environ.get(SWEPT_KEYS_VAR, "").split(",")))
 
     def key(override: str) -> str:
@@ -63,12 +69,47 @@ def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[
 
     named = sorted(o for o in overrides if key(o) not in ignored and (not swept or key(o) in swept))
     name = ",".join(named) or "default"
-    for attempt in range(1, 1000):
-        candidate = name if attempt == 1 else f"{name}~{attempt}"
-        record = Path(sweep_dir) / candidate / ".hydra" / "hydra.yaml"
-        try:
-            if not record.exists() or int(OmegaConf.load(record).hydra.job.num) == int(job_num):
+    launch = current_launch(sweep_dir)
+    with _naming_lock(Path(sweep_dir)):
+        for attempt in range(1, 1000):
+            candidate = name if attempt == 1 else f"{name}~{attempt}"
+            claim = Path(sweep_dir) / candidate / CLAIM_FILE
+            holder = _read_claim(claim)
+            if holder is None or holder[0] != launch or holder[1] == int(job_num):
+                claim.parent.mkdir(parents=True, exist_ok=True)
+                claim.write_text(f"{launch} {int(job_num)}\n")
                 return candidate
-        except Exception:  # an unreadable record: not ours to judge, take another name
-            continue
     return name
+
+
+def current_launch(sweep_dir: str) -> str:
+    """The id of the latest launch of the sweep in `sweep_dir` (sweep.yaml), "" if unknown."""
+    from omegaconf import OmegaConf
+
+    try:
+        return str(OmegaConf.load(Path(sweep_dir) / SWEEP_FILE).get("launch", ""))
+    except Exception:  # no sweep.yaml (a launcher without bnexp's callbacks): one launch
+        return ""
+
+
+def _read_claim(path: Path) -> tuple[str, int] | None:
+    """(launch, job number) of the job that holds a folder; None if none does."""
+    try:
+        launch, num = path.read_text().split()
+        return launch, int(num)
+    except FileNotFoundError:
+        return None
+    except ValueError:  # an unreadable claim (a crash mid-write): an earlier launch's
+        return "?", -1
+
+
+@contextmanager
+def _naming_lock(sweep_dir: Path) -> Iterator[None]:
+    """One job at a time chooses its folder (joblib's workers name theirs in parallel)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with open(sweep_dir / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
