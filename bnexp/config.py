@@ -78,6 +78,7 @@ class TrainerConfig:
     checkpoint_every_epochs: int = 1   # 0 = only at the end of the run and when interrupted
     diverge_above: Optional[float] = 1000.0  # a training loss above this (or non-finite) = diverged
     progress: str = "auto"             # auto (bar on a terminal, else log lines) | bar | log
+    stop_at_targets: bool = False      # end once the watched accuracy reached every report.targets value
 
 
 @dataclass

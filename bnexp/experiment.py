@@ -32,6 +32,7 @@ from bnexp.training.evaluation import Evaluation
 from bnexp.training.progress import Progress
 from bnexp.training.signals import graceful_stop
 from bnexp.training.step import device_splits, make_optimizer
+from bnexp.training.stopping import StopAtTargets
 from bnexp.training.tensorboard import RunLogger, TensorBoardCurves
 from bnexp.training.throughput import ThroughputCheck
 from bnexp.training.trainer import Trainer
@@ -193,6 +194,8 @@ def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: Run
         TensorBoardCurves(logger),
         Progress(tc.progress),
     ]
+    if tc.stop_at_targets:
+        callbacks.append(StopAtTargets(record, list(cfg.report.targets), watched_name))
     steps = total_steps(cfg, len(train) // tc.batch_size)
     return Trainer(net, make_optimizer(net, lr, ctx), ctx, train, batch_size=tc.batch_size,
                    total_steps=steps, seed=cfg.seed, log_every=tc.log_every_steps,

@@ -68,6 +68,7 @@ class RunRecord:
     train_curve: list[TrainPoint] = field(default_factory=list)
     diverged_at_step: int | None = None
     error: str | None = None
+    stopped_early: str | None = None  # why a completed run ended before its length (trainer.stop_at_targets)
     perf: dict = field(default_factory=dict)     # speed settings in effect (bnexp/tuning.py)
     monitors: dict = field(default_factory=dict)  # monitor name -> list of measurements
     targets: list[float] = field(default_factory=lambda: list(TARGETS))  # report.targets

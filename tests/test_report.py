@@ -24,7 +24,7 @@ EVERY = 50  # synthetic evaluation interval (steps)
 
 def make_job(sweep: Path, bn: str, lr: float, seed: int, accs: list[float],
              status: str = "completed", diverged_at: int | None = None,
-             extra: tuple[str, ...] = ()) -> Path:
+             extra: tuple[str, ...] = (), stopped_early: str | None = None) -> Path:
     """A job folder with a real RunRecord: evaluation every 50 steps, 0.1 s per step."""
     overrides = [f"bn={bn}", f"lr={lr}", f"seed={seed}", "trainer.max_steps=400"]
     job_dir = sweep / ",".join(sorted(overrides))
@@ -38,6 +38,7 @@ def make_job(sweep: Path, bn: str, lr: float, seed: int, accs: list[float],
     record.steps = len(accs) * EVERY
     record.final = {"test_acc": accs[-1], "test_loss": 1.0 - accs[-1]} if accs else {}
     record.diverged_at_step = diverged_at
+    record.stopped_early = stopped_early
     write_json_atomic(job_dir / "metrics.json", record.to_json())
     return job_dir
 
@@ -89,6 +90,21 @@ def num(value: str) -> float:
 
 def geomean(values: list[float]) -> float:
     return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def test_runs_stopped_at_their_targets_are_counted_and_said(tmp_path: Path):
+    """trainer.stop_at_targets: the outcome table gives the steps each run trained and how
+    many stopped at the targets; their crossings count as any other."""
+    make_job(tmp_path, "none", 0.2, 0, [0.1, 0.3, 0.5, 0.7, 0.75, 0.8, 0.82, 0.84])
+    make_job(tmp_path, "gluon", 0.2, 0, [0.72, 0.81, 0.86], stopped_early="val accuracy 0.86")
+    make_job(tmp_path, "gluon", 0.2, 1, [0.6, 0.75, 0.83, 0.87, 0.88], stopped_early="val accuracy 0.88")
+    text = write_report(tmp_path).read_text()
+    rows = read_rows(tmp_path)
+    assert rows["bn=gluon"]["stopped_at_targets"] == "2"
+    assert num(rows["bn=gluon"]["steps_run_mean"]) == pytest.approx(200)
+    assert num(rows["bn=none"]["steps_run_mean"]) == pytest.approx(400)
+    assert "| bn=gluon | 2 | 2 completed (2 stopped at the targets) | 200 ± 71 |" in text
+    assert num(rows["bn=gluon"]["steps_to_0.85_mean"]) == pytest.approx(175)
 
 
 def test_synthetic_sweep_numbers(sweep: Path):

@@ -63,3 +63,21 @@ def test_run_with_validation_split_and_dense_early_evaluations(tmp_path):
     assert m["final"]["val_acc"] == m["eval_curve"][-1]["acc"]
     assert m["final"]["test_acc"] != m["final"]["val_acc"]  # the final number is on the test set
     assert "(460 per epoch)" in proc.stdout + proc.stderr  # 59,000 training images left
+
+
+@pytest.mark.slow
+def test_a_run_with_stop_at_targets_ends_once_every_target_is_settled(tmp_path):
+    """trainer.stop_at_targets through the real CLI: the run ends at the first validation
+    evaluation at or above the highest target, completed, and is then tested."""
+    proc = run_cli("bn=gluon", "data.val_size=1000", "trainer.eval_schedule=dense_early",
+                   "trainer.eval_every_steps=10", "trainer.max_steps=100", "data.test_subset=512",
+                   "trainer.progress=log", "seed=4", "report.targets=[0.3,0.5]",
+                   "trainer.stop_at_targets=true", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    first = next(p for p in m["eval_curve"] if p["acc"] >= 0.5)
+    assert m["status"] == "completed" and m["steps"] == first["step"] < 100
+    assert m["eval_curve"][-1] == first  # no evaluation after the one that settled it
+    assert m["to_accuracy"]["0.50"]["step"] == first["step"]
+    assert m["stopped_early"].startswith(f"val accuracy {first['acc']:.4f} reached every target")
+    assert "test_acc" in m["final"]  # the completed run is tested on the test set

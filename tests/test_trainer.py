@@ -12,6 +12,7 @@ from bnexp.nn.build import build_net
 from bnexp.record import RunRecord
 from bnexp.training.callback import Callback, TrainMetrics
 from bnexp.training.step import DeviceSplit, make_optimizer
+from bnexp.training.stopping import StopAtTargets
 from bnexp.training.throughput import MIN_STEPS, SLOWER, ThroughputCheck
 from bnexp.training.trainer import Trainer
 
@@ -104,6 +105,36 @@ def test_teardown_runs_after_an_exception():
     with pytest.raises(RuntimeError, match="boom"):
         make(5, [Journal(log), Broken()]).fit()
     assert log[-1] == ("teardown", 1) and ("fit_end", "running") not in log
+
+
+class ScriptedEvaluation(Callback):
+    """Emits `on_evaluation` at the given steps with the given accuracies, as the real
+    Evaluation does from its on_step_end."""
+
+    def __init__(self, split: str, accuracies: dict[int, float]):
+        self.split, self.accuracies = split, accuracies
+
+    def on_step_end(self, state):
+        if state.step in self.accuracies:
+            state.emit("on_evaluation", self.split, {"acc": self.accuracies[state.step], "loss": 1.0})
+
+
+@pytest.mark.parametrize("split, accuracies, ends_at", [
+    ("val", {2: 0.75, 4: 0.84, 6: 0.86, 8: 0.9}, 6),   # every target reached at step 6
+    ("val", {2: 0.75, 4: 0.84, 6: 0.849}, 10),           # the highest never reached: full length
+    ("test", {2: 0.9}, 10),                               # not the watched split
+])
+def test_a_run_stops_once_the_watched_accuracy_reached_every_target(split, accuracies, ends_at):
+    log: list = []
+    record = RunRecord()
+    stopper = StopAtTargets(record, [0.70, 0.80, 0.85], "val")
+    state = make(10, [ScriptedEvaluation(split, accuracies), Journal(log), stopper]).fit()
+    assert (state.status, state.step) == ("completed", ends_at)
+    assert log[-2:] == [("fit_end", "completed"), ("teardown", ends_at)]
+    if ends_at < 10:
+        assert record.stopped_early.startswith("val accuracy 0.8600 reached every target (up to 0.85) at step 6")
+    else:
+        assert record.stopped_early is None
 
 
 class FakeState:

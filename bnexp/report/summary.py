@@ -36,6 +36,9 @@ def summary_row(group: Group, groups: list[Group], swept: list[str],
     row["seeds"] = len(group.jobs)
     for status in COUNTED_STATUSES:
         row[status] = sum(j.status == status for j in group.jobs)
+    row["stopped_at_targets"] = sum(bool(j.record and j.record.stopped_early) for j in group.jobs)
+    row["steps_run_mean"], row["steps_run_std"] = mean_std([j.record.steps for j in group.jobs
+                                                            if j.record and j.record.steps])
     row["final_test_acc_mean"], row["final_test_acc_std"] = mean_std(final_accuracies(group))
     row["eval_share"] = mean_std([s for s in map(eval_share, group.jobs) if s is not None])[0]
     baseline = find_baseline(group, groups)
@@ -103,7 +106,10 @@ def times(value: float) -> str:
 
 
 def statuses_text(row: dict) -> str:
-    return ", ".join(f"{row[s]} {s}" for s in COUNTED_STATUSES if row[s]) or "—"
+    text = ", ".join(f"{row[s]} {s}" for s in COUNTED_STATUSES if row[s]) or "—"
+    if row.get("stopped_at_targets"):
+        text += f" ({row['stopped_at_targets']} stopped at the targets)"
+    return text
 
 
 def markdown(report: Report, rows: list[dict], sections: list[list[str]]) -> str:
@@ -117,7 +123,10 @@ def markdown(report: Report, rows: list[dict], sections: list[list[str]]) -> str
              ""]
     if common:
         lines += ["Common overrides: " + " ".join(f"`{k}={v}`" for k, v in common.items()), ""]
-    lines += ["Final test accuracy: mean ± sample std over completed seeds. "
+    lines += ["Final test accuracy: mean ± sample std over completed seeds, at the step where each "
+              "run ended (steps run; a run with `trainer.stop_at_targets` ends at the first "
+              "evaluation that reached every target, so its final accuracy is not comparable "
+              "with a run's that trained its full length). "
               f"Steps/images/seconds to a target: first evaluation ({split}) at or "
               "above it, mean ± std over the seeds that reached it (seconds = optimizer time, "
               "evaluation excluded); resolution = the largest gap to the evaluation before, as a "
@@ -133,8 +142,10 @@ def markdown(report: Report, rows: list[dict], sections: list[list[str]]) -> str
               "seeds per configuration no interval is printed: no method tested reaches 95% "
               "coverage there.",
               "", "## Outcome", "",
-              "| config | seeds | statuses | final test acc | evaluation time |", "|---|---|---|---|---|"]
+              "| config | seeds | statuses | steps run | final test acc | evaluation time |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {r['config']} | {r['seeds']} | {statuses_text(r)} | "
+              f"{fmt(r['steps_run_mean'], r['steps_run_std'], 0)} | "
               f"{fmt(r['final_test_acc_mean'], r['final_test_acc_std'], 4)} | "
               f"{'—' if r['eval_share'] is None else format(r['eval_share'], '.0%')} |" for r in rows]
     for target in report.targets:
