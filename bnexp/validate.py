@@ -75,8 +75,9 @@ def check(cfg: Config) -> None:
     threads = str(cfg.perf.threads)
     if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
         fail("perf.threads", threads, "auto, or a number of threads >= 1.")
-    if not (math.isfinite(cfg.perf.probe_seconds) and 0.05 <= cfg.perf.probe_seconds <= 60):
-        fail("perf.probe_seconds", cfg.perf.probe_seconds, "seconds between 0.05 and 60, e.g. 1.")
+    problem = probe_seconds_problem(cfg.perf.probe_seconds)
+    if problem:
+        fail("perf.probe_seconds", cfg.perf.probe_seconds, problem)
     if cfg.perf.pool not in ("auto", *POOL_LAYOUTS):
         fail("perf.pool", cfg.perf.pool, f"choose one of auto, {', '.join(POOL_LAYOUTS)}.")
     if cfg.perf.bn_impl not in ("auto", *BN_IMPLS):
@@ -148,3 +149,9 @@ def load(cfg: DictConfig) -> Config:
     return obj
 
 
+def probe_seconds_problem(seconds: float) -> str | None:
+    """What is wrong with a tuning probe length (perf.probe_seconds, bench --probe-seconds):
+    long enough to time a few steps, short enough to wait for; None if nothing."""
+    if math.isfinite(seconds) and 0.05 <= seconds <= 60:
+        return None
+    return "seconds between 0.05 and 60, e.g. 1."

@@ -132,8 +132,10 @@ def test_bad_arguments_are_refused():
         bench.parse_args(["--threads", "zero"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--threads", "1,0"])
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--probe-seconds", "0"])
+    for seconds in ("0", "nan", "61"):  # the bounds perf.probe_seconds has (bnexp/validate.py)
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--probe-seconds", seconds])
+    assert bench.parse_args(["--probe-seconds", "60"]).probe_seconds == 60
     assert bench.parse_args(["--threads", "2,1,2"]).threads == [1, 2]
     args = bench.parse_args(["--variants", "gluon", "none", "gluon"])
     assert args.variants == ["gluon", "none"]

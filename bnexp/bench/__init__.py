@@ -47,6 +47,7 @@ from bnexp.command_name import invoked_as
 from bnexp.nn.norm.registry import NORMALIZATIONS
 from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
+from bnexp.validate import probe_seconds_problem
 
 VARIANTS = ("source", "plain-none", "plain-gluon", "none", "scratch", "gluon")  # the default set
 # every registered normalization can be measured by name (`--variants gluon group renorm`)
@@ -99,8 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key in ("steps", "repeats", "batch_size"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be at least 1")
-    if args.probe_seconds is not None and not 0.05 <= args.probe_seconds <= 60:
-        p.error(f"--probe-seconds must be between 0.05 and 60, not {args.probe_seconds}")
+    problem = None if args.probe_seconds is None else probe_seconds_problem(args.probe_seconds)
+    if problem:
+        p.error(f"--probe-seconds={args.probe_seconds}: {problem}")
     if args.warmup < 0:
         p.error("--warmup must be >= 0")
     if args.batch_size > 60000:
