@@ -30,7 +30,7 @@ BUILD   = $(eval BUILD := $(or $(FLAVOR),$(HAVE),$(shell $(DETECT))))$(BUILD)
 OTHER_MXNET = $(if $(filter gpu,$(BUILD)),mxnet,mxnet-cu112)
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test sweep bench tensorboard doctor figures slurm-up slurm-down lock
+.PHONY: help install kernels data run test sweep bench tensorboard doctor figures slurm-up slurm-down lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,7 +59,19 @@ $(STAMP): requirements/cpu.txt requirements/gpu.txt pyproject.toml
 		if [ -n "$$cuda" ]; then echo "removing the CUDA 11 wheels:" $$cuda; $(PY) -m pip uninstall -y -q $$cuda; fi; fi
 	$(PY) -m pip install -q -r requirements/$(BUILD).txt
 	$(PY) -m pip install -q --no-deps -e .
+	@$(MAKE) --no-print-directory kernels
 	@echo $(BUILD) $$($(call VERSION_OF,$(PY))) > $@
+
+# bn=scratch's compiled formulation (bnexp/nn/norm/kernels/): g++ (installed as root on Debian
+# if missing), the library built for this CPU. Optional: without it bn=scratch runs the others.
+kernels: ## build the compiled BN operator for this CPU (installs g++ if missing and root on Debian)
+	@test -n "$$CXX" || command -v g++ >/dev/null || \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing g++ (for the compiled BN formulation)"; \
+			apt-get update -q >/dev/null && apt-get install -y -q g++ >/dev/null || echo "could not install g++"; \
+		else echo "no g++: bn=scratch will run without its compiled formulation (install g++ for it)"; fi
+	@$(PY) -m bnexp.nn.norm.kernels >/dev/null && echo "compiled BN operator: built for this CPU" || \
+		echo "compiled BN operator unavailable (above); bn=scratch uses its other formulations"
 
 doctor: $(STAMP) ## check the installation: versions, GPUs and CUDA libraries, dataset, threads
 	$(PY) -m bnexp.runtime.doctor

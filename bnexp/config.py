@@ -23,7 +23,7 @@ BN_INITS = ("standard", "source")        # BN initializations (bnexp/nn/norm/reg
 ACTIVATIONS = ("sigmoid", "relu", "tanh")  # mlp hidden activations
 INITIALIZERS = ("normal", "xavier")      # weight initializers (bnexp/nn/blocks.py)
 POOL_LAYOUTS = ("native", "folded")      # max pooling (bnexp/nn/pooling.py), speed depends on the CPU
-BN_IMPLS = ("centered", "surrogate")     # ScratchBatchNorm formulations (bnexp/nn/norm/scratch.py), likewise
+BN_IMPLS = ("centered", "surrogate", "compiled")     # ScratchBatchNorm formulations (bnexp/nn/norm/scratch.py), likewise
 
 
 @dataclass
@@ -85,7 +85,7 @@ class TrainerConfig:
 class PerfConfig:
     threads: str = "auto"    # OpenMP threads: auto (measured, bnexp/runtime/tuning/) or a number
     pool: str = "auto"       # max pooling: auto | native | folded
-    bn_impl: str = "auto"    # ScratchBatchNorm formulation: auto | centered | surrogate
+    bn_impl: str = "auto"    # ScratchBatchNorm formulation: auto | centered | surrogate | compiled
     probe_seconds: float = 0.5  # auto: seconds of training per option and round of the probe
 
     def layout(self) -> tuple[str, str]:

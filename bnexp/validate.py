@@ -82,6 +82,9 @@ def check(cfg: Config) -> None:
         fail("perf.pool", cfg.perf.pool, f"choose one of auto, {', '.join(POOL_LAYOUTS)}.")
     if cfg.perf.bn_impl not in ("auto", *BN_IMPLS):
         fail("perf.bn_impl", cfg.perf.bn_impl, f"choose one of auto, {', '.join(BN_IMPLS)}.")
+    if cfg.perf.bn_impl == "compiled" and any(kind == "gpu" for kind, _ in context.parse(cfg.ctx)):
+        fail("perf.bn_impl", cfg.perf.bn_impl, f"the compiled formulation runs on CPU only "
+             f"(ctx={cfg.ctx}); choose auto, centered or surrogate.")
     targets = cfg.report.targets
     if not targets or not all(0 < t <= 1 for t in targets) or sorted(set(targets)) != list(targets):
         fail("report.targets", targets, "accuracies in (0, 1], increasing, e.g. [0.7,0.8,0.85].")

@@ -79,7 +79,8 @@ def test_bn_floor_rows_and_profile():
     rows = measure.bn_floor(steps=2, repeats=1)
     assert {r["shape"] for r in rows} == {"128x20x24x24", "128x50x10x10"}
     assert {r["what"] for r in rows} >= {"gluon BatchNorm", "scratch (centered)",
-                                         "scratch (surrogate)", "affine only, depthwise conv"}
+                                         "scratch (surrogate)", "scratch (compiled)",
+                                         "affine only, depthwise conv"}
     assert positive_finite([r["ms"] for r in rows])
     profiles = measure.bn_profiles("centered")
     gluon_ops = {op["op"] for op in profiles["gluon BatchNorm"]}
@@ -88,6 +89,9 @@ def test_bn_floor_rows_and_profile():
     assert {"Convolution", "dot", "sgd_mom_update"} <= scratch_ops  # the in-place moving update
     assert "_backward_BatchNorm" not in scratch_ops  # from scratch indeed (BatchNorm only tells the mode)
     assert not any("::" in op for op in scratch_ops)  # no Python custom operator on the step
+    compiled = {op["op"] for op in measure.bn_profiles("compiled")["scratch (compiled)"]}
+    assert {"bnexp_batch_norm", "_backward_bnexp_batch_norm"} <= compiled  # one C++ op each way
+    assert "_backward_BatchNorm" not in compiled
     assert "profiler" in measure.format_floor(rows, profiles)
 
 

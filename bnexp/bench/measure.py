@@ -15,6 +15,7 @@ from mxnet import autograd, gluon, nd
 from bnexp import data as bndata
 from bnexp.bench.runners import BnexpRunner, PlainRunner, SourceRunner
 from bnexp.config import BN_IMPLS
+from bnexp.nn.norm import kernels
 from bnexp.nn.norm.scratch import ScratchBatchNorm, channel_affine
 from bnexp.training.step import DeviceSplit
 
@@ -110,14 +111,16 @@ def layer_ms(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int, repea
 
 
 def bn_floor(steps: int = 20, repeats: int = 5) -> list[dict]:
-    """Forward + backward ms of MXNet's fused BatchNorm, of the from-scratch layer (both
-    formulations), and of the per-channel affine transform alone, at LeNet's BN shapes."""
+    """Forward + backward ms of MXNet's fused BatchNorm, of the from-scratch layer (each
+    formulation; the compiled one where it builds), and of the per-channel affine transform
+    alone, at LeNet's BN shapes."""
+    impls = [impl for impl in BN_IMPLS if impl != "compiled" or kernels.unavailable_reason() is None]
     rows = []
     for shape in BN_SHAPES:
         c = shape[1]
         blocks = {"gluon BatchNorm": gluon.nn.BatchNorm(in_channels=c),
                   **{f"scratch ({impl})": ScratchBatchNorm(in_channels=c, impl=impl)
-                     for impl in BN_IMPLS},
+                     for impl in impls},
                   "affine only, depthwise conv": ChannelAffine(c, "depthwise"),
                   "affine only, broadcast ops": ChannelAffine(c, "broadcast")}
         for name, block in blocks.items():

@@ -11,7 +11,13 @@ uses the moving averages. The mode follows `autograd.is_training()`.
 A hybridized graph is traced once and cannot assign to the moving averages; the
 run-time mode and the in-place update come from native operators
 (bnexp/nn/norm/moving.py), and the graph picks batch or moving statistics with
-`where`. Every operator is MXNet's own: no Python runs during a step.
+`where`. No Python runs during a step.
+
+Three formulations of the same maths (`impl`, perf.bn_impl; bnexp's tuning times them
+and takes the fastest): `centered` and `surrogate` compose MXNet operators, as written
+below; `compiled` is the same layer written from scratch in C++ as one operator
+(bnexp/nn/norm/kernels/batch_norm.cc), built on the machine that runs it -- MXNet's
+operators make the from-scratch layer read many times over its input, one loop does not.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from bnexp.config import BN_IMPLS
+from bnexp.nn.norm import kernels
 from bnexp.nn.norm.moving import TrainingFlag, moving_average
 from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
 
@@ -82,6 +89,10 @@ def batch_norm(F, X, gamma, beta, moving_mean, moving_var, training, axis: int,
     """
     if axis != 1:
         X = F.swapaxes(X, dim1=1, dim2=axis)
+    if impl == "compiled":  # the same maths in one C++ loop (kernels/batch_norm.cc)
+        Y = F.bnexp_batch_norm(X, gamma, beta, moving_mean, moving_var, training,
+                               momentum=momentum, eps=eps)[0]
+        return F.swapaxes(Y, dim1=1, dim2=axis) if axis != 1 else Y
     X4 = F.reshape(X, (0, 0, -1, 1))   # (N, C, L, 1): L = H*W for images, 1 for features
     mean, var, base, offset = batch_statistics(F, X4, channels, impl)
     # Batch statistics in training, moving averages in inference (decided at run time).
@@ -124,6 +135,8 @@ class ScratchBatchNorm(gluon.HybridBlock):
         super().__init__(**kwargs)
         if impl not in BN_IMPLS:
             raise ValueError(f"unknown ScratchBatchNorm impl {impl!r}; expected one of {BN_IMPLS}")
+        if impl == "compiled":
+            kernels.load()  # F.bnexp_batch_norm (built for this machine if not cached yet)
         self._axis, self._momentum, self._epsilon, self._impl = axis, momentum, epsilon, impl
         shape = (in_channels,)
         with self.name_scope():

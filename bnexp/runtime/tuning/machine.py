@@ -14,7 +14,7 @@ from bnexp.config import Config
 from bnexp.runtime import context, cuda, gpu
 from bnexp.runtime.threads import available_cores
 
-PROBE_VERSION = 3   # bump when what the probe measures changes (3: native moving statistics): older cache entries are stale
+PROBE_VERSION = 4   # bump when what the probe measures changes (3: native moving statistics, 4: the compiled BN): older cache entries are stale
 
 
 def cpu_identity() -> dict[str, str]:

@@ -21,9 +21,11 @@ import logging
 import statistics
 import sys
 import time
+from functools import lru_cache
 from typing import NamedTuple
 
 from bnexp.config import BN_IMPLS, POOL_LAYOUTS
+from bnexp.nn.norm import kernels
 from bnexp.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -55,11 +57,27 @@ DEFAULT = Layout(POOL_LAYOUTS[0], BN_IMPLS[0])
 
 
 def layouts(variant: str, pool: str = "auto", bn_impl: str = "auto") -> list[Layout]:
-    """The layouts worth timing for a BN variant (the formulation matters only for scratch)."""
+    """The layouts worth timing for a BN variant (the formulation matters only for scratch).
+    The compiled formulation only where its operator builds (bnexp/nn/norm/kernels/): left
+    out of `auto` with a log line if it cannot, an error if asked for by name."""
     pools = POOL_LAYOUTS if pool == "auto" else (pool,)
-    impls = (BN_IMPLS if bn_impl == "auto" else (bn_impl,)) if variant == "scratch" \
-        else (DEFAULT.bn_impl,)
+    if variant != "scratch":
+        impls: tuple[str, ...] = (DEFAULT.bn_impl,)
+    elif bn_impl == "auto":
+        impls = tuple(i for i in BN_IMPLS if i != "compiled" or compiled_builds())
+    else:
+        if bn_impl == "compiled":
+            kernels.library()  # KernelUnavailable (a UserError): one line saying why
+        impls = (bn_impl,)
     return [Layout(p, i) for p in pools for i in impls]
+
+
+@lru_cache(maxsize=1)
+def compiled_builds() -> bool:
+    reason = kernels.unavailable_reason()
+    if reason:
+        log.info("tuning: the compiled BN formulation is left out: %s", reason)
+    return reason is None
 
 
 def decide(timings: dict[int, dict[str, float]]) -> tuple[int, str]:

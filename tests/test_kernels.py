@@ -1,0 +1,39 @@
+"""The compiled BN formulation (bnexp/nn/norm/kernels/): where it cannot be built, `auto`
+goes on without it and asking for it by name is one clear line. (That it equals gluon's
+BatchNorm, hybridized or not, is tests/test_bn.py's, with the other formulations.)"""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import QUICK, REPO, run_cli
+
+NO_COMPILER = {"CXX": "/nonexistent/g++"}
+BROKEN_COMPILER = {"CXX": "/bin/false"}  # exists, fails on everything
+
+
+@pytest.mark.parametrize("env, said", [
+    (NO_COMPILER, "perf.bn_impl=compiled needs a C++ compiler (g++)"),
+    (BROKEN_COMPILER, "perf.bn_impl=compiled: building batch_norm.cc with /bin/false failed"),
+])
+def test_asking_for_it_where_it_cannot_be_built_is_one_clear_line(env, said, tmp_path):
+    proc = run_cli("bn=scratch", "perf.bn_impl=compiled", "perf.threads=1", *QUICK,
+                   f"hydra.run.dir={tmp_path / 'run'}",
+                   env={**env, "BNEXP_KERNEL_DIR": str(tmp_path / "kernels")})
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert said in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()  # stopped before any work
+
+
+def test_auto_leaves_it_out_where_it_cannot_be_built(tmp_path):
+    code = ("import logging; logging.basicConfig(level=logging.INFO); "
+            "from bnexp.runtime.tuning.probe import layouts; "
+            "print(sorted({l.bn_impl for l in layouts('scratch')}))")
+    env = {"PATH": "/usr/bin:/bin", "BNEXP_KERNEL_DIR": str(tmp_path), **NO_COMPILER}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['centered', 'surrogate']"
+    assert "the compiled BN formulation is left out: perf.bn_impl=compiled needs a C++ compiler" \
+        in done.stderr
