@@ -85,7 +85,7 @@ run: data ## train with the default config (add ARGS="bn=gluon lr=0.1" for overr
 test: data ## run the test suite
 	$(PY) -m pytest $(ARGS)
 
-sweep: data ## the convergence sweep (bn none/gluon x 10 seeds, ~16 min) and its report with speedups
+sweep: data ## the convergence sweep (bn none/gluon x 10 seeds, 9 min on 2 cores) and its report with speedups
 	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)
 
 figures: data ## rerun the study presets (~115 min on 2 idle cores) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)

@@ -19,12 +19,18 @@ def colors(count: int):
 
 def plot_band(ax, series: list[list[tuple[int, float]]], color, label: str,
               linestyle: str = "-") -> bool:
-    """Mean over runs as a line, min..max as a shaded band; False if there was nothing."""
+    """Mean over runs as a line, min..max as a shaded band; False if there was nothing.
+    Once some runs have ended (stopped at their targets, diverged) the mean is over those
+    still going, which are not a sample of all: from there the line is dotted."""
     steps, mean, low, high = band(series)
     if not steps:
         return False
-    ax.plot(steps, mean, color=color, label=label, linestyle=linestyle,
-            marker="." if len(steps) < 30 else None)
+    common = sum(step <= min(run[-1][0] for run in series if run) for step in steps)
+    marker = "." if len(steps) < 30 else None
+    ax.plot(steps[:common], mean[:common], color=color, label=label, linestyle=linestyle,
+            marker=marker)
+    if common < len(steps):
+        ax.plot(steps[common - 1:], mean[common - 1:], color=color, linestyle=":", marker=marker)
     ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
     return True
 
