@@ -38,6 +38,7 @@ BAD = {
     "bn.variant=scracth": ["bn=scracth", "choose one of", "Did you mean bn=scratch?"],
     "report.targets=[0.8,0.7]": ["report.targets", "increasing"],
     "perf.probe_seconds=0": ["perf.probe_seconds=0", "between 0.05 and 60"],
+    "perf.bn_impl=compiled ctx=gpu": ["perf.bn_impl=compiled", "CPU only", "centered"],
 }
 
 # Found only once MXNet is imported (it knows the GPUs), after the run's first log lines.

@@ -23,7 +23,7 @@ def test_asking_for_it_where_it_cannot_be_built_is_one_clear_line(env, said, tmp
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert said in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert not (tmp_path / "run" / "metrics.json").exists()  # stopped before any work
+    assert not (tmp_path / "run").exists()  # stopped before any work, and left nothing
 
 
 def test_auto_leaves_it_out_where_it_cannot_be_built(tmp_path):

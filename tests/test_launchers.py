@@ -17,6 +17,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bnexp.runtime.threads import BUDGET_VAR, available_cores, threads_per_job
+from bnexp.sweep import naming
 from bnexp.sweep.callbacks import JOBLIB_LAUNCHER, ThreadBudgetCallback
 from conftest import run_cli
 
@@ -182,3 +183,30 @@ def test_job_folders_are_named_by_the_swept_keys(tmp_path: Path):
     again = run_cli(*reordered, f"hydra.sweep.dir={tmp_path}", "resume=auto")
     assert again.returncode == 0 and (again.stdout + again.stderr).count("already completed") == 4
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == jobs
+
+
+@pytest.mark.parametrize("launch_var", [True, False], ids=["sweep callback", "no launch id"])
+def test_job_folder_claims(tmp_path: Path, monkeypatch, launch_var: bool):
+    """naming.job_name on its own: a job asking again gets its folder again; a repeated value
+    of the same launch gets ~2; a later launch finds each folder again whatever the job
+    numbers are now (with a launch id; without one only the numbers tell jobs apart)."""
+    monkeypatch.setenv(naming.SWEPT_KEYS_VAR, "seed")
+
+    def launch(id_: str) -> None:
+        if launch_var:
+            monkeypatch.setenv(naming.LAUNCH_VAR, id_)
+        else:
+            monkeypatch.delenv(naming.LAUNCH_VAR, raising=False)
+
+    def name(seed: int, num: int) -> str:
+        return naming.job_name([f"seed={seed}", "lr=0.1"], str(tmp_path), num, naming.UNNAMED_KEYS)
+
+    launch("first")
+    assert [name(1, 0), name(1, 1), name(2, 2)] == ["seed=1", "seed=1~2", "seed=2"]
+    assert name(1, 1) == "seed=1~2"  # Hydra resolves a job's folder more than once
+    launch("second")  # resume=auto with the seeds in another order: other job numbers
+    renamed = [name(2, 0), name(1, 1), name(1, 2)]
+    if launch_var:
+        assert renamed == ["seed=2", "seed=1", "seed=1~2"]
+    else:  # seed=2 was job 2, seed=1's job 1 held seed=1~2: each number keeps its claim
+        assert renamed == ["seed=2~2", "seed=1~2", "seed=1~3"]

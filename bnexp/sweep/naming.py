@@ -1,8 +1,8 @@
 """Sweep job folders (and so TensorBoard run names) named by the swept keys only, e.g.
 `bn=none,seed=1`; the overrides a sweep keeps fixed are written once, to
-`<sweep dir>/sweep.yaml`. The keys travel to the jobs in an environment variable (the
-joblib and submitit workers are child processes that inherit it); run.py's
-`bnexp_job_name` resolver reads it."""
+`<sweep dir>/sweep.yaml`. The keys, and an id of this launch of the sweep, travel to the
+jobs in environment variables (the joblib and submitit workers are child processes that
+inherit them); run.py's `bnexp_job_name` resolver reads them."""
 from __future__ import annotations
 
 import fcntl
@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 SWEPT_KEYS_VAR = "BNEXP_SWEPT_KEYS"  # the keys a sweep varies, for naming its job folders
+LAUNCH_VAR = "BNEXP_SWEEP_LAUNCH"    # this launch of the sweep (a random id), for claiming them
 SWEEP_FILE = "sweep.yaml"
 CLAIM_FILE = ".bnexp_job"        # in a job folder: "<launch id> <job number>" of the job that holds it
 LOCK_FILE = ".bnexp_naming.lock"  # in the sweep folder: one job names its folder at a time
@@ -49,10 +50,10 @@ class SweepNamingCallback(Callback):
                                        OmegaConf.to_container(config.hydra.sweeper.get("params"))
                                        if config.hydra.sweeper.get("params") else None)
         os.environ[SWEPT_KEYS_VAR] = ",".join(swept)
+        os.environ[LAUNCH_VAR] = secrets.token_hex(4)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create({"swept": swept, "fixed": fixed,
-                                         "launch": secrets.token_hex(4)}), sweep_dir / SWEEP_FILE)
+        OmegaConf.save(OmegaConf.create({"swept": swept, "fixed": fixed}), sweep_dir / SWEEP_FILE)
 
 
 def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[str, ...]) -> str:
@@ -69,7 +70,7 @@ def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[
 
     named = sorted(o for o in overrides if key(o) not in ignored and (not swept or key(o) in swept))
     name = ",".join(named) or "default"
-    launch = current_launch(sweep_dir)
+    launch = current_launch()
     with _naming_lock(Path(sweep_dir)):
         for attempt in range(1, 1000):
             candidate = name if attempt == 1 else f"{name}~{attempt}"
@@ -82,14 +83,10 @@ def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[
     return name
 
 
-def current_launch(sweep_dir: str) -> str:
-    """The id of the latest launch of the sweep in `sweep_dir` (sweep.yaml), "" if unknown."""
-    from omegaconf import OmegaConf
-
-    try:
-        return str(OmegaConf.load(Path(sweep_dir) / SWEEP_FILE).get("launch", ""))
-    except Exception:  # no sweep.yaml (a launcher without bnexp's callbacks): one launch
-        return ""
+def current_launch() -> str:
+    """This launch's id (`LAUNCH_VAR`); "-" without bnexp's sweep callback: then every
+    job counts as this launch's, and only the job number tells two apart."""
+    return os.environ.get(LAUNCH_VAR) or "-"
 
 
 def _read_claim(path: Path) -> tuple[str, int] | None:
@@ -105,10 +102,16 @@ def _read_claim(path: Path) -> tuple[str, int] | None:
 
 @contextmanager
 def _naming_lock(sweep_dir: Path) -> Iterator[None]:
-    """One job at a time chooses its folder (joblib's workers name theirs in parallel)."""
+    """One job at a time chooses its folder (joblib's workers name theirs in parallel).
+    Where the file system has no flock (some Lustre, NFS mounts) naming goes on unlocked:
+    only jobs with identical values started at the same instant could then collide."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with open(sweep_dir / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            yield
+            return
         try:
             yield
         finally:
