@@ -19,8 +19,10 @@ from mxnet import autograd, gluon, nd
 
 from bnexp import bench
 from bnexp.bench import compare, measure, observe, runners
+from bnexp.nn.norm import kernels
 
 REPO = Path(__file__).resolve().parents[1]
+COMPILED_PROBLEM = kernels.unavailable_reason()  # None where the compiled BN builds (make install)
 
 
 def positive_finite(values) -> bool:
@@ -79,8 +81,8 @@ def test_bn_floor_rows_and_profile():
     rows = measure.bn_floor(steps=2, repeats=1)
     assert {r["shape"] for r in rows} == {"128x20x24x24", "128x50x10x10"}
     assert {r["what"] for r in rows} >= {"gluon BatchNorm", "scratch (centered)",
-                                         "scratch (surrogate)", "scratch (compiled)",
-                                         "affine only, depthwise conv"}
+                                         "scratch (surrogate)", "affine only, depthwise conv"}
+    assert ("scratch (compiled)" in {r["what"] for r in rows}) == (COMPILED_PROBLEM is None)
     assert positive_finite([r["ms"] for r in rows])
     profiles = measure.bn_profiles("centered")
     gluon_ops = {op["op"] for op in profiles["gluon BatchNorm"]}
@@ -89,10 +91,14 @@ def test_bn_floor_rows_and_profile():
     assert {"Convolution", "dot", "sgd_mom_update"} <= scratch_ops  # the in-place moving update
     assert "_backward_BatchNorm" not in scratch_ops  # from scratch indeed (BatchNorm only tells the mode)
     assert not any("::" in op for op in scratch_ops)  # no Python custom operator on the step
-    compiled = {op["op"] for op in measure.bn_profiles("compiled")["scratch (compiled)"]}
-    assert {"bnexp_batch_norm", "_backward_bnexp_batch_norm"} <= compiled  # one C++ op each way
-    assert "_backward_BatchNorm" not in compiled
     assert "profiler" in measure.format_floor(rows, profiles)
+
+
+@pytest.mark.skipif(COMPILED_PROBLEM is not None, reason=str(COMPILED_PROBLEM))
+def test_the_compiled_formulation_is_one_operator_each_way():
+    compiled = {op["op"] for op in measure.bn_profiles("compiled")["scratch (compiled)"]}
+    assert {"bnexp_batch_norm", "_backward_bnexp_batch_norm"} <= compiled
+    assert "_backward_BatchNorm" not in compiled  # (BatchNorm only tells the mode)
 
 
 def test_plain_loop_trains(fashion_root):

@@ -37,3 +37,29 @@ def test_auto_leaves_it_out_where_it_cannot_be_built(tmp_path):
     assert done.stdout.strip() == "['centered', 'surrogate']"
     assert "the compiled BN formulation is left out: perf.bn_impl=compiled needs a C++ compiler" \
         in done.stderr
+
+
+def test_a_library_built_for_this_cpu_is_used_without_a_compiler(tmp_path):
+    """The cache key is the sources, the flags and the CPU: a node without g++ loads the
+    library built for its kind of CPU (a shared home on a cluster)."""
+    from bnexp.nn.norm import kernels
+
+    built = kernels.library()  # this machine's (make install builds it)
+    (tmp_path / built.name).write_bytes(built.read_bytes())
+    code = "from bnexp.nn.norm import kernels; print(kernels.library())"
+    env = {"PATH": "/usr/bin:/bin", "BNEXP_KERNEL_DIR": str(tmp_path), **NO_COMPILER}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / built.name)
+
+
+def test_on_a_gpu_the_compiled_formulation_is_never_chosen_and_refused_by_name():
+    """It is a CPU operator: ctx=auto resolving to a GPU leaves it out, and asking for it
+    there is one line (bnexp/validate.py refuses it already for an explicit ctx=gpu)."""
+    from bnexp.errors import ConfigError
+    from bnexp.runtime.tuning.probe import layouts
+
+    assert {layout.bn_impl for layout in layouts("scratch", device="gpu")} == {"centered", "surrogate"}
+    with pytest.raises(ConfigError, match="runs on CPU only, and ctx resolves to a GPU"):
+        layouts("scratch", bn_impl="compiled", device="gpu")

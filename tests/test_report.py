@@ -105,6 +105,10 @@ def test_runs_stopped_at_their_targets_are_counted_and_said(tmp_path: Path):
     assert num(rows["bn=none"]["steps_run_mean"]) == pytest.approx(400)
     assert "| bn=gluon | 2 | 2 completed (2 stopped at the targets) | 200 ± 71 |" in text
     assert num(rows["bn=gluon"]["steps_to_0.85_mean"]) == pytest.approx(175)
+    # a report asking for more than the runs stopped at: unknown, not "ran out at 150"
+    higher = write_report(tmp_path, targets=(0.85, 0.90)).read_text()
+    assert "seed 0: stopped at step 150 once it reached its own targets (up to 0.85" in higher
+    assert read_rows(tmp_path)["bn=gluon"]["speedup_0.90_bound"] == "undetermined"
 
 
 def test_synthetic_sweep_numbers(sweep: Path):

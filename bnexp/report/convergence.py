@@ -24,7 +24,8 @@ def section(report: Report) -> list[str]:
     for target in report.targets:
         acc_ax.axhline(target, color="grey", linestyle=":", linewidth=0.8)
     acc_ax.set_ylim(0.0, 1.0)
-    acc_ax.set(title=f"{split.capitalize()} accuracy (mean over seeds, band = min..max)",
+    acc_ax.set(title=f"{split.capitalize()} accuracy (mean over seeds, band = min..max;\n"
+                     "dashed: over the runs still going)",
                xlabel="optimizer steps", ylabel=f"{split} accuracy")
     loss_ax.set(title="Training loss (mean over seeds, band = min..max)",
                 xlabel="optimizer steps", ylabel="training loss")

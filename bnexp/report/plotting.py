@@ -21,7 +21,7 @@ def plot_band(ax, series: list[list[tuple[int, float]]], color, label: str,
               linestyle: str = "-") -> bool:
     """Mean over runs as a line, min..max as a shaded band; False if there was nothing.
     Once some runs have ended (stopped at their targets, diverged) the mean is over those
-    still going, which are not a sample of all: from there the line is dotted."""
+    still going, which are not a sample of all: from there the line is dashed and thin."""
     steps, mean, low, high = band(series)
     if not steps:
         return False
@@ -30,7 +30,8 @@ def plot_band(ax, series: list[list[tuple[int, float]]], color, label: str,
     ax.plot(steps[:common], mean[:common], color=color, label=label, linestyle=linestyle,
             marker=marker)
     if common < len(steps):
-        ax.plot(steps[common - 1:], mean[common - 1:], color=color, linestyle=":", marker=marker)
+        ax.plot(steps[common - 1:], mean[common - 1:], color=color, linestyle="--",
+                linewidth=0.8, marker=marker)
     ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
     return True
 

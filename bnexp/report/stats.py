@@ -154,6 +154,10 @@ def seed_steps(job: Job, target: float) -> SeedSteps:
     if hit is not None:
         return SeedSteps(seed, float(hit.point.step), True)
     stop = stopped_at(job)
+    if job.record and job.record.stopped_early:  # ended once its own targets were reached:
+        return SeedSteps(seed, None, False,      # where it would have reached this one is unknown
+                         f"stopped at step {stop} once it reached its own targets "
+                         f"(up to {max(job.record.targets):.2f}; trainer.stop_at_targets)")
     if not stop:
         detail = f": {job.error}" if job.error else ""
         return SeedSteps(seed, None, False, f"{job.status} before training a step{detail}")

@@ -5,8 +5,9 @@ Three settings change how fast bnexp trains, never what it computes:
   threads  OpenMP threads (fixed when MXNet is imported: once per process)
   pool     max-pooling layout: `native` (nn.MaxPool2D) or `folded` (channels
            folded into the batch axis; bnexp/nn/pooling.py)
-  bn_impl  formulation of the from-scratch BN (bn=scratch): `centered` or
-           `surrogate` (bnexp/nn/norm/scratch.py)
+  bn_impl  formulation of the from-scratch BN (bn=scratch): `centered`,
+           `surrogate` or `compiled` (bnexp/nn/norm/scratch.py; compiled only where
+           its C++ operator builds, bnexp/nn/norm/kernels/)
 
 Which is fastest differs between CPUs: folded pooling was 3x faster than native on
 one AMD EPYC and 1.35x slower on another (AVX-512); 1 thread beat 2 there, 2 beat 1

@@ -56,7 +56,7 @@ def choose(cfg: Config, policy: ThreadPolicy, saved: dict | None = None) -> Choi
     """The threads, pooling layout and BN formulation for this run (measured if needed).
     `saved`: the flat config of a run being resumed (bnexp.runtime.tuning.machine.setting_of)."""
     setting = setting_of(cfg, saved)
-    wanted = layouts(setting["bn"], cfg.perf.pool, cfg.perf.bn_impl)
+    wanted = layouts(setting["bn"], cfg.perf.pool, cfg.perf.bn_impl, setting["device"])
     # where each setting comes from unless measured: the config, the environment, or nowhere
     source = {"threads": policy.fixed_from or "probe",
               "pool": "probe" if cfg.perf.pool == "auto" else "config",

@@ -11,6 +11,7 @@ import platform
 from pathlib import Path
 
 from bnexp.config import Config
+from bnexp.nn.norm import kernels
 from bnexp.runtime import context, cuda, gpu
 from bnexp.runtime.threads import available_cores
 
@@ -62,10 +63,13 @@ def setting_of(cfg: Config, saved: dict | None = None) -> dict:
     saved = saved or {}
     devices = max(1, len(context.parse(cfg.ctx)))
     batch = int(saved.get("trainer.batch_size", cfg.trainer.batch_size))
-    return {"probe_version": PROBE_VERSION, **this_machine(), "device": device_kind(cfg.ctx),
-            "model": saved.get("model.name", cfg.model.name),
-            "bn_on_dense": bool(saved.get("model.bn_on_dense", cfg.model.bn_on_dense)),
-            "bn": saved.get("bn.variant", cfg.bn.variant), "batch_per_device": batch // devices}
+    setting = {"probe_version": PROBE_VERSION, **this_machine(), "device": device_kind(cfg.ctx),
+               "model": saved.get("model.name", cfg.model.name),
+               "bn_on_dense": bool(saved.get("model.bn_on_dense", cfg.model.bn_on_dense)),
+               "bn": saved.get("bn.variant", cfg.bn.variant), "batch_per_device": batch // devices}
+    if setting["bn"] == "scratch":  # timings of the compiled formulation hold for its source only
+        setting["kernel_source"] = kernels.source_digest()
+    return setting
 
 
 def setting_key(setting: dict) -> str:

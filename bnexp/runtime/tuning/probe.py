@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from bnexp.config import BN_IMPLS, POOL_LAYOUTS
+from bnexp.errors import ConfigError
 from bnexp.nn.norm import kernels
 from bnexp.runtime.worker import Worker
 
@@ -56,16 +57,22 @@ class Layout(NamedTuple):
 DEFAULT = Layout(POOL_LAYOUTS[0], BN_IMPLS[0])
 
 
-def layouts(variant: str, pool: str = "auto", bn_impl: str = "auto") -> list[Layout]:
+def layouts(variant: str, pool: str = "auto", bn_impl: str = "auto",
+            device: str = "cpu") -> list[Layout]:
     """The layouts worth timing for a BN variant (the formulation matters only for scratch).
-    The compiled formulation only where its operator builds (bnexp/nn/norm/kernels/): left
-    out of `auto` with a log line if it cannot, an error if asked for by name."""
+    The compiled formulation only on CPU, where its operator builds (bnexp/nn/norm/kernels/):
+    left out of `auto` (with a log line if it cannot build), an error if asked for by name."""
     pools = POOL_LAYOUTS if pool == "auto" else (pool,)
     if variant != "scratch":
         impls: tuple[str, ...] = (DEFAULT.bn_impl,)
     elif bn_impl == "auto":
-        impls = tuple(i for i in BN_IMPLS if i != "compiled" or compiled_builds())
+        impls = tuple(i for i in BN_IMPLS
+                      if i != "compiled" or (device == "cpu" and compiled_builds()))
     else:
+        if bn_impl == "compiled" and device != "cpu":
+            raise ConfigError("perf.bn_impl=compiled: the compiled formulation runs on CPU "
+                              "only, and ctx resolves to a GPU here; choose auto, centered or "
+                              "surrogate (or ctx=cpu).")
         if bn_impl == "compiled":
             kernels.library()  # KernelUnavailable (a UserError): one line saying why
         impls = (bn_impl,)

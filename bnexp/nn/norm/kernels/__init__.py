@@ -5,8 +5,8 @@ MXNet 1.9 loads operators from a shared library at run time (`mx.library.load`, 
 extension library API of `mxnet/lib_api.h`; the wheel ships that header and its
 `lib_api.cc`). The library is compiled on the machine that runs it -- `-march=native`
 uses the instruction sets this CPU has (AVX2, AVX-512, ...), so a library is never
-taken to another kind of CPU: it is cached under a key of the sources, the flags, the
-compiler and the CPU, in ~/.cache/bnexp/kernels (or $BNEXP_KERNEL_DIR). `make install`
+taken to another kind of CPU: it is cached under a key of the sources, the flags and the
+CPU, in ~/.cache/bnexp/kernels (or $BNEXP_KERNEL_DIR). `make install`
 builds it; a machine without a C++ compiler runs the scratch layer's other formulations.
 
     python -m bnexp.nn.norm.kernels     # build (if needed) and print the library's path
@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -56,61 +57,81 @@ def kernel_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp" / "kernels"
 
 
+def source_digest() -> str:
+    """A short digest of the operator's source (the tuning cache keys its timings by it)."""
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+
+
 def cpu_identity() -> str:
-    """What -march=native compiles for: the CPU model and its instruction-set flags."""
+    """What -march=native compiles for: the architecture, and the CPU model and instruction-set
+    lines of /proc/cpuinfo (x86: model name, flags; ARM: implementer, part, Features)."""
+    keys = ("model name", "flags", "Features", "CPU implementer", "CPU architecture",
+            "CPU variant", "CPU part")
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return platform.processor() or platform.machine()
-    wanted = [line for line in lines if line.startswith(("model name", "flags"))]
-    return "\n".join(dict.fromkeys(wanted))  # the first processor's (all are alike)
-
-
-def compiler_version(cxx: str) -> str:
-    done = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
-    return done.stdout.splitlines()[0] if done.returncode == 0 and done.stdout else ""
+        lines = [platform.processor()]
+    wanted = [line for line in lines if line.startswith(keys)]
+    return "\n".join([platform.machine(), *dict.fromkeys(wanted)])  # all processors alike
 
 
 @lru_cache(maxsize=1)
 def library() -> Path:
     """The compiled library for this machine, built now if not cached yet; raises
-    KernelUnavailable saying why it cannot be."""
-    cxx, mxnet = compiler(), mxnet_dir()
+    KernelUnavailable saying why it cannot be. The cache key is what the library's code
+    depends on -- the sources, the flags and the CPU -- so a node without a compiler uses
+    a library built for its kind of CPU elsewhere (a shared home on a cluster)."""
+    mxnet = mxnet_dir()
     if mxnet is None:
         raise KernelUnavailable("perf.bn_impl=compiled: MXNet is not installed; run `make install`.")
     lib_api = mxnet / "src" / "lib_api.cc"
-    if not lib_api.is_file():
-        raise KernelUnavailable(f"perf.bn_impl=compiled: this MXNet wheel has no {lib_api} "
-                                f"(MXNet 1.9 ships it); choose perf.bn_impl=auto.")
-    if cxx is None or shutil.which(cxx) is None:
-        raise KernelUnavailable(
-            "perf.bn_impl=compiled needs a C++ compiler (g++) to build its operator on this "
-            "machine: install it (Debian: apt-get install g++; `make install` does) or set CXX; "
-            "or choose perf.bn_impl=auto.")
-    identity = "\n".join([SOURCE.read_text(), lib_api.read_text(), " ".join(FLAGS),
-                          compiler_version(cxx), cpu_identity()])
-    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    out = kernel_dir() / f"libbnexp_kernels_{key}.so"
+    header = mxnet / "include" / "mxnet" / "lib_api.h"
+    if not (lib_api.is_file() and header.is_file()):
+        raise KernelUnavailable(f"perf.bn_impl=compiled: this MXNet has no {lib_api.name} and "
+                                f"{header.name} (MXNet 1.9's wheel ships them); choose perf.bn_impl=auto.")
+    identity = "\n".join([SOURCE.read_text(), lib_api.read_text(), header.read_text(),
+                          " ".join(FLAGS), cpu_identity()])
+    out = kernel_dir() / f"libbnexp_kernels_{hashlib.sha256(identity.encode()).hexdigest()[:16]}.so"
     if out.is_file():
         return out
+    cxx = compiler()
+    if cxx is None or shutil.which(cxx) is None:
+        raise KernelUnavailable(
+            "perf.bn_impl=compiled needs a C++ compiler (g++) to build its operator for this "
+            "CPU: install it (Debian: apt-get install g++; `make install` does so when run as "
+            "root) or set CXX; or choose perf.bn_impl=auto.")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial_name = tempfile.mkstemp(dir=out.parent, suffix=".partial")
+        os.close(handle)
     except OSError as err:
-        raise KernelUnavailable(f"perf.bn_impl=compiled: cannot create {out.parent} ({err.strerror}); "
-                                f"set BNEXP_KERNEL_DIR to a writable folder.") from None
-    partial = out.with_name(f"{out.stem}.{os.getpid()}.partial")
+        raise KernelUnavailable(f"perf.bn_impl=compiled: cannot write to {out.parent} "
+                                f"({err.strerror}); set BNEXP_KERNEL_DIR to a writable folder.") from None
+    partial = Path(partial_name)  # unique on every node sharing the folder
     command = [cxx, *FLAGS, f"-I{mxnet / 'include'}", str(SOURCE), str(lib_api), "-o", str(partial)]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        done = None
-    if done is None or done.returncode != 0:
+        problem = None if done.returncode == 0 else done.stderr
+    except (OSError, subprocess.TimeoutExpired) as err:
+        problem = str(err)
+    if problem is None:
+        try:
+            partial.replace(out)  # atomic: a process building the same library never loads half
+        except OSError as err:
+            problem = str(err)
+    if problem is not None:
         partial.unlink(missing_ok=True)
-        detail = "timed out" if done is None else (done.stderr.strip().splitlines() or ["failed"])[-1]
+        build_log = out.with_suffix(".log")
+        try:
+            build_log.write_text(" ".join(command) + "\n\n" + problem)
+        except OSError:
+            pass
+        first = next((line for line in problem.splitlines() if "error" in line.lower()),
+                     (problem.strip().splitlines() or ["failed"])[0])
         raise KernelUnavailable(f"perf.bn_impl=compiled: building {SOURCE.name} with {cxx} failed "
-                                f"({detail}); choose perf.bn_impl=auto.")
-    partial.replace(out)  # atomic: a process building the same library at once never loads half
+                                f"({first.strip()}; the whole log: {build_log}); choose "
+                                f"perf.bn_impl=auto.")
     log.info("compiled %s for this CPU in %.0f s: %s", SOURCE.name, time.perf_counter() - start, out)
     return out
 
@@ -130,5 +151,11 @@ def load() -> None:
     import mxnet as mx
 
     if not hasattr(mx.nd, OPERATOR):
-        mx.library.load(str(library()), verbose=False)
+        path = library()
+        try:
+            mx.library.load(str(path), verbose=False)
+        except mx.base.MXNetError as err:
+            raise KernelUnavailable(f"perf.bn_impl=compiled: MXNet cannot load {path} "
+                                    f"({str(err).strip().splitlines()[0]}); delete it to build it "
+                                    f"again, or choose perf.bn_impl=auto.") from None
 
