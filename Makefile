@@ -88,7 +88,7 @@ test: data ## run the test suite
 sweep: data ## the convergence sweep (bn none/gluon x 10 seeds, 9 min on 2 cores) and its report with speedups
 	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)
 
-figures: data ## rerun the study presets (~115 min on 2 idle cores) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)
+figures: data ## rerun the study presets (~110 min on 2 idle cores, estimated from each preset's own time) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)
 	$(PY) scripts/figures.py $(PRESETS)
 
 bench: data ## training throughput of none/scratch/gluon against a textbook loop and the source loop

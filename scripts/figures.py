@@ -7,7 +7,7 @@ from a hand-copied file: each preset runs as a sweep into outputs/figures/<prese
 then its figures are copied to docs/ and its summary.md to docs/results/<preset>.md,
 which say which machine and commit produced them.
 
-    python scripts/figures.py                      # every preset (about 105 min on 2 cores)
+    python scripts/figures.py                      # every preset (about 110 min on 2 idle cores)
     python scripts/figures.py convergence mechanism
 """
 from __future__ import annotations

@@ -27,7 +27,7 @@ def test_asking_for_it_where_it_cannot_be_built_is_one_clear_line(env, said, tmp
 
 
 def test_auto_leaves_it_out_where_it_cannot_be_built(tmp_path):
-    code = ("import logging; logging.basicConfig(level=logging.INFO); "
+    code = ("import logging; logging.basicConfig(level=logging.DEBUG); "
             "from bnexp.runtime.tuning.probe import layouts; "
             "print(sorted({l.bn_impl for l in layouts('scratch')}))")
     env = {"PATH": "/usr/bin:/bin", "BNEXP_KERNEL_DIR": str(tmp_path), **NO_COMPILER}
@@ -63,3 +63,12 @@ def test_on_a_gpu_the_compiled_formulation_is_never_chosen_and_refused_by_name()
     assert {layout.bn_impl for layout in layouts("scratch", device="gpu")} == {"centered", "surrogate"}
     with pytest.raises(ConfigError, match="runs on CPU only, and ctx resolves to a GPU"):
         layouts("scratch", bn_impl="compiled", device="gpu")
+
+
+def test_doctor_says_whether_it_is_built(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "BNEXP_KERNEL_DIR": str(tmp_path), **NO_COMPILER}
+    code = "from bnexp.runtime import doctor; [print(c.line()) for c in doctor.check_kernels()]"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[warn] compiled BN") and "needs a C++ compiler" in done.stdout

@@ -209,9 +209,18 @@ def check_tuning() -> Iterator[Check]:
         yield Check("speed settings", OK, line)
 
 
+def check_kernels() -> Iterator[Check]:
+    """bn=scratch's compiled formulation (bnexp/nn/norm/kernels/): built for this CPU, or why not."""
+    from bnexp.nn.norm import kernels
+    reason = kernels.unavailable_reason()
+    yield (Check("compiled BN", OK, f"built for this CPU: {kernels.library()}") if reason is None
+           else Check("compiled BN", WARN, f"unavailable, bn=scratch uses its other formulations: "
+                                          f"{reason}"))
+
+
 CHECKS: tuple[Callable[[], Iterator[Check]], ...] = (
     check_python, check_packages, check_mxnet, check_gpus, check_cuda_libraries, check_devices,
-    check_dataset, check_threads, check_tuning)
+    check_dataset, check_threads, check_kernels, check_tuning)
 
 
 def run_checks() -> list[Check]:

@@ -82,8 +82,8 @@ def layouts(variant: str, pool: str = "auto", bn_impl: str = "auto",
 @lru_cache(maxsize=1)
 def compiled_builds() -> bool:
     reason = kernels.unavailable_reason()
-    if reason:
-        log.info("tuning: the compiled BN formulation is left out: %s", reason)
+    if reason:  # said once per machine by `make install`, and by `bnexp doctor`
+        log.debug("tuning: the compiled BN formulation is left out: %s", reason)
     return reason is None
 
 
