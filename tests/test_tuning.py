@@ -179,3 +179,15 @@ def test_rounds_go_on_until_the_choice_is_settled():
     # noisy, but 2 threads wins whichever block is taken: settled
     clear = {(1, "a"): [100.0, 140.0, 120.0], (2, "a"): [60.0, 80.0, 70.0]}
     assert settled(clear)
+
+
+def test_far_slower_options_leave_the_race():
+    """After OUT_AFTER counted rounds an option whose fastest block is more than OUT_OF_RACE
+    times the best median is timed no more; a close one stays, and so does everything before."""
+    from bnexp.runtime.tuning.probe import OUT_AFTER, OUT_OF_RACE, still_racing
+    samples = {(2, "native/compiled"): [40.0, 42.0], (1, "native/compiled"): [50.0, 44.0],
+               (2, "native/centered"): [80.0, 40.0 * OUT_OF_RACE + 1],  # one fast block: stays
+               (2, "folded/centered"): [90.0, 85.0]}
+    racing = set(samples)
+    assert still_racing(samples, racing, OUT_AFTER - 1) == racing
+    assert still_racing(samples, racing, OUT_AFTER) == racing - {(2, "folded/centered")}

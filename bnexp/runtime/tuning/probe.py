@@ -9,7 +9,8 @@ steps. The parent asks the workers in turn for blocks of about `seconds` of trai
 -- every thread count x layout once per round, interleaved, so that drift and other
 load hit all of them alike; the idle workers wait on their input. The first round
 warms up and is not counted; rounds go on (at least MIN_ROUNDS, at most MAX_ROUNDS) until each option's blocks agree
-within SETTLED or the choice no longer depends on which of them is taken. The timing of
+within SETTLED or the choice no longer depends on which of them is taken; after OUT_AFTER
+rounds an option far slower than the best (OUT_OF_RACE) is timed no more. The timing of
 an option is the median of its blocks. A 3-step burst can say the opposite of sustained
 training: on a 2-core Xeon it found 2 threads faster, where 150 steps ran 1.37x faster
 with 1 (DESIGN.md).
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 MIN_ROUNDS, MAX_ROUNDS = 3, 6
 SETTLED = 0.10              # an option's blocks agree within this fraction of their median
 MARGIN = 0.05               # more threads only if they are more than this much faster
+OUT_OF_RACE = 1.5           # an option whose fastest block is this much slower than the best
+OUT_AFTER = 2               # option's median, after this many counted rounds, is timed no more
 STARTUP_TIMEOUT = 300       # seconds for a worker to build its networks
 BLOCK_TIMEOUT = 120         # seconds for one block
 PROBE_IMAGES = 2048         # synthetic training images on the device (the gather is timed too)
@@ -96,6 +99,17 @@ def decide(timings: dict[int, dict[str, float]]) -> tuple[int, str]:
     return threads, min(table, key=table.get)
 
 
+def still_racing(samples: dict[tuple[int, str], list[float]], racing: set[tuple[int, str]],
+                 rounds: int) -> set[tuple[int, str]]:
+    """The options worth timing further: after OUT_AFTER counted rounds, those whose fastest
+    block is within OUT_OF_RACE of the best option's median (a far slower option cannot
+    become the choice; timing it again would only make the probe longer)."""
+    if rounds < OUT_AFTER:
+        return racing
+    best = min(statistics.median(samples[option]) for option in racing)
+    return {option for option in racing if min(samples[option]) <= OUT_OF_RACE * best}
+
+
 def settled(samples: dict[tuple[int, str], list[float]]) -> bool:
     """Enough rounds to decide: every option's blocks agree within SETTLED, or the decision
     is the same whichever of an option's blocks is taken (its fastest, median or slowest)."""
@@ -125,14 +139,19 @@ def measure(setting: dict, candidates: list[int], wanted: list[Layout],
     try:
         for worker in workers:
             worker.read(STARTUP_TIMEOUT)  # its networks are built
+        racing = set(samples)
         for round_ in range(MAX_ROUNDS + 1):
             for worker in workers:
                 for layout in wanted:
+                    if (worker.threads, layout.key) not in racing:
+                        continue
                     ms = float(worker.ask(f"{layout.key} {seconds}", BLOCK_TIMEOUT)["ms"])
                     if round_:  # round 0 warms up
                         samples[worker.threads, layout.key].append(ms)
-            if round_ and settled(samples):
-                break
+            if round_:
+                racing = still_racing(samples, racing, round_)
+                if settled({option: samples[option] for option in racing}):
+                    break
     except (OSError, ValueError, KeyError) as err:
         log.warning("tuning probe failed (%s)", err)
         return {}
