@@ -157,3 +157,22 @@ def test_make_norm():
     assert isinstance(make_norm(NormSpec("gluon"), 3), gluon.nn.BatchNorm)
     with pytest.raises(ConfigError, match="bn=foo: unknown normalization; choose one of"):
         make_norm(NormSpec("foo"), 3)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_channels_last_matches_gluon(impl):
+    """axis=3 (NHWC): every formulation swaps the channels to axis 1 and back."""
+    layers = (ScratchBatchNorm(axis=3, in_channels=3, impl=impl), gluon.nn.BatchNorm(axis=3, in_channels=3))
+    x = nd.array(np.random.default_rng(2).normal(1.0, 2.0, size=(4, 5, 6, 3)).astype("float32"))
+    outs = []
+    for layer in layers:
+        layer.initialize(ctx=mx.cpu())
+        layer.hybridize()
+        xi = x.copy()
+        xi.attach_grad()
+        with autograd.record():
+            y = layer(xi)
+        y.backward(nd.ones_like(y) * nd.arange(3).reshape((1, 1, 1, 3)))
+        outs.append((y, xi.grad, layer.params.get("running_var").data()))
+    for a, b in zip(*outs):
+        close(a, b)
