@@ -56,7 +56,9 @@ check_dev_null() {
     # munged (as the munge user) refused to start. Put the character device back.
     if [ ! -c /dev/null ]; then
         say "/dev/null is not a character device; recreating it"
-        rm -f /dev/null && mknod -m 666 /dev/null c 1 3
+        # made aside and renamed over it: a process writing to /dev/null meanwhile would
+        # otherwise recreate the plain file between an rm and the mknod
+        rm -f /dev/null.bnexp && mknod -m 666 /dev/null.bnexp c 1 3 && mv -f /dev/null.bnexp /dev/null
     fi
 }
 
