@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,9 @@ def test_bn_floor_rows_and_profile():
     assert "_backward_BatchNorm" not in scratch_ops  # from scratch indeed (BatchNorm only tells the mode)
     assert not any("::" in op for op in scratch_ops)  # no Python custom operator on the step
     assert "profiler" in measure.format_floor(rows, profiles)
+    # MXNet's profiler replaces the file it writes: it once turned /dev/null (as root) into a
+    # plain file, and SLURM's munged then refused to start
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 @pytest.mark.skipif(COMPILED_PROBLEM is not None, reason=str(COMPILED_PROBLEM))

@@ -134,19 +134,24 @@ def profile_ops(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int = 5
     that each operator is timed on its own): ms per pass for each operator, costliest first."""
     import json
 
+    import tempfile
+
     from mxnet import profiler
     os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"  # read when the graph is built, below
     try:
         once = training_pass(block, shape)
         mx.nd.waitall()
-        profiler.set_config(profile_all=True, aggregate_stats=True,
-                            filename=os.devnull)
-        profiler.set_state("run")
-        for _ in range(steps):
-            once()
-        mx.nd.waitall()
-        profiler.set_state("stop")
-        stats = json.loads(profiler.dumps(reset=True, format="json"))
+        # dumps() also writes the profile to `filename`, replacing the file: never os.devnull
+        # (as root that turned /dev/null into a plain file), a folder of its own instead
+        with tempfile.TemporaryDirectory(prefix="bnexp-profile-") as folder:
+            profiler.set_config(profile_all=True, aggregate_stats=True,
+                                filename=os.path.join(folder, "profile.json"))
+            profiler.set_state("run")
+            for _ in range(steps):
+                once()
+            mx.nd.waitall()
+            profiler.set_state("stop")
+            stats = json.loads(profiler.dumps(reset=True, format="json"))
     finally:
         os.environ.pop("MXNET_EXEC_BULK_EXEC_TRAIN", None)
     ops = [{"op": name, "ms": round(entry["Total"] / steps, 3), "calls": entry["Count"] // steps}
