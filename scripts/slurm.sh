@@ -52,8 +52,9 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...: poll COMMAND until it succeeds
 }
 
 check_dev_null() {
-    # Seen once during the package installation: /dev/null became a plain file, and
-    # munged (as the munge user) refused to start. Put the character device back.
+    # /dev/null can become a plain file (a program that replaces the file it writes,
+    # as MXNet's profiler did when bnexp's bench gave it os.devnull), and munged (as the
+    # munge user) then refuses to start. Put the character device back.
     if [ ! -c /dev/null ]; then
         say "/dev/null is not a character device; recreating it"
         # made aside and renamed over it: a process writing to /dev/null meanwhile would
