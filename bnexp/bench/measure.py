@@ -133,7 +133,6 @@ def profile_ops(block: gluon.HybridBlock, shape: tuple[int, ...], steps: int = 5
     """MXNet's profiler on forward + backward of `block`, op by op (bulk execution off so
     that each operator is timed on its own): ms per pass for each operator, costliest first."""
     import json
-
     import tempfile
 
     from mxnet import profiler

@@ -9,6 +9,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
+from bnexp.training.checkpoint import saved_params
 from bnexp.training.step import LOSS, split
 
 
@@ -16,9 +17,9 @@ from bnexp.training.step import LOSS, split
 def preserved(net: gluon.Block) -> Iterator[None]:
     """Put back every parameter of `net` -- weights, BN moving statistics, noise values --
     on every device, bit for bit, when the block ends (the optimizer is never touched).
-    Constants (bn=noisy's noise banks) cannot change and are not copied."""
-    params = {name: p for name, p in net.collect_params().items()
-              if not isinstance(p, gluon.Constant)}
+    Constants (bn=noisy's noise banks) cannot change and are not copied: the parameters a
+    checkpoint saves are the ones that can."""
+    params = saved_params(net)
     saved = {name: [data.copy() for data in param.list_data()] for name, param in params.items()}
     try:
         yield

@@ -25,7 +25,8 @@ def plot_band(ax, series: list[list[tuple[int, float]]], color, label: str,
     steps, mean, low, high = band(series)
     if not steps:
         return False
-    common = sum(step <= min(run[-1][0] for run in series if run) for step in steps)
+    last_shared = min(run[-1][0] for run in series if run)  # every run has got this far
+    common = sum(step <= last_shared for step in steps)
     marker = "." if len(steps) < 30 else None
     ax.plot(steps[:common], mean[:common], color=color, label=label, linestyle=linestyle,
             marker=marker)

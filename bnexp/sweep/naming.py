@@ -76,7 +76,9 @@ def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[
             candidate = name if attempt == 1 else f"{name}~{attempt}"
             claim = Path(sweep_dir) / candidate / CLAIM_FILE
             holder = _read_claim(claim)
-            if holder is None or holder[0] != launch or holder[1] == int(job_num):
+            if holder == (launch, int(job_num)):  # Hydra resolves a job's folder more than once
+                return candidate
+            if holder is None or holder[0] != launch:
                 claim.parent.mkdir(parents=True, exist_ok=True)
                 claim.write_text(f"{launch} {int(job_num)}\n")
                 return candidate
@@ -109,10 +111,11 @@ def _naming_lock(sweep_dir: Path) -> Iterator[None]:
     with open(sweep_dir / LOCK_FILE, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
+            locked = True
         except OSError:
-            yield
-            return
+            locked = False
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -3,14 +3,13 @@ cores, MXNet build, device) and the run's network and batch. Two runs with the s
 setting can share one measurement."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
 import platform
-from pathlib import Path
 
 from bnexp.config import Config
+from bnexp.cpu import cpuinfo
 from bnexp.nn.norm import kernels
 from bnexp.runtime import context, cuda, gpu
 from bnexp.runtime.threads import available_cores
@@ -20,14 +19,9 @@ PROBE_VERSION = 4   # bump when what the probe measures changes (3: native movin
 
 def cpu_identity() -> dict[str, str]:
     """The CPU model and a digest of its instruction-set flags (/proc/cpuinfo)."""
-    model, flags = platform.processor() or "unknown", ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("unknown", "", platform.processor()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = " ".join(sorted(value.split()))
+    info = cpuinfo()
+    model = info.get("model name") or platform.processor() or "unknown"
+    flags = " ".join(sorted(info.get("flags", "").split()))
     return {"cpu": model, "cpu_flags": hashlib.sha1(flags.encode()).hexdigest()[:12]}
 
 

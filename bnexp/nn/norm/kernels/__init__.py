@@ -25,6 +25,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from bnexp.cpu import IDENTITY_FIELDS, cpuinfo
 from bnexp.errors import UserError
 
 SOURCE = Path(__file__).resolve().parent / "batch_norm.cc"
@@ -63,16 +64,11 @@ def source_digest() -> str:
 
 
 def cpu_identity() -> str:
-    """What -march=native compiles for: the architecture, and the CPU model and instruction-set
-    lines of /proc/cpuinfo (x86: model name, flags; ARM: implementer, part, Features)."""
-    keys = ("model name", "flags", "Features", "CPU implementer", "CPU architecture",
-            "CPU variant", "CPU part")
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = [platform.processor()]
-    wanted = [line for line in lines if line.startswith(keys)]
-    return "\n".join([platform.machine(), *dict.fromkeys(wanted)])  # all processors alike
+    """What -march=native compiles for: the architecture, and the CPU's model and
+    instruction-set fields (x86: model name, flags; ARM: implementer, part, Features)."""
+    info = cpuinfo()
+    fields = [f"{key}: {info[key]}" for key in IDENTITY_FIELDS if key in info]
+    return "\n".join([platform.machine(), *(fields or [platform.processor()])])
 
 
 @lru_cache(maxsize=1)
