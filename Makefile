@@ -74,7 +74,7 @@ kernels: ## build the compiled BN operator for this CPU (installs g++ if missing
 		echo "compiled BN operator unavailable (above); bn=scratch uses its other formulations"
 
 doctor: $(STAMP) ## check the installation: versions, GPUs and CUDA libraries, dataset, threads
-	$(PY) -m bnexp.runtime.doctor
+	$(PY) -m bnexp.doctor
 
 data: $(STAMP) ## make Fashion-MNIST available (apt package, else official download) and verify it
 	$(PY) -m bnexp.data fetch

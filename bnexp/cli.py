@@ -23,8 +23,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("bnexp.report", "(re)build a sweep's report: bnexp report DIR [--targets 0.7,0.8]"),
     "bench": ("bnexp.bench", "training throughput against a textbook loop and the source loop"),
-    "doctor": ("bnexp.runtime.doctor", "check the installation: versions, GPUs, dataset, threads"),
-    "tuning": ("bnexp.runtime.tuning.__main__", "the speed settings measured on this machine"),
+    "doctor": ("bnexp.doctor", "check the installation: versions, GPUs, dataset, threads"),
+    "tuning": ("bnexp.tuning.__main__", "the speed settings measured on this machine"),
     "data": ("bnexp.data", "make Fashion-MNIST available and verify it: bnexp data {fetch|check}"),
 }
 

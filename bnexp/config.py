@@ -1,59 +1,57 @@
-"""The configuration schema (structured configs).
+"""The configuration's root schema, and where the configs live.
 
-Hydra merges `bnexp/conf/*.yaml` into these dataclasses, so a misspelt key or a value
-of the wrong type fails before any work starts, naming the key. Values are
-checked by bnexp/validate.py (names against the registries, ranges), which says the
-key, the value and what is allowed. This module imports nothing else of bnexp's:
-every other module may import it.
+conf/config.yaml composes a run: the groups `bn`, `model`, `optimizer` and `monitor` choose
+options that name a callable with its own settings (bnexp/options.py); the other groups fill
+the sections below. Hydra merges the YAML into these dataclasses, so a misspelt key or a
+value of the wrong type fails before any work starts, naming the key; each section's
+`check` says what a type cannot (ranges), naming the key, the value and what is allowed.
+This module imports nothing of bnexp's but its errors: every other module may import it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from bnexp.errors import ConfigError
 
+# conf/ at the top of a checkout (and of an editable install); inside the package in a wheel.
+_PACKAGED = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "conf"
+
 TRAIN_SIZE, TEST_SIZE = 60000, 10000
 PROGRESS_MODES = ("auto", "bar", "log")
 LR_SCALINGS = ("none", "linear")
-BN_INITS = ("standard", "source")        # BN initializations (bnexp/nn/norm/registry.py: NormSpec)
-ACTIVATIONS = ("sigmoid", "relu", "tanh")  # mlp hidden activations
-INITIALIZERS = ("normal", "xavier")      # weight initializers (bnexp/nn/blocks.py)
-POOL_LAYOUTS = ("native", "folded")      # max pooling (bnexp/nn/pooling.py), speed depends on the CPU
-BN_IMPLS = ("centered", "surrogate", "compiled")     # ScratchBatchNorm formulations (bnexp/nn/norm/scratch.py), likewise
+POOL_LAYOUTS = ("native", "folded")   # max pooling (bnexp/nn/pooling.py); speed depends on the CPU
+INITIALIZERS = ("normal", "xavier", "kaiming")  # weight initializers (bnexp/nn/build.py)
+
+
+def fail(key: str, value, allowed: str) -> None:
+    """A one-line ConfigError: which key, which value, what is allowed."""
+    raise ConfigError(f"{key}={value}: {allowed}")
+
+
+def _check_positive(key: str, value: float, example: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        fail(key, value, f"must be a finite number > 0, e.g. {example}.")
 
 
 @dataclass
-class BNConfig:
-    """The normalization layer before each hidden activation (bnexp/conf/bn/, bnexp/nn/norm/)."""
-    variant: str = "scratch"  # a name of bnexp.nn.norm.registry.NORMALIZATIONS
-    momentum: float = 0.9     # moving = momentum * moving + (1 - momentum) * batch statistic
-    eps: float = 1e-5         # x_hat = (x - mean) / sqrt(var + eps)
-    noise: float = 1.0        # bn=noisy: strength of the injected noise (0 = plain BN)
-    init: str = "standard"    # standard (gamma 1, beta 0, moving var 1) | source (the tutorial's)
-    # Each variant's own settings (registered with it: NORMALIZATIONS.entry(name).settings);
-    # the others ignore them. conf/bn/<variant>.yaml says what they mean for that variant.
-    groups: int = 10          # bn=group/group_gluon: channel groups per layer (Wu & He's G);
-                              # must divide every normalized layer (LeNet 20, 50; dense 128; MLP 100)
-    virtual_batch: int = 32   # bn=ghost: images per ghost batch; must divide the per-device batch
-    r_max: float = 3.0        # bn=renorm: r = clip(sigma_B / sigma, 1/r_max, r_max) once relaxed (>= 1)
-    d_max: float = 5.0        # bn=renorm: d = clip((mu_B - mu) / sigma, -d_max, d_max) once relaxed (>= 0)
-    relax_begin: int = 50     # bn=renorm: plain BN (r_max 1, d_max 0) until this step ...
-    relax_end: int = 250      # ... then r_max and d_max grow linearly to their values at this step
+class ModelSettings:
+    """What every model option has besides its own settings: bnexp reads these itself
+    (bnexp/nn/build.py) and passes the rest to the option's target."""
+    init: str = "normal"      # weights: normal (the source's N(0, init_sigma)) | xavier | kaiming
+    init_sigma: float = 0.01  # std of the normal initializer
+    hybridize: bool = True    # compile the network into one static graph (false: op by op)
 
-
-@dataclass
-class ModelConfig:
-    name: str = "lenet"         # a name of bnexp.nn.registry.MODELS: lenet | mlp (Ioffe & Szegedy's Fig. 1)
-    bn_on_dense: bool = False   # lenet: also normalize the hidden dense layer
-    hidden: List[int] = field(default_factory=lambda: [100, 100, 100])  # mlp: hidden layer widths
-    activation: str = "sigmoid"  # mlp: activation of the hidden layers
-    init: str = "normal"        # normal (the source's) | xavier
-    init_sigma: float = 0.01    # std of the normal initializer
-    hybridize: bool = True      # compile the network into one static graph
+    def check(self) -> None:
+        if self.init not in INITIALIZERS:
+            fail("model.init", self.init, f"choose one of {', '.join(INITIALIZERS)}.")
+        _check_positive("model.init_sigma", self.init_sigma, "0.01")
 
 
 @dataclass
@@ -62,6 +60,13 @@ class DataConfig:
     test_subset: Optional[int] = None  # evaluate on the first N test images; null = all
     val_size: int = 0                  # training images held out for validation (stratified); 0 = none
     val_seed: int = 0                  # which ones: fixed by this seed, independent of the run's seed
+
+    def check(self) -> None:
+        if not 0 <= self.val_size <= TRAIN_SIZE // 2:
+            fail("data.val_size", self.val_size,
+                 f"must be between 0 (no validation split) and {TRAIN_SIZE // 2}.")
+        if self.test_subset is not None and not 1 <= self.test_subset <= TEST_SIZE:
+            fail("data.test_subset", self.test_subset, f"must be between 1 and {TEST_SIZE}, or null for all.")
 
 
 @dataclass
@@ -73,83 +78,77 @@ class TrainerConfig:
     lr_scaling: str = "none"           # none | linear: lr * batch_size / lr_reference_batch (Goyal et al. 2017)
     lr_reference_batch: int = 128      # the batch size at which `lr` is meant
     eval_every_steps: int = 117        # evaluation interval (and at each epoch end)
-    eval_schedule: Any = "uniform"     # uniform | dense_early | a list of steps (bnexp/schedule.py)
+    eval_schedule: Any = "uniform"     # uniform | dense_early | a list of steps (bnexp/training/schedule.py)
     log_every_steps: int = 10          # training loss/accuracy logging interval
     checkpoint_every_epochs: int = 1   # 0 = only at the end of the run and when interrupted
     diverge_above: Optional[float] = 1000.0  # a training loss above this (or non-finite) = diverged
     progress: str = "auto"             # auto (bar on a terminal, else log lines) | bar | log
     stop_at_targets: bool = False      # end once the watched accuracy reached every report.targets value
 
+    def check(self, train_images: int) -> None:
+        at_least_one = {"trainer.epochs": self.epochs, "trainer.lr_reference_batch": self.lr_reference_batch,
+                        "trainer.eval_every_steps": self.eval_every_steps,
+                        "trainer.log_every_steps": self.log_every_steps}
+        for key, value in at_least_one.items():
+            if value < 1:
+                fail(key, value, "must be at least 1.")
+        if not 1 <= self.batch_size <= train_images:
+            fail("trainer.batch_size", self.batch_size,
+                 f"must be between 1 and {train_images} (the training images).")
+        if self.max_steps is not None and self.max_steps < 1:
+            fail("trainer.max_steps", self.max_steps, "must be at least 1, or null for no limit.")
+        if self.max_images is not None and self.max_images < self.batch_size:
+            fail("trainer.max_images", self.max_images,
+                 "must be at least one batch (trainer.batch_size), or null for no limit.")
+        choices = {"trainer.lr_scaling": (self.lr_scaling, LR_SCALINGS),
+                   "trainer.progress": (self.progress, PROGRESS_MODES)}
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                fail(key, value, f"choose one of {', '.join(allowed)}.")
+        if self.checkpoint_every_epochs < 0:
+            fail("trainer.checkpoint_every_epochs", self.checkpoint_every_epochs,
+                 "must be 0 (only at the end and when interrupted) or more.")
+        if self.diverge_above is not None and not self.diverge_above > 0:
+            fail("trainer.diverge_above", self.diverge_above,
+                 "must be a number > 0, or null to stop only on NaN/inf.")
+
 
 @dataclass
 class PerfConfig:
-    threads: str = "auto"    # OpenMP threads: auto (measured, bnexp/runtime/tuning/) or a number
+    """Speed settings: none changes what is computed (bnexp/tuning/)."""
+    threads: str = "auto"    # OpenMP threads: auto (measured) or a number
     pool: str = "auto"       # max pooling: auto | native | folded
-    bn_impl: str = "auto"    # ScratchBatchNorm formulation: auto | centered | surrogate | compiled
+    bn_impl: str = "auto"    # the formulation of a layer that has several (bn=scratch): auto | one of its names
     probe_seconds: float = 0.5  # auto: seconds of training per option and round of the probe
 
-    def layout(self) -> tuple[str, str]:
-        """(pool, bn_impl) to build with: `auto` that nobody resolved means the default."""
-        return (self.pool if self.pool != "auto" else POOL_LAYOUTS[0],
-                self.bn_impl if self.bn_impl != "auto" else BN_IMPLS[0])
+    def check(self) -> None:
+        threads = str(self.threads)
+        if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
+            fail("perf.threads", threads, "auto, or a number of threads >= 1.")
+        problem = probe_seconds_problem(self.probe_seconds)
+        if problem:
+            fail("perf.probe_seconds", self.probe_seconds, problem)
+        if self.pool not in ("auto", *POOL_LAYOUTS):
+            fail("perf.pool", self.pool, f"choose one of auto, {', '.join(POOL_LAYOUTS)}.")
 
 
-@dataclass
-class ActivationsMonitorConfig:
-    """bnexp/monitors/activations.py"""
-    every: int = 25      # steps between measurements
-    units: int = 8       # channels/units per layer, fixed for the run, whose percentiles are kept
-    images: int = 512    # the fixed probe batch: training images, the same at every measurement
-
-    def check(self, key: str) -> None:
-        _check_every(key, self.every)
-        if self.units < 1:
-            fail(f"{key}.units", self.units, "must be at least 1.")
-        if not 1 <= self.images <= TRAIN_SIZE:
-            fail(f"{key}.images", self.images, f"must be between 1 and {TRAIN_SIZE}.")
-
-
-@dataclass
-class ICSMonitorConfig:
-    """bnexp/monitors/ics.py"""
-    every: int = 25      # steps between measurements
-
-    def check(self, key: str) -> None:
-        _check_every(key, self.every)
-
-
-@dataclass
-class LandscapeMonitorConfig:
-    """bnexp/monitors/landscape.py"""
-    every: int = 25      # steps between measurements
-    factors: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 3.0])  # x lr (conf/monitor/landscape.yaml)
-
-    def check(self, key: str) -> None:
-        _check_every(key, self.every)
-        if not (self.factors and min(self.factors) > 0):
-            fail(f"{key}.factors", self.factors,
-                  "a list of step sizes > 0, in units of the learning rate, e.g. [0.5,1,2,3].")
-
-
-def _check_every(key: str, every: int) -> None:
-    if every < 1:
-        fail(f"{key}.every", every, "must be at least 1 (steps).")
-
-
-@dataclass
-class MonitorConfig:
-    """Diagnostics of the training loop, none by default: one field per monitor that
-    bnexp.monitors.registry.MONITORS lists, with its options (tests/test_registries.py
-    holds the two, and bnexp/conf/monitor/, together)."""
-    activations: Optional[ActivationsMonitorConfig] = None
-    ics: Optional[ICSMonitorConfig] = None
-    landscape: Optional[LandscapeMonitorConfig] = None
+def probe_seconds_problem(seconds: float) -> str | None:
+    """What is wrong with a tuning probe length (perf.probe_seconds, bench --probe-seconds):
+    long enough to time a few steps, short enough to wait for; None if nothing."""
+    if math.isfinite(seconds) and 0.05 <= seconds <= 60:
+        return None
+    return "seconds between 0.05 and 60, e.g. 1."
 
 
 @dataclass
 class ReportConfig:
     """What a run's record and a sweep's report measure convergence by (bnexp/report/)."""
     targets: List[float] = field(default_factory=lambda: [0.70, 0.80, 0.85])  # accuracies (validation, else test)
+
+    def check(self) -> None:
+        targets = self.targets
+        if not targets or not all(0 < t <= 1 for t in targets) or sorted(set(targets)) != list(targets):
+            fail("report.targets", targets, "accuracies in (0, 1], increasing, e.g. [0.7,0.8,0.85].")
 
 
 @dataclass
@@ -160,43 +159,56 @@ class LoggerConfig:
 
 @dataclass
 class Config:
-    bn: BNConfig = field(default_factory=BNConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # The chosen options (conf/bn, model, optimizer, monitor/): `_target_` and its settings.
+    bn: Any = None
+    model: Any = None
+    optimizer: Any = None
+    monitor: Dict[str, Any] = field(default_factory=dict)   # name -> option, several at once
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
-    lr: float = 0.2            # SGD learning rate (at trainer.lr_reference_batch if scaled)
-    # Short command-line forms of bn.momentum and bn.eps (`momentum=0.99 eps=1e-3`): bnexp/conf/config.yaml
-    # sets bn.momentum: ${momentum} and bn.eps: ${eps}; the code reads only cfg.bn.
+    lr: float = 0.2            # the learning rate (at trainer.lr_reference_batch if scaled)
+    # Short forms of BN's settings (`momentum=0.99 eps=1e-3`): an option with such a setting
+    # takes it from here (conf/bn/scratch.yaml: momentum: ${momentum}); the code reads cfg.bn.
     momentum: float = 0.9
     eps: float = 1e-5
-    ctx: str = "auto"          # cpu | gpu | gpu:N | gpu:0,1 | auto
+    ctx: Any = "auto"          # cpu | gpu | gpu:N | auto, or a list: [cpu:0,cpu:1]
     seed: int = 0
     resume: Optional[str] = None   # a run dir to continue, or "auto" (sweeps: skip/continue/start each job)
 
+    def check(self) -> None:
+        """The sections' checks and the short settings' ranges."""
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            fail("lr", self.lr, "the learning rate must be a finite number > 0, e.g. lr=0.2.")
+        model_settings(self).check()
+        self.data.check()
+        self.trainer.check(TRAIN_SIZE - self.data.val_size)
+        self.perf.check()
+        self.report.check()
+
+
+def model_settings(cfg: Config) -> ModelSettings:
+    """The settings every model option has, from the chosen model option."""
+    return ModelSettings(**{key: cfg.model[key] for key in ("init", "init_sigma", "hybridize")
+                            if key in cfg.model})
+
 
 def scaled_lr(lr: float, scaling: str, batch_size: int, reference_batch: int) -> float:
-    """The learning rate SGD uses for `lr` given at `reference_batch` (trainer.lr_scaling)."""
+    """The learning rate the optimizer uses for `lr` given at `reference_batch` (trainer.lr_scaling)."""
     return lr * batch_size / reference_batch if scaling == "linear" else lr
 
 
 def effective_lr(cfg: Config) -> float:
-    """The learning rate SGD uses: `lr`, scaled with the batch size if asked."""
+    """The learning rate the optimizer uses: `lr`, scaled with the batch size if asked."""
     return scaled_lr(cfg.lr, cfg.trainer.lr_scaling, cfg.trainer.batch_size,
                      cfg.trainer.lr_reference_batch)
 
 
 def register() -> None:
-    """Make the schema available to bnexp/conf/config.yaml as `schema`."""
+    """Make the root schema available to conf/config.yaml as `schema`."""
     ConfigStore.instance().store(name="schema", node=Config)
-
-
-def fail(key: str, value, allowed: str) -> None:
-    """A one-line ConfigError: which key, which value, what is allowed."""
-    raise ConfigError(f"{key}={value}: {allowed}")
 
 
 def flat(cfg: Config) -> dict[str, str | int | float | bool]:

@@ -1,5 +1,5 @@
 """What this CPU is, read from /proc/cpuinfo: what a speed measurement and code compiled with
--march=native depend on (bnexp/runtime/tuning/machine.py, bnexp/nn/norm/kernels/)."""
+-march=native depend on (bnexp/tuning/machine.py, bnexp/nn/norm/kernels/)."""
 from __future__ import annotations
 
 import contextlib

@@ -7,23 +7,18 @@ import errno
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bnexp import data
+from bnexp import data, options
 from bnexp.config import Config, effective_lr, flat
 from bnexp.errors import ConfigError, UserError
 from bnexp.files import write_json_atomic
-from bnexp.monitors.registry import build as build_monitors
 from bnexp.nn.build import build_net
-from bnexp.nn.norm.registry import NORMALIZATIONS, variant_label
 from bnexp.record import METRICS_FILE, RunRecord, read
 from bnexp.runtime import context, mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
-from bnexp.runtime.tuning import Choice
-from bnexp.runtime.tuning import cache as tuning_cache
 from bnexp.training import checkpoint
 from bnexp.training.callback import Callback
 from bnexp.training.curve import TrainingCurve
@@ -36,35 +31,37 @@ from bnexp.training.stopping import StopAtTargets
 from bnexp.training.tensorboard import RunLogger, TensorBoardCurves
 from bnexp.training.throughput import ThroughputCheck
 from bnexp.training.trainer import Trainer
-from bnexp.validate import check
+from bnexp.tuning import Choice
+from bnexp.tuning import cache as tuning_cache
+from bnexp.validate import check, check_late, label
 
 log = logging.getLogger(__name__)
 
-# Hyperparameters shown in TensorBoard's HParams tab (plain values only); each run adds its
-# normalization's own settings (`hparam_keys`).
-HPARAM_KEYS = ("bn.variant", "bn.init", "bn.momentum", "bn.eps", "lr", "seed",
-               "trainer.batch_size", "trainer.epochs", "trainer.max_steps", "model.name",
-               "model.bn_on_dense", "model.init", "data.val_size", "ctx")
+# Settings that cannot change what a run computes, left out of TensorBoard's HParams (the
+# short forms `momentum` and `eps` are there as bn.momentum and bn.eps).
+NOT_HPARAM_SECTIONS = ("perf.", "logger.")
+NOT_HPARAM_KEYS = ("trainer.progress", "resume", "data.root", "momentum", "eps")
 # What a resumed run may change: how long it trains, where and how fast it runs.
 RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx",
                        "perf.threads", "perf.pool", "perf.bn_impl", "perf.probe_seconds", "resume")
 
 
-def hparam_keys(cfg: Config) -> tuple[str, ...]:
-    """HPARAM_KEYS and the settings of the run's normalization (bn=group: bn.groups; bn=noisy:
-    bn.noise), as its registration names them: the HParams table shows what tells runs apart."""
-    own = NORMALIZATIONS.entry(cfg.bn.variant).settings
-    return HPARAM_KEYS + tuple(f"bn.{key}" for key in own)
+def hparams(settings: dict, choices: dict[str, str]) -> dict[str, str | int | float | bool]:
+    """What tells runs apart, for TensorBoard's HParams tab: the options chosen and every
+    setting that can change what a run computes (the options' own settings, the data
+    subsets, the evaluation cadence), as plain values."""
+    out: dict[str, str | int | float | bool] = {group: name for group, name in choices.items()}
+    for key, value in settings.items():
+        if (key.endswith("._target_") or key in NOT_HPARAM_KEYS
+                or key.startswith(NOT_HPARAM_SECTIONS)):
+            continue
+        out[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+    return out
 
 
 def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
     """The saved run's config, with only the overrides a resumed run may change."""
-    config = dict(state["config"])
-    if "momentum" in config and "momentum" not in config.get("bn", {}):
-        # a checkpoint from before bn.momentum/bn.eps: its top-level values were BN's
-        config["bn"] = {**config.get("bn", {}), "momentum": config["momentum"],
-                        "eps": config.get("eps", 1e-5)}
-    saved = OmegaConf.merge(OmegaConf.structured(Config), config)
+    saved = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
     current = OmegaConf.structured(cfg)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -91,51 +88,75 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
     return steps
 
 
+def saved_state(cfg: Config, run_dir: Path, overrides: list[str]) -> tuple[Config, dict | None, RunRecord | None]:
+    """For `resume`: the config to continue with, the checkpoint's state (None: start
+    afresh), and the finished record if the run is already complete (then nothing runs)."""
+    if cfg.resume is None:
+        return cfg, None, None
+    previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
+    if previous and previous.status == "completed":
+        log.info("%s already completed; skipping (delete it to train again)", run_dir)
+        return cfg, None, previous
+    saved = checkpoint.read_state(run_dir)
+    if saved is None and cfg.resume != "auto":
+        raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
+                          f"give the folder of a run that was interrupted or checkpointed.")
+    return (resumed_config(cfg, saved, overrides) if saved else cfg), saved, None
+
+
+def source_path(module) -> str:
+    """A module's file, relative to the folder that holds the package (bnexp/nn/norm/scratch.py)."""
+    path = Path(module.__file__)
+    return str(path.relative_to(Path(options.__file__).parents[1])) if "bnexp" in path.parts else str(path)
+
+
+def write_record(path: Path, record: RunRecord) -> None:
+    """metrics.json, or one line saying why it cannot be written."""
+    try:
+        write_json_atomic(path, record.to_json())
+    except OSError as err:
+        reason = "disk full" if err.errno == errno.ENOSPC else err.strerror
+        raise UserError(f"cannot write {path}: {reason}. Choose another output folder "
+                        f"with hydra.run.dir=... (or hydra.sweep.dir=... for sweeps).") from None
+
+
 def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
-        speed: Choice | None = None, policy: ThreadPolicy | None = None) -> RunRecord:
+        speed: Choice | None = None, policy: ThreadPolicy | None = None,
+        choices: dict[str, str] | None = None) -> RunRecord:
     """Train once as configured; `run_dir/metrics.json` records the outcome, whatever it is.
     `cfg.resume` continues a checkpointed run ("auto": this job's own dir, if any).
-    `speed`: the threads, pooling layout and BN formulation bnexp.runtime.tuning chose;
-    `policy`: the thread policy they were chosen under (both recorded)."""
-    saved = None  # the checkpoint's state, if this run continues one
-    if cfg.resume is not None:
-        previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
-        if previous and previous.status == "completed":
-            log.info("%s already completed; skipping (delete it to train again)", run_dir)
-            return previous
-        saved = checkpoint.read_state(run_dir)
-        if saved is None and cfg.resume != "auto":
-            raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
-                              f"give the folder of a run that was interrupted or checkpointed.")
-        if saved is not None:
-            cfg = resumed_config(cfg, saved, overrides)
-    speed = speed or Choice(None, *cfg.perf.layout())
+    `speed`: the threads, pooling layout and formulation bnexp.tuning chose; `policy`: the
+    thread policy they were chosen under (both recorded); `choices`: the option chosen in
+    each config group (bn=scratch, ...), for the record and TensorBoard."""
+    cfg, saved, finished = saved_state(cfg, run_dir, overrides)
+    if finished is not None:
+        return finished
+    check_late(cfg)
+    speed = speed or Choice(None)
     threads = mxnet_import.threads_in_effect()
     log.info("threads: %s, pid %d", threads, os.getpid())
     log.info("speed settings: %s", speed.describe())
+    if speed.bn_impl and speed.bn_impl != "reference":
+        log.info("the normalization trains with its %r formulation, equal to its reference to "
+                 "float rounding; perf.bn_impl=reference trains the reference as written in %s",
+                 speed.bn_impl, source_path(options.module_of(cfg.bn)))
     ctx = context.resolve(cfg.ctx)
     dataset = data.load(cfg.data.root)
     settings = flat(cfg)
     record = RunRecord.from_json(saved["record"]) if saved else RunRecord(config=settings)
+    record.choices = dict(choices or record.choices)
     record.targets = list(cfg.report.targets)
     record.overrides = overrides
     record.perf = {**speed.to_json(), "threads": threads,
                    "policy": policy.to_json() if policy else None}
-    built = replace(cfg, perf=replace(cfg.perf, pool=speed.pool, bn_impl=speed.bn_impl))
     metrics_path = run_dir / METRICS_FILE
-    try:
-        write_json_atomic(metrics_path, record.to_json())
-    except OSError as err:
-        reason = "disk full" if err.errno == errno.ENOSPC else err.strerror
-        raise UserError(f"cannot write {metrics_path}: {reason}. Choose another output folder "
-                        f"with hydra.run.dir=... (or hydra.sweep.dir=... for sweeps).") from None
-    logger = RunLogger(run_dir, {key: settings[key] for key in hparam_keys(cfg)},
-                       ["hparams/final_test_acc", *(f"hparams/steps_to_{t:.2f}" for t in record.targets)],
-                       cfg.logger.tensorboard, cfg.logger.flush_secs,
+    write_record(metrics_path, record)
+    logger = RunLogger(run_dir, hparams(settings, record.choices), cfg.logger.tensorboard,
+                       cfg.logger.flush_secs,
                        resume_step=saved["step"] if saved else None)
     try:
         with graceful_stop() as stop:
-            trainer = make_trainer(built, dataset, ctx, record, logger, run_dir, process_start, stop,
+            trainer = make_trainer(cfg, dataset, ctx, record, logger, run_dir, process_start, stop,
                                    speed)
             if saved is not None:
                 step = checkpoint.resume(trainer.state, run_dir)
@@ -154,6 +175,12 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
             **{f"hparams/steps_to_{t}": m["step"] or -1 for t, m in record.milestones().items()},
         }, record.status)
         write_json_atomic(metrics_path, record.to_json())
+    report_end(record, run_dir, metrics_path, stop)
+    return record
+
+
+def report_end(record: RunRecord, run_dir: Path, metrics_path: Path, stop) -> None:
+    """The run's last log lines (and, if it was interrupted, how to continue it)."""
     final = record.final
     log.info("%s after %d steps: test acc %.4f, train loss %.4f (%.1f s training, %.1f s total)",
              record.status, record.steps, final.get("test_acc", float("nan")),
@@ -163,7 +190,6 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
         log.warning("interrupted at step %d; continue with: python -m bnexp.run resume=%s",
                     record.steps, run_dir)
         stop.deliver_deferred()  # e.g. submitit's checkpoint-and-requeue, now that it is safe
-    return record
 
 
 def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: RunRecord,
@@ -176,16 +202,16 @@ def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: Run
     tc = cfg.trainer
     train, val, test = device_splits(dataset, cfg.data.val_size, cfg.data.val_seed,
                                      cfg.data.test_subset, ctx[0])
-    net = build_net(cfg, ctx)
+    net = build_net(cfg, ctx, speed.pool, speed.formulation)
     lr = effective_lr(cfg)
     watched, watched_name = (val, "val") if val is not None else (test, "test")
-    describe = (f"{variant_label(cfg.bn.variant, vars(cfg.bn))} BN ({cfg.model.name}) on {','.join(str(c) for c in ctx)}, "
-                f"lr {lr:g}")
+    describe = (f"{label('bn', cfg.bn)} normalization, {label('model', cfg.model)} on "
+                f"{','.join(str(c) for c in ctx)}, {label('optimizer', cfg.optimizer)} at lr {lr:g}")
     config = OmegaConf.to_container(OmegaConf.structured(cfg))
     callbacks: list[Callback] = [
         DivergenceGuard(tc.diverge_above, record),
         TrainingCurve(record),
-        *build_monitors(cfg),
+        *(options.build("monitor", node, seed=cfg.seed) for node in cfg.monitor.values()),
         Evaluation(record, watched, watched_name, test if val is not None else None,
                    tc.eval_schedule, tc.eval_every_steps, process_start, describe),
         checkpoint.Checkpointing(run_dir, record, config, tc.checkpoint_every_epochs),
@@ -197,6 +223,7 @@ def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: Run
     if tc.stop_at_targets:
         callbacks.append(StopAtTargets(record, list(cfg.report.targets), watched_name))
     steps = total_steps(cfg, len(train) // tc.batch_size)
-    return Trainer(net, make_optimizer(net, lr, ctx), ctx, train, batch_size=tc.batch_size,
+    optimizer = options.build("optimizer", cfg.optimizer, learning_rate=lr)
+    return Trainer(net, make_optimizer(net, optimizer, ctx), ctx, train, batch_size=tc.batch_size,
                    total_steps=steps, seed=cfg.seed, log_every=tc.log_every_steps,
                    callbacks=callbacks, stop_requested=stop, record=record, logger=logger)

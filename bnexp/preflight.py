@@ -10,6 +10,9 @@ one line naming the override, what is wrong and what is allowed. The value check
 bnexp's own (bnexp/validate.py); for a sweep they run once on the fixed overrides, a
 swept value that fails them stays that job's failure (the report lists it).
 
+A setting the chosen option does not have (`bn=group momentum=0.99`, `bn=scratch
+bn.groups=5`) is such a mistake too: the line names the option and the settings it takes.
+
 `HYDRA_FULL_ERROR=1` skips this translation and shows Hydra's own error and traceback.
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -30,9 +33,11 @@ from hydra.errors import (ConfigCompositionException, MissingConfigException,
                           OverrideParseException)
 from omegaconf import DictConfig, OmegaConf
 
+from bnexp import config, options
+from bnexp.config import CONF_DIR
 from bnexp.errors import ConfigError, UserError
 
-CONFIG_MODULE, CONFIG_NAME = "bnexp.conf", "config"
+CONFIG_NAME = "config"
 LIST_GROUPS = ("monitor",)  # groups that take several options at once: monitor=[a,b]
 # Hydra plugins that bnexp's presets use, and the extra of bnexp that installs each.
 PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "optuna", "hydra/launcher/joblib": "launchers",
@@ -63,7 +68,7 @@ def check_command_line(argv: list[str]) -> None:
     else:
         fixed, swept = list(args.overrides), []
     with _config_module():
-        _check_appended_keys(overrides)
+        _check_appended_keys(overrides, fixed)
         cfg = _compose(fixed)
         for override in swept:  # a swept option Hydra cannot compose would stop the sweep midway
             for value in _sweep_values(override):
@@ -73,16 +78,18 @@ def check_command_line(argv: list[str]) -> None:
     _check_resume(cfg)
     if cfg.get("resume") in (None, "auto"):  # a resumed folder: checked against its saved config
         from bnexp import validate
-        validate.load(cfg)
+        validate.load(cfg, fixed, dict(cfg.hydra.runtime.choices))
 
 
 @contextmanager
 def _config_module() -> Iterator[None]:
     """Hydra's compose API over bnexp's configs, left as it was found (the app
     initializes Hydra itself afterwards)."""
+    config.register()
+    options.register_schemas()
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             yield
     finally:
         GlobalHydra.instance().clear()
@@ -90,21 +97,23 @@ def _config_module() -> Iterator[None]:
 
 def _compose(overrides: list[str]) -> DictConfig:
     try:
-        return compose(CONFIG_NAME, overrides=overrides)
+        return compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
     except Exception as err:  # noqa: BLE001 -- every kind becomes one line below
         raise UserError(explain(err, overrides)) from None
 
 
-def _check_appended_keys(overrides) -> None:
+def _check_appended_keys(overrides, fixed: list[str]) -> None:
     """`+trainer.batch_sze=64` composes (Hydra appends the key) and bnexp would never read
     it: a silently ignored typo. Appending is for config groups (`+experiment=...`) and
     Hydra's own settings only."""
     loader = GlobalHydra.instance().config_loader()
     for override in overrides:
         key = override.get_key_element().lstrip("+~").split("@", 1)[0]
-        if (override.is_add() and not key.startswith("hydra")
-                and not loader.get_group_options(key) and key not in _known_keys()):
-            close = difflib.get_close_matches(key, _known_keys(), n=1, cutoff=0.6)
+        if not override.is_add() or key.startswith("hydra") or loader.get_group_options(key):
+            continue
+        known = _known_keys([o for o in fixed if not o.lstrip("~").startswith("+")])
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f" Did you mean {close[0]}?" if close else ""
             raise UserError(f"{override.input_line}: bnexp has no setting {key} and would ignore "
                             f"it.{hint} (`--cfg job` lists every key)")
@@ -150,9 +159,6 @@ def explain(err: Exception, overrides: list[str]) -> str:
     if "Ambiguous value for argument" in text:
         return (f"{_one_line(err).split(chr(39))[1]}: a comma list is a sweep; add --multirun, "
                 "or quote a value that contains commas (key='\"a,b\"').")
-    unselected = _unselected_monitor_setting(overrides)
-    if unselected:
-        return unselected
     return f"{' '.join(overrides)}: {_one_line(cause or err)}"
 
 
@@ -176,48 +182,98 @@ def _missing_option(err: MissingConfigException, overrides: list[str]) -> str:
     if not match:
         return _one_line(err)
     group, option = match.groups()
-    options = sorted(GlobalHydra.instance().config_loader().get_group_options(group))
-    close = difflib.get_close_matches(option, options, n=1)
+    choices = _options(group)
+    close = difflib.get_close_matches(option, choices, n=1)
     typed = _override_for(group, overrides)
-    several = f" (several at once: {group}=[{','.join(options[:2])}])" if group in LIST_GROUPS else ""
+    several = f" (several at once: {group}=[{','.join(choices[:2])}])" if group in LIST_GROUPS else ""
     hint = f" Did you mean {close[0]}?" if close else ""
     extra = PLUGIN_EXTRAS.get(f"{group}/{option}")
     if extra:
         hint = f" The plugin is not installed: pip install \"bnexp[{extra}]\"."
-    return (f"{typed}: {group} has no option {option!r}; choose from {', '.join(options)}"
+    return (f"{typed}: {group} has no option {option!r}; choose from {', '.join(choices)}"
             f"{several}.{hint}")
 
 
-def _known_keys() -> list[str]:
-    """Every dotted key of the default config, monitor settings included (a key the user
-    may mistype)."""
-    import typing
+def _keys(node, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key, value in node.items():
+        out.append(prefix + str(key))
+        if isinstance(value, dict):
+            out += _keys(value, f"{prefix}{key}.")
+    return out
 
-    from bnexp.config import Config, MonitorConfig
 
-    container = OmegaConf.to_container(OmegaConf.structured(Config))
-    keys: list[str] = []
-
-    def walk(node, prefix: str) -> None:
-        for key, value in node.items():
-            keys.append(prefix + key)
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-
-    walk(container, "")
-    for name, hint in typing.get_type_hints(MonitorConfig).items():  # null until selected
-        options_class = next(a for a in typing.get_args(hint) if a is not type(None))
-        walk(OmegaConf.to_container(OmegaConf.structured(options_class)), f"monitor.{name}.")
-    return keys
+def _known_keys(overrides: list[str]) -> list[str]:
+    """Every dotted key of the config `overrides` compose (a key the user may mistype)."""
+    try:
+        composed = compose(CONFIG_NAME, overrides=overrides)
+    except Exception:  # noqa: BLE001 -- something else is wrong: the caller says it
+        composed = compose(CONFIG_NAME)
+    return _keys(OmegaConf.to_container(composed))
 
 
 def _unknown_key(key: str, overrides: list[str]) -> str:
+    """A key Hydra could not override: Hydra's own, a setting the chosen option does not
+    have, a monitor not selected, or a misspelt key."""
     typed = _override_for(key, overrides)
     if key.startswith("hydra."):
         return f"{typed}: Hydra has no setting {key} (see `--cfg hydra` for its settings)."
-    close = difflib.get_close_matches(key, _known_keys(), n=1, cutoff=0.6)
+    rest = [o for o in overrides if o != typed]
+    group, _, setting = key.partition(".")
+    if group in options.GROUPS and setting:
+        try:
+            composed = compose(CONFIG_NAME, overrides=rest, return_hydra_config=True)
+        except Exception:  # noqa: BLE001 -- something else is wrong: say what we know
+            composed = None
+        if composed is not None:
+            return _not_a_setting(typed, group, setting, composed)
+    close = difflib.get_close_matches(key, _known_keys(rest), n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]}?" if close else ""
     return f"{typed}: no such key.{hint} (`--cfg job` lists every key and its value)"
+
+
+def _not_a_setting(typed: str, group: str, setting: str, composed: DictConfig) -> str:
+    """`bn.groups=5` with bn=scratch; `monitor.ics.every=5` without monitor=[ics]."""
+    loader = GlobalHydra.instance().config_loader()
+    if group in LIST_GROUPS:
+        name = setting.split(".")[0]
+        selected = list(composed[group])
+        if name not in selected:
+            if name in loader.get_group_options(group):
+                return (f"{typed}: the {name} {group} is not selected; select it too: "
+                        f"{group}=[{','.join(selected + [name])}] {typed}")
+            return f"{typed}: there is no {group} {name!r}; {group}s: {', '.join(_options(group))}."
+        node, choice = composed[group][name], f"{group}={name}"
+        setting = setting.split(".", 1)[-1]
+    else:
+        node, choice = composed[group], f"{group}={composed.hydra.runtime.choices[group]}"
+    own = [k for k in node if k != "_target_"]
+    close = difflib.get_close_matches(setting, own, n=1, cutoff=0.6)
+    prefix = typed.lstrip("+~").split("=", 1)[0][:-len(setting)]
+    hint = f" Did you mean {prefix}{close[0]}?" if close else ""
+    return (f"{typed}: {choice} has no setting {setting!r}; its settings: "
+            f"{', '.join(own) or 'none'}.{hint} (`--cfg job` shows them)")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+
+
+def config_groups() -> str:
+    """`group: option, option, ...` for every config group the user chooses from (for
+    `--help`; Hydra's own list also shows the options' schemas, `schema/...`)."""
+    loader = GlobalHydra.instance().config_loader()
+
+    def groups(parent: str) -> list[str]:
+        out = []
+        for name in loader.list_groups(parent):
+            path = f"{parent}/{name}" if parent else name
+            out += [path] if loader.get_group_options(path) else []
+            out += groups(path)
+        return out
+
+    return "\n".join(f"{g}: {', '.join(_options(g))}" for g in sorted(groups(""))
+                     if not g.startswith(("hydra", "schema")))
 
 
 TYPE_NAMES = {"Float": "a number, e.g. 0.2", "Integer": "a whole number",
@@ -228,32 +284,6 @@ def _wrong_type(key: str, value: str, cause: str, overrides: list[str]) -> str:
     match = re.search(r"could not be converted to (\w+)", cause)
     wanted = TYPE_NAMES.get(match.group(1), match.group(1)) if match else _one_line(Exception(cause))
     return f"{_override_for(key, overrides)}: {key} takes {wanted}, not {value!r}."
-
-
-def _unselected_monitor_setting(overrides: list[str]) -> str | None:
-    """`monitor.ics.every=5` without `monitor=[ics]`: Hydra fails with an AssertionError
-    (the monitor's node is null until it is selected)."""
-    from bnexp.monitors.registry import MONITORS
-
-    settings = [o for o in overrides
-                if re.match(r"[+]?monitor\.(\w+)\.", o) and "=" in o]
-    if not settings:
-        return None
-    rest = [o for o in overrides if o not in settings]
-    try:
-        selected = compose(CONFIG_NAME, overrides=rest).monitor
-    except Exception:  # noqa: BLE001 -- something else is wrong: the caller says it
-        return None
-    for item in settings:
-        name = item.lstrip("+").split(".")[1]
-        if name in MONITORS and selected.get(name) is None:
-            chosen = [n for n in MONITORS.names() if selected.get(n) is not None] + [name]
-            return (f"{item}: the {name} monitor is not selected; select it too: "
-                    f"monitor=[{','.join(chosen)}] {item}")
-        if name not in MONITORS:
-            return (f"{item}: there is no monitor {name!r}; monitors: "
-                    f"{', '.join(MONITORS.names())}.")
-    return None
 
 
 def check_or_exit(argv: list[str]) -> None:

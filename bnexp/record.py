@@ -57,6 +57,7 @@ class RunRecord:
     """Everything `metrics.json` holds about one run."""
     status: str = "running"
     config: dict = field(default_factory=dict)
+    choices: dict = field(default_factory=dict)  # the option of each config group: {"bn": "scratch", ...}
     overrides: list[str] = field(default_factory=list)
     steps: int = 0
     images_seen: int = 0
@@ -69,7 +70,7 @@ class RunRecord:
     diverged_at_step: int | None = None
     error: str | None = None
     stopped_early: str | None = None  # why a completed run ended before its length (trainer.stop_at_targets)
-    perf: dict = field(default_factory=dict)     # speed settings in effect (bnexp/tuning.py)
+    perf: dict = field(default_factory=dict)     # speed settings in effect (bnexp/tuning/)
     monitors: dict = field(default_factory=dict)  # monitor name -> list of measurements
     targets: list[float] = field(default_factory=lambda: list(TARGETS))  # report.targets
 
@@ -123,13 +124,13 @@ def read(run_dir: Path) -> RunRecord:
     return RunRecord.from_json(data)
 
 
-def saved_config(run_dir: Path) -> dict | None:
-    """The flat config a run folder's metrics.json records, or None."""
+def saved_perf(run_dir: Path) -> dict | None:
+    """The speed settings a run folder's metrics.json records (threads, pool, bn_impl), or None."""
     try:
-        config = read(run_dir).config
+        perf = read(run_dir).perf
     except (OSError, ValueError, TypeError):
         return None
-    return config if isinstance(config, dict) else None
+    return perf if isinstance(perf, dict) and perf.get("pool") else None
 
 
 def record_failure(run_dir: Path, overrides: list[str], err: Exception) -> None:
@@ -145,7 +146,7 @@ def record_failure(run_dir: Path, overrides: list[str], err: Exception) -> None:
 # choosing settings by it would make the test set a validation set, and the final test
 # number an optimistic one. Without a validation split (data.val_size=0) the last epoch's
 # mean training accuracy stands in -- it rewards fast fitting, not generalisation, which is
-# why an lr search should hold out a validation split (bnexp/conf/experiment/lr_search.yaml does).
+# why an lr search should hold out a validation split (conf/experiment/lr_search.yaml does).
 OBJECTIVE_VALIDATION = "validation accuracy"
 OBJECTIVE_TRAINING = "training accuracy (no validation split: data.val_size=0)"
 

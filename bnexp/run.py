@@ -18,18 +18,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import config, preflight, record, validate
+from bnexp import config, options, preflight, record, tuning, validate
+from bnexp.config import CONF_DIR, Config
 from bnexp.errors import UserError
-from bnexp.config import Config
-from bnexp.runtime import context, mxnet_import, tuning
+from bnexp.runtime import context, mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
-from bnexp.runtime.tuning.choice import import_with
 from bnexp.sweep import callbacks, naming
+from bnexp.tuning.choice import import_with
 
 _process_start: float | None = time.time()  # the first job's clock starts with the process
 log = logging.getLogger("bnexp")
 
 config.register()
+options.register_schemas()
 # A random component in output folder names: two runs started in the same second
 # must not share a folder (cached, so one run resolves it to one value).
 OmegaConf.register_new_resolver("bnexp_uid", lambda: secrets.token_hex(3), use_cache=True)
@@ -38,7 +39,12 @@ OmegaConf.register_new_resolver(
     "bnexp_job_name", lambda overrides, sweep_dir, num: naming.job_name(
         list(overrides), sweep_dir, num, naming.UNNAMED_KEYS))
 # For presets: a step count from an image count, e.g. ${bnexp_steps:10000,${trainer.batch_size}}.
+# A single run's folder is named by its normalization and overrides (TensorBoard shows the name).
+OmegaConf.register_new_resolver(
+    "bnexp_run_name", lambda bn, overrides: naming.run_name(str(bn), list(overrides)))
 OmegaConf.register_new_resolver("bnexp_steps", lambda images, batch: max(1, int(images) // int(batch)))
+# `bnexp --help` lists the config groups and their options, not the options' schemas.
+OmegaConf.register_new_resolver("bnexp_config_groups", lambda: preflight.config_groups())
 # `resume=<run dir>` continues in that folder and keeps its .hydra/ as first written.
 OmegaConf.register_new_resolver(
     "bnexp_run_dir", lambda resume, default: default if resume in (None, "auto") else resume)
@@ -55,15 +61,31 @@ def slurm_restarts() -> int:
 
 
 def cpu_temp_copies(cfg: Config) -> int | None:
-    """MXNet's CPU workspace copies for this run: more for bn=sync on several CPU contexts,
-    where MXNet's default deadlocks (bnexp/nn/norm/sync.py); else MXNet's default."""
+    """MXNet's CPU workspace copies for this run: what the normalization's module asks for
+    on several CPU contexts (`CPU_TEMP_COPIES`: bn=sync, where MXNet's default deadlocks,
+    bnexp/nn/norm/sync.py); else MXNet's default."""
     devices = context.parse(cfg.ctx)
-    if cfg.bn.variant == "sync" and len(devices) > 1 and all(kind == "cpu" for kind, _ in devices):
-        return mxnet_import.SYNC_BN_TEMP_COPIES
+    if len(devices) > 1 and all(kind == "cpu" for kind, _ in devices) and options.early(cfg.bn):
+        return getattr(options.module_of(cfg.bn), "CPU_TEMP_COPIES", None)
     return None
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def chosen_options() -> dict[str, str]:
+    """The option chosen in each of bnexp's config groups: {"bn": "scratch", ...}."""
+    choices = HydraConfig.get().runtime.choices
+    return {group: str(choices[group]) for group in options.GROUPS if choices.get(group)}
+
+
+def speed_settings(settings: Config, policy: ThreadPolicy, run_dir: Path) -> tuning.Choice:
+    """A resumed run keeps its own speed settings (those the command line does not fix
+    again); a new one has them chosen (bnexp/tuning/)."""
+    saved = record.saved_perf(run_dir) if settings.resume else None
+    if saved is None:
+        return tuning.choose(settings, policy)
+    return tuning.Choice.resumed(saved, settings.perf, policy)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train once; return what a sweeper optimises (bnexp.record.objective): the validation
     accuracy, else the training accuracy, never the test accuracy; 0.0 if the run failed
@@ -75,7 +97,7 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     try:
-        settings = validate.load(cfg)
+        settings = validate.load(cfg, overrides)
         if in_sweep and settings.resume is None and slurm_restarts():
             # SLURM runs a requeued job (preempted, or out of time and requeued by submitit)
             # with its first command again: continue from the checkpoint, don't start over.
@@ -84,13 +106,13 @@ def main(cfg: DictConfig) -> float:
             settings = replace(settings, resume="auto")
         # Speed settings first: MXNet fixes its thread count when it is imported.
         policy = ThreadPolicy.resolve(settings.perf.threads)
-        speed = tuning.choose(settings, policy,
-                              record.saved_config(run_dir) if settings.resume else None)
+        speed = speed_settings(settings, policy, run_dir)
         problem = import_with(speed, cpu_temp_copies(settings))
         if problem:  # a broken MXNet install is the user's to fix: one line, status 2
             raise UserError(problem)
         from bnexp import experiment
-        result = experiment.run(settings, run_dir, overrides, job_start, speed, policy)
+        result = experiment.run(settings, run_dir, overrides, job_start, speed, policy,
+                                chosen_options())
     except UserError as err:
         log.error("%s", err)
         if in_sweep:  # the other jobs of the sweep go on; the report lists this one

@@ -36,6 +36,12 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path
                           capture_output=True, text=True, timeout=timeout, env=full, **popen)
 
 
+def config(*overrides: str):
+    """The checked config of `overrides`, composed as `python -m bnexp.run` composes it."""
+    from bnexp.validate import compose
+    return compose(list(overrides))
+
+
 @pytest.fixture(scope="session")
 def fashion_root() -> Path:
     from bnexp import data

@@ -81,7 +81,7 @@ def test_cli_table_and_json(tmp_path):
 def test_bn_floor_rows_and_profile():
     rows = measure.bn_floor(steps=2, repeats=1)
     assert {r["shape"] for r in rows} == {"128x20x24x24", "128x50x10x10"}
-    assert {r["what"] for r in rows} >= {"gluon BatchNorm", "scratch (centered)",
+    assert {r["what"] for r in rows} >= {"gluon BatchNorm", "scratch (reference)", "scratch (centered)",
                                          "scratch (surrogate)", "affine only, depthwise conv"}
     assert ("scratch (compiled)" in {r["what"] for r in rows}) == (COMPILED_PROBLEM is None)
     assert positive_finite([r["ms"] for r in rows])

@@ -9,12 +9,14 @@ import pytest
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
+from hydra.errors import MissingConfigException
+
+from bnexp import options
 from bnexp.nn.norm import kernels
-from bnexp.nn.norm.registry import NormSpec, make_norm
-from bnexp.nn.norm.scratch import ScratchBatchNorm
-from bnexp.config import BN_IMPLS, ModelConfig
-from bnexp.errors import ConfigError
+from bnexp.nn.norm.gluon_bn import gluon_bn
+from bnexp.nn.norm.scratch import FORMULATIONS, ScratchBatchNorm, scratch
 from bnexp.nn.lenet import lenet
+from conftest import config
 
 RTOL, ATOL = 1e-5, 1e-5
 # The compiled formulation needs its C++ operator built for this CPU (`make install` does,
@@ -22,16 +24,17 @@ RTOL, ATOL = 1e-5, 1e-5
 COMPILED_PROBLEM = kernels.unavailable_reason()
 IMPLS = [pytest.param(impl, marks=pytest.mark.skipif(
     impl == "compiled" and COMPILED_PROBLEM is not None, reason=str(COMPILED_PROBLEM)))
-    for impl in BN_IMPLS]
-USABLE_IMPLS = [impl for impl in BN_IMPLS if impl != "compiled" or COMPILED_PROBLEM is None]
+    for impl in FORMULATIONS]
+USABLE_IMPLS = [impl for impl in FORMULATIONS if impl != "compiled" or COMPILED_PROBLEM is None]
 
 
 def close(a, b):
     np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=RTOL, atol=ATOL)
 
 
-def pair(momentum, eps, hybridize, in_channels=0, impl="centered"):
-    layers = (ScratchBatchNorm(momentum=momentum, epsilon=eps, in_channels=in_channels, impl=impl),
+def pair(momentum, eps, hybridize, in_channels=0, impl="reference"):
+    layers = (ScratchBatchNorm(momentum=momentum, epsilon=eps, in_channels=in_channels,
+                               formulation=impl),
               gluon.nn.BatchNorm(momentum=momentum, epsilon=eps, in_channels=in_channels))
     for layer in layers:
         layer.initialize(ctx=mx.cpu())
@@ -79,7 +82,7 @@ def test_more_accurate_than_gluon_against_float64(offset):
     exact = (x - x.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)) / np.sqrt(
         x.astype(np.float64).var(axis=(0, 2, 3), keepdims=True) + 1e-5)
     errors = {}
-    for name, layer in [(impl, ScratchBatchNorm(in_channels=20, impl=impl)) for impl in USABLE_IMPLS] + \
+    for name, layer in [(impl, ScratchBatchNorm(in_channels=20, formulation=impl)) for impl in USABLE_IMPLS] + \
                        [("gluon", gluon.nn.BatchNorm(in_channels=20))]:
         layer.initialize(ctx=mx.cpu())
         with autograd.record():
@@ -88,8 +91,9 @@ def test_more_accurate_than_gluon_against_float64(offset):
         assert errors[impl] <= errors["gluon"], errors
 
 
-def test_moving_statistics_move_only_in_training_and_get_no_gradient():
-    layer = ScratchBatchNorm(in_channels=3)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_moving_statistics_move_only_in_training_and_get_no_gradient(impl):
+    layer = ScratchBatchNorm(in_channels=3, formulation=impl)
     layer.initialize()
     np.testing.assert_array_equal(layer.gamma.data().asnumpy(), 1)
     np.testing.assert_array_equal(layer.beta.data().asnumpy(), 0)
@@ -106,8 +110,9 @@ def test_moving_statistics_move_only_in_training_and_get_no_gradient():
     np.testing.assert_allclose(layer.running_mean.data().asnumpy(), 0.1 * batch_mean, rtol=1e-5)
 
 
-def test_training_output_is_normalized_per_channel():
-    layer = ScratchBatchNorm(epsilon=1e-8)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_training_output_is_normalized_per_channel(impl):
+    layer = ScratchBatchNorm(epsilon=1e-8, formulation=impl)
     layer.initialize()
     x = nd.random.normal(-3, 4, shape=(64, 5, 6, 6))
     with autograd.record():
@@ -120,7 +125,9 @@ def test_training_output_is_normalized_per_channel():
 @pytest.mark.parametrize("impl", IMPLS)
 def test_lenet_step_matches_gluon(bn_on_dense, impl):
     """A whole hybridized LeNet: same init, one SGD step, same gradients and loss."""
-    nets = [lenet(ModelConfig(bn_on_dense=bn_on_dense), NormSpec(v, impl=impl)) for v in ("scratch", "gluon")]
+    norms = (lambda channels, layer: scratch(channels, formulation=impl),
+             lambda channels, layer: gluon_bn(channels))
+    nets = [lenet(norm, bn_on_dense=bn_on_dense) for norm in norms]
     x = nd.random.uniform(shape=(32, 1, 28, 28))
     y = nd.array(np.arange(32) % 10)
     for net in nets:
@@ -151,18 +158,28 @@ def test_lenet_step_matches_gluon(bn_on_dense, impl):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
-def test_make_norm():
-    assert make_norm(NormSpec("none"), 3) is None
-    assert isinstance(make_norm(NormSpec("scratch"), 3), ScratchBatchNorm)
-    assert isinstance(make_norm(NormSpec("gluon"), 3), gluon.nn.BatchNorm)
-    with pytest.raises(ConfigError, match="bn=foo: unknown normalization; choose one of"):
-        make_norm(NormSpec("foo"), 3)
+def test_bn_options_build_their_layers():
+    """bn=<name> chooses conf/bn/<name>.yaml, whose target builds the layer (bnexp/options.py);
+    an unknown name is refused while composing, with the options there are."""
+    def built(name):
+        return options.build("bn", config(f"bn={name}").bn, channels=3, layer=0, seed=0,
+                             devices=1, formulation="reference")
+    assert built("none") is None
+    assert isinstance(built("scratch"), ScratchBatchNorm)
+    assert isinstance(built("gluon"), gluon.nn.BatchNorm)
+    # the formulation (perf.bn_impl, chosen by bnexp/tuning/) reaches the layer bnexp builds
+    surrogate = options.build("bn", config("bn=scratch").bn, channels=3, formulation="surrogate")
+    assert "formulation=surrogate" in repr(surrogate)
+    with pytest.raises(MissingConfigException, match="bn/foo") as err:
+        config("bn=foo")
+    assert all(name in str(err.value) for name in ("gluon", "none", "scratch"))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_channels_last_matches_gluon(impl):
     """axis=3 (NHWC): every formulation swaps the channels to axis 1 and back."""
-    layers = (ScratchBatchNorm(axis=3, in_channels=3, impl=impl), gluon.nn.BatchNorm(axis=3, in_channels=3))
+    layers = (ScratchBatchNorm(axis=3, in_channels=3, formulation=impl),
+              gluon.nn.BatchNorm(axis=3, in_channels=3))
     x = nd.array(np.random.default_rng(2).normal(1.0, 2.0, size=(4, 5, 6, 3)).astype("float32"))
     outs = []
     for layer in layers:

@@ -44,7 +44,7 @@ def test_same_config_as_python_m_bnexp_run(tmp_path):
     mine = bnexp("--cfg", "job", "bn=gluon", "lr=0.1", cwd=tmp_path)
     theirs = run_cli("--cfg", "job", "bn=gluon", "lr=0.1", cwd=tmp_path)
     assert mine.returncode == 0 and theirs.returncode == 0, mine.stderr + theirs.stderr
-    assert mine.stdout == theirs.stdout and "variant: gluon" in mine.stdout
+    assert mine.stdout == theirs.stdout and "_target_: bnexp.nn.norm.gluon_bn.gluon_bn" in mine.stdout
 
 
 def test_mistake_is_one_line_through_the_command():

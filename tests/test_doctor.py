@@ -1,4 +1,4 @@
-"""`python -m bnexp.runtime.doctor`: one verdict line per item, exit status 1 on a FAIL."""
+"""`python -m bnexp.doctor`: one verdict line per item, exit status 1 on a FAIL."""
 from __future__ import annotations
 
 import re
@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from bnexp.runtime import doctor
+from bnexp import doctor
 from conftest import REPO
 
 LINE = re.compile(r"^\[\s*(ok|warn|FAIL)\] (\S.*)$")
 
 
 def test_doctor_passes_here():
-    result = subprocess.run([sys.executable, "-m", "bnexp.runtime.doctor"], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "bnexp.doctor"], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()

@@ -203,15 +203,18 @@ def test_resume_errors_are_clear(tmp_path):
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    from dataclasses import replace
+
     import mxnet as mx
     from bnexp.training import checkpoint
-    from bnexp.config import Config
     from bnexp.nn.build import build_net
+    from bnexp.training.optimizers import sgd
     from bnexp.training.step import make_optimizer
+    from conftest import config
 
-    cfg = Config()
+    cfg = config()
     net = build_net(cfg, [mx.cpu()])
-    trainer = make_optimizer(net, 0.1, [mx.cpu()])
+    trainer = make_optimizer(net, sgd(0.1), [mx.cpu()])
     checkpoint.save(tmp_path, net, trainer, {"step": 1})
     before = (tmp_path / "checkpoint.params").read_bytes()
 
@@ -228,8 +231,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     first = {k: p.data().asnumpy() for k, p in net.collect_params().items()}
-    fresh = build_net(Config(seed=1), [mx.cpu()])
-    state = checkpoint.restore(tmp_path, fresh, make_optimizer(fresh, 0.1, [mx.cpu()]))
+    fresh = build_net(replace(cfg, seed=1), [mx.cpu()])
+    state = checkpoint.restore(tmp_path, fresh, make_optimizer(fresh, sgd(0.1), [mx.cpu()]))
     assert state == {"step": 1}
     for (name, p), (_, q) in zip(net.collect_params().items(), fresh.collect_params().items()):
         np.testing.assert_array_equal(p.data().asnumpy(), q.data().asnumpy(), err_msg=name)

@@ -28,8 +28,9 @@ def test_asking_for_it_where_it_cannot_be_built_is_one_clear_line(env, said, tmp
 
 def test_auto_leaves_it_out_where_it_cannot_be_built(tmp_path):
     code = ("import logging; logging.basicConfig(level=logging.DEBUG); "
-            "from bnexp.runtime.tuning.probe import layouts; "
-            "print(sorted({l.bn_impl for l in layouts('scratch')}))")
+            "from bnexp.nn.norm.scratch import formulations; "
+            "from bnexp.tuning.probe import layouts; "
+            "print(sorted({l.formulation for l in layouts(formulations('cpu'))}))")
     env = {"PATH": "/usr/bin:/bin", "BNEXP_KERNEL_DIR": str(tmp_path), **NO_COMPILER}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=120)
@@ -58,16 +59,17 @@ def test_on_a_gpu_the_compiled_formulation_is_never_chosen_and_refused_by_name()
     """It is a CPU operator: ctx=auto resolving to a GPU leaves it out, and asking for it
     there is one line (bnexp/validate.py refuses it already for an explicit ctx=gpu)."""
     from bnexp.errors import ConfigError
-    from bnexp.runtime.tuning.probe import layouts
+    from bnexp.nn.norm.scratch import formulations
+    from bnexp.tuning.probe import layouts
 
-    assert {layout.bn_impl for layout in layouts("scratch", device="gpu")} == {"centered", "surrogate"}
+    assert {layout.formulation for layout in layouts(formulations("gpu"))} == {"centered", "surrogate"}
     with pytest.raises(ConfigError, match="runs on CPU only, and ctx resolves to a GPU"):
-        layouts("scratch", bn_impl="compiled", device="gpu")
+        formulations("gpu", "compiled")
 
 
 def test_doctor_says_whether_it_is_built(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "BNEXP_KERNEL_DIR": str(tmp_path), **NO_COMPILER}
-    code = "from bnexp.runtime import doctor; [print(c.line()) for c in doctor.check_kernels()]"
+    code = "from bnexp import doctor; [print(c.line()) for c in doctor.check_kernels()]"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -151,7 +151,7 @@ def python(code: str, env: dict) -> str:
 def test_importing_bnexp_changes_nothing():
     """No import-time side effects: neither MXNet nor a thread variable."""
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
-    code = ("import os, sys, bnexp, bnexp.run, bnexp.config, bnexp.runtime.tuning; "
+    code = ("import os, sys, bnexp, bnexp.run, bnexp.config, bnexp.tuning; "
             "print(os.environ.get('OMP_NUM_THREADS'), 'mxnet' in sys.modules)")
     assert python(code, env) == "None False"
 

@@ -4,18 +4,22 @@ import pytest
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from bnexp.nn.norm.registry import NormSpec
 from bnexp.nn.norm.scratch import ScratchBatchNorm
-from bnexp.config import Config, ModelConfig
 from bnexp.nn.lenet import lenet
 from bnexp.nn.pooling import FoldedMaxPool2D
-from bnexp.nn.build import build_net
+from bnexp.nn.build import build_net, norm_factory
+from conftest import config
+
+
+def norm(variant):
+    """`norm(channels, layer)` of the option bn=<variant>, as build_net places it."""
+    return norm_factory(config(f"bn={variant}"), 1, "reference")
 
 
 @pytest.mark.parametrize("variant,bn_type,count", [
     ("none", None, 0), ("scratch", ScratchBatchNorm, 2), ("gluon", gluon.nn.BatchNorm, 2)])
 def test_bn_sits_after_each_convolution_before_relu(variant, bn_type, count):
-    net = lenet(ModelConfig(), NormSpec(variant))
+    net = lenet(norm(variant))
     layers = list(net)
     bns = [i for i, layer in enumerate(layers) if bn_type and isinstance(layer, bn_type)]
     assert len(bns) == count
@@ -25,20 +29,22 @@ def test_bn_sits_after_each_convolution_before_relu(variant, bn_type, count):
 
 
 def test_bn_on_dense_adds_a_third_layer():
-    net = lenet(ModelConfig(bn_on_dense=True), NormSpec("gluon"))
+    net = lenet(norm("gluon"), bn_on_dense=True)
     assert sum(isinstance(layer, gluon.nn.BatchNorm) for layer in net) == 3
 
 
-@pytest.mark.parametrize("init", ["normal", "xavier"])
+@pytest.mark.parametrize("init", ["normal", "xavier", "kaiming"])
 def test_initialization(init):
-    cfg = Config(model=ModelConfig(init=init))
+    cfg = config(f"model.init={init}")
     net = build_net(cfg, [mx.cpu()])
     params = {name.split("_", 1)[1]: p.data().asnumpy() for name, p in net.collect_params().items()}
     assert params["dense0_weight"].shape == (128, 1250)
     if init == "normal":
         assert params["dense0_weight"].std() == pytest.approx(0.01, rel=0.05)
-    else:  # Xavier: uniform with scale sqrt(3 / mean(fan_in, fan_out))
+    elif init == "xavier":  # uniform with scale sqrt(3 / mean(fan_in, fan_out))
         assert params["dense0_weight"].std() > 0.02
+    else:  # Kaiming/He: normal with std sqrt(2 / fan_in)
+        assert params["dense0_weight"].std() == pytest.approx((2 / 1250) ** 0.5, rel=0.05)
     np.testing.assert_array_equal(params["conv0_bias"], 0)
     np.testing.assert_array_equal(params["scratchbatchnorm0_gamma"], 1)
     np.testing.assert_array_equal(params["scratchbatchnorm0_beta"], 0)
@@ -47,7 +53,7 @@ def test_initialization(init):
 
 
 def test_output_shape():
-    net = build_net(Config(), [mx.cpu()])
+    net = build_net(config(), [mx.cpu()])
     assert net(nd.zeros((128, 1, 28, 28))).shape == (128, 10)
 
 

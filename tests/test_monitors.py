@@ -10,18 +10,17 @@ import pytest
 from mxnet import autograd, gluon, nd
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from bnexp import options
 from bnexp.nn.norm.noisy import NoisyBatchNorm
-from bnexp.nn.norm.registry import NormSpec
-from bnexp.config import BNConfig, Config, ModelConfig, TrainerConfig
-from bnexp.nn.mlp import mlp
 from bnexp.monitors.activations import percentiles
 from bnexp.monitors.ics import internal_covariate_shift, l2_and_cosine
 from bnexp.monitors.landscape import along_gradient
 from bnexp.monitors.network import preserved
-from bnexp.nn.build import build_net, step_hooks
+from bnexp.nn.build import build_net, norm_factory, step_hooks
 from bnexp.training import checkpoint
+from bnexp.training.optimizers import sgd
 from bnexp.training.step import make_optimizer, train_step
-from conftest import run_cli
+from conftest import config, run_cli
 
 
 # ------------------------------------------------------------------ known answers
@@ -84,8 +83,7 @@ def batch():
 
 @pytest.mark.parametrize("variant", ["none", "gluon"])
 def test_ics_of_the_first_layer_is_zero_and_of_no_update_is_zero(batch, variant):
-    cfg = Config(bn=BNConfig(variant), model=ModelConfig(init="xavier"),
-                 trainer=TrainerConfig(batch_size=64))
+    cfg = config(f"bn={variant}", "model.init=xavier", "trainer.batch_size=64")
     net = build_net(cfg, [mx.cpu()])
     with preserved(net):
         shifted = internal_covariate_shift(net, *batch, [mx.cpu()], lr=0.2)
@@ -99,7 +97,7 @@ def test_ics_of_the_first_layer_is_zero_and_of_no_update_is_zero(batch, variant)
 
 
 def test_preserved_puts_everything_back_bit_for_bit(batch):
-    cfg = Config(bn=BNConfig("scratch"), trainer=TrainerConfig(batch_size=64))
+    cfg = config("bn=scratch", "trainer.batch_size=64")
     net = build_net(cfg, [mx.cpu()])
     before = {name: p.data().asnumpy().copy() for name, p in net.collect_params().items()}
     with preserved(net):
@@ -117,10 +115,10 @@ def test_preserved_puts_everything_back_bit_for_bit(batch):
 # ------------------------------------------------------------------------ noisy BN
 def test_noisy_bn_with_zero_noise_is_gluon_bn_step_for_step(batch):
     nets, trainers = {}, {}
-    for variant, noise in (("gluon", 1.0), ("noisy", 0.0)):
-        cfg = Config(bn=BNConfig(variant, noise=noise), trainer=TrainerConfig(batch_size=64))
+    for variant, extra in (("gluon", ()), ("noisy", ("bn.noise=0.0",))):
+        cfg = config(f"bn={variant}", *extra, "trainer.batch_size=64")
         nets[variant] = build_net(cfg, [mx.cpu()])
-        trainers[variant] = make_optimizer(nets[variant], cfg.lr, [mx.cpu()])
+        trainers[variant] = make_optimizer(nets[variant], sgd(cfg.lr), [mx.cpu()])
     losses = {v: [] for v in nets}
     for step in range(5):
         for v, net in nets.items():
@@ -221,7 +219,7 @@ def test_noisy_bn_same_step_same_noise_and_none_in_inference():
 def test_noisy_bn_resumes_from_a_checkpoint_bit_for_bit(batch, tmp_path):
     """The noise banks are left out of the checkpoint (Constants, rebuilt from the seed);
     a network restored at step 3 trains on exactly as the uninterrupted one."""
-    cfg = Config(bn=BNConfig("noisy"), trainer=TrainerConfig(batch_size=64))
+    cfg = config("bn=noisy", "trainer.batch_size=64")
 
     def steps(net, trainer, begin, end):
         for step in range(begin, end):
@@ -231,33 +229,44 @@ def test_noisy_bn_resumes_from_a_checkpoint_bit_for_bit(batch, tmp_path):
         return float(loss.asscalar())
 
     net = build_net(cfg, [mx.cpu()])
-    trainer = make_optimizer(net, cfg.lr, [mx.cpu()])
+    trainer = make_optimizer(net, sgd(cfg.lr), [mx.cpu()])
     steps(net, trainer, 0, 3)
     checkpoint.save(tmp_path, net, trainer, {"step": 3})
     assert not any("jitter" in name for name in nd.load(str(tmp_path / checkpoint.CHECKPOINT_FILE)))
     resumed = build_net(cfg, [mx.cpu()])
-    resumed_trainer = make_optimizer(resumed, cfg.lr, [mx.cpu()])
+    resumed_trainer = make_optimizer(resumed, sgd(cfg.lr), [mx.cpu()])
     checkpoint.restore(tmp_path, resumed, resumed_trainer)
     assert steps(net, trainer, 3, 5) == steps(resumed, resumed_trainer, 3, 5)
 
 
 # ------------------------------------------------------------------------------ mlp
+def model_of(*overrides):
+    """The model option of `overrides`, built around their bn option (not initialized)."""
+    cfg = config(*overrides)
+    return options.build("model", cfg.model, norm=norm_factory(cfg, 1, "reference"),
+                         pool="native", bias_initializer="zeros")
+
+
 def test_mlp_is_ioffes_network():
-    net = mlp(ModelConfig(name="mlp"), NormSpec("gluon"))
+    net = model_of("model=mlp", "bn=gluon")
     kinds = [type(b).__name__ for b in net]
     assert kinds == ["Dense", "BatchNorm", "Activation"] * 3 + ["Dense"]
     assert [b._units for b in net if isinstance(b, gluon.nn.Dense)] == [100, 100, 100, 10]
     assert all(b._act_type == "sigmoid" for b in net if isinstance(b, gluon.nn.Activation))
-    assert [type(b).__name__ for b in mlp(ModelConfig(name="mlp"), NormSpec("none"))] == ["Dense", "Activation"] * 3 + ["Dense"]
+    assert [type(b).__name__ for b in model_of("model=mlp", "bn=none")] == ["Dense", "Activation"] * 3 + ["Dense"]
+    # model=mlp_relu: the same network with ReLU
+    relu = model_of("model=mlp_relu", "bn=gluon")
+    assert [type(b).__name__ for b in relu] == kinds
+    assert all(b._act_type == "relu" for b in relu if isinstance(b, gluon.nn.Activation))
 
 
 def test_source_init_reproduces_the_tutorials_defects():
-    net = build_net(Config(bn=BNConfig("gluon", init="source")), [mx.cpu()])
+    net = build_net(config("bn=gluon", "bn.init=source"), [mx.cpu()])
     params = {name.split("_", 1)[1]: p.data().asnumpy() for name, p in net.collect_params().items()}
     assert params["batchnorm0_running_var"].max() == 0.0
     for name in ("batchnorm0_gamma", "batchnorm0_beta", "conv0_bias", "dense1_bias"):
         assert 0.002 < params[name].std() < 0.03 and abs(params[name].mean()) < 0.02, name
-    standard = build_net(Config(bn=BNConfig("gluon")), [mx.cpu()])
+    standard = build_net(config("bn=gluon"), [mx.cpu()])
     ps = {name.split("_", 1)[1]: p.data().asnumpy() for name, p in standard.collect_params().items()}
     assert (ps["batchnorm0_gamma"] == 1).all() and (ps["batchnorm0_running_var"] == 1).all()
     assert (ps["conv0_bias"] == 0).all()
@@ -310,5 +319,7 @@ def test_mlp_with_noisy_bn_trains_through_the_cli(tmp_path):
                    "trainer.progress=log", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["config"]["model.name"] == "mlp" and m["config"]["bn.variant"] == "noisy"
+    assert m["choices"]["model"] == "mlp" and m["choices"]["bn"] == "noisy"
+    assert m["config"]["model._target_"] == "bnexp.nn.mlp.mlp"
+    assert m["config"]["bn._target_"] == "bnexp.nn.norm.noisy.noisy"
     assert m["final"]["test_acc"] > 0.3  # it learns (chance is 0.1)

@@ -36,14 +36,14 @@ from mxnet import gluon, nd
 import fp32
 from bnexp.training import checkpoint
 from bnexp.training import step as train
-from bnexp.config import BNConfig, Config, ModelConfig
 from bnexp.nn.build import build_net
+from bnexp.training.optimizers import sgd
 from bnexp.training.step import DeviceSplit, epoch_order, make_optimizer, train_step
-from conftest import run_cli
+from conftest import config, run_cli
 
 ONE, TWO = [mx.cpu()], [mx.cpu(0), mx.cpu(1)]
 # xavier init: the gradients reach every layer from the first step
-CFG = Config(bn=BNConfig("none"), model=ModelConfig(init="xavier"), seed=3)
+CFG = config("bn=none", "model.init=xavier", "seed=3")
 STEPS = 5
 
 
@@ -77,7 +77,8 @@ def worst_excess(batches) -> dict[str, float]:
     """Walk STEPS steps of one-device training; before each, put the two-device network
     on the same weights, take the step on both, and record how far apart they land."""
     one, two = build_net(CFG, ONE), build_net(CFG, TWO)
-    trainer_one, trainer_two = make_optimizer(one, CFG.lr, ONE), make_optimizer(two, CFG.lr, TWO)
+    trainer_one = make_optimizer(one, sgd(CFG.lr), ONE)
+    trainer_two = make_optimizer(two, sgd(CFG.lr), TWO)
     worst: dict[str, float] = {}
     for images, labels in batches:
         for p_one, p_two in zip(one.collect_params().values(), two.collect_params().values()):
@@ -133,7 +134,7 @@ ONE_STEP = ["bn=none", "model.init=xavier", "seed=3", "trainer.max_steps=1",
 def trained_weights(run_dir) -> dict[str, np.ndarray]:
     """The weights in a finished run's checkpoint, by parameter name (lenet_conv0_weight, ...)."""
     net = build_net(CFG, ONE)
-    checkpoint.restore(run_dir, net, make_optimizer(net, CFG.lr, ONE))
+    checkpoint.restore(run_dir, net, make_optimizer(net, sgd(CFG.lr), ONE))
     return weights(net)
 
 

@@ -18,17 +18,24 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 from fp32 import U, gamma
-from bnexp.config import BNConfig, Config, ModelConfig, TrainerConfig, ActivationsMonitorConfig, MonitorConfig
+from bnexp import options
 from bnexp.errors import ConfigError
 from bnexp.nn.norm.ghost import GhostBatchNorm
 from bnexp.nn.norm.group import GroupNorm
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec, make_norm
 from bnexp.nn.norm.renorm import BatchRenorm, relaxed_limits
 from bnexp.nn.norm.scratch import ScratchBatchNorm
-from bnexp.validate import check
+from conftest import config
 
 CONV, DENSE = (6, 20, 5, 4), (6, 20)
 RNG = np.random.default_rng(0)
+
+
+def make_norm(name: str, channels: int, *overrides: str):
+    """The layer that bn=<name> (conf/bn/<name>.yaml, with `overrides`) builds for `channels`
+    channels, as bnexp/nn/build.py builds it."""
+    node = config(f"bn={name}", *overrides).bn
+    return options.build("bn", node, channels=channels, layer=0, seed=0, devices=1,
+                         formulation="reference")
 
 
 def array(shape, loc=0.0, scale=1.0):
@@ -159,8 +166,8 @@ class Reshaped(gluon.Block):
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 def test_instance_norm_is_group_norm_with_a_group_per_channel_and_matches_mxnet(train, hybridize):
     c = CONV[1]
-    ours = make_norm(NormSpec("instance"), c)
-    theirs = make_norm(NormSpec("instance_gluon"), c)
+    ours = make_norm("instance", c)
+    theirs = make_norm("instance_gluon", c)
     assert isinstance(ours, GroupNorm) and ours.groups == c
     initialized(ours, theirs, hybridize=hybridize)
     gamma_c, beta_c = RNG.normal(1, 0.5, c).astype(np.float32), RNG.normal(0, 0.5, c).astype(np.float32)
@@ -174,7 +181,7 @@ def test_layer_norm_is_group_norm_with_one_group_and_matches_mxnet_layer_norm(sh
     """MXNet's LayerNorm normalizes one axis: over (C, H, W) flattened, with unit affine
     (its gamma would be per element, Wu & He's per channel: they agree at gamma 1, beta 0)."""
     c = shape[1]
-    ours = make_norm(NormSpec("layer"), c)
+    ours = make_norm("layer", c)
     assert isinstance(ours, GroupNorm) and ours.groups == 1
     flat = int(np.prod(shape[1:]))
     mxnet_ln = gluon.nn.LayerNorm(axis=-1, in_channels=flat)
@@ -212,11 +219,12 @@ def test_the_bound_catches_an_unbiased_variance():
 
 # ------------------------------------------------------------ batch independence
 BATCH_FREE = ["group", "group_gluon", "layer", "instance", "instance_gluon"]
+FIVE_GROUPS = {"group": ["bn.groups=5"], "group_gluon": ["bn.groups=5"]}  # for the 20 channels
 
 
 @pytest.mark.parametrize("name", BATCH_FREE)
 def test_batch_independent_layers_keep_no_moving_statistics(name):
-    layer = make_norm(NormSpec(name, groups=5), 20)
+    layer = make_norm(name, 20, *FIVE_GROUPS.get(name, []))
     layer.initialize()
     x = array(CONV, 2.0, 3.0)
     with autograd.record():
@@ -233,7 +241,7 @@ def test_batch_independent_layers_keep_no_moving_statistics(name):
 def test_a_sample_is_normalized_without_the_rest_of_its_batch(name):
     """Sample 0 alone and within a batch of others: the same output (bitwise: the
     per-sample reductions are the same sums). BN (gluon) must fail this."""
-    layer = make_norm(NormSpec(name, groups=5), 20)
+    layer = make_norm(name, 20, *FIVE_GROUPS.get(name, []))
     layer.initialize()
     x = array(CONV, 2.0, 3.0)
     with autograd.record():
@@ -247,7 +255,9 @@ def test_a_sample_is_normalized_without_the_rest_of_its_batch(name):
 # ------------------------------------------------------------ Batch Renorm
 def renorm_and_bn(momentum=0.9, hybridize=False, **renorm_kwargs):
     c = CONV[1]
-    return initialized(BatchRenorm(c, momentum, **renorm_kwargs), ScratchBatchNorm(momentum=momentum, in_channels=c),
+    # bnexp's BN in the formulation whose operations Batch Renorm shares (batch_statistics)
+    scratch = ScratchBatchNorm(momentum=momentum, in_channels=c, formulation="centered")
+    return initialized(BatchRenorm(c, momentum, **renorm_kwargs), scratch,
                        gluon.nn.BatchNorm(momentum=momentum, in_channels=c), hybridize=hybridize)
 
 
@@ -255,7 +265,8 @@ def renorm_and_bn(momentum=0.9, hybridize=False, **renorm_kwargs):
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 def test_renorm_without_room_is_bn(shape, hybridize):
     """r_max = 1, d_max = 0 (the whole run: relax_begin = relax_end = 10**9): the same
-    operations as bnexp's BN, so bit for bit its outputs, gradients and moving statistics;
+    operations as bnexp's BN (its centered formulation), so bit for bit its outputs,
+    gradients and moving statistics;
     and within test_bn.py's tolerance of MXNet's BatchNorm."""
     renorm, bn, gluon_bn = renorm_and_bn(hybridize=hybridize, r_max=3.0, d_max=5.0,
                                          relax_begin=10 ** 9, relax_end=10 ** 9)
@@ -367,62 +378,71 @@ def test_ghost_bn_normalizes_each_virtual_batch_as_bn_would_alone():
 
 
 # ------------------------------------------------------------ settings checked
-def config(variant: str, **kwargs) -> Config:
-    bn = {k: v for k, v in kwargs.items() if k in BNConfig.__dataclass_fields__}
-    model = ModelConfig(**{k: v for k, v in kwargs.items() if k in ModelConfig.__dataclass_fields__})
-    trainer = TrainerConfig(**{k: v for k, v in kwargs.items() if k in TrainerConfig.__dataclass_fields__})
-    monitor = MonitorConfig(activations=ActivationsMonitorConfig(images=kwargs["images"])) \
-        if "images" in kwargs else MonitorConfig()
-    return Config(bn=BNConfig(variant, **bn), model=model, trainer=trainer, monitor=monitor,
-                  ctx=kwargs.get("ctx", "cpu"))
-
-
-@pytest.mark.parametrize("cfg,message", [
-    (config("group", groups=3), "bn.groups=3: must divide the channels of every normalized layer "
-                                "(20, 50 with model=lenet); choose one of 1, 2, 5, 10."),
-    (config("group", groups=10, bn_on_dense=True), "bn.groups=10: must divide the channels of every normalized "
-     "layer (20, 50, 128 with model=lenet model.bn_on_dense=true); choose one of 1, 2."),
-    (config("group_gluon", groups=0), "bn.groups=0: must divide"),
-    (config("instance", name="mlp"), "bn=instance: instance normalization averages over a channel's positions"),
-    (config("ghost", virtual_batch=48), "bn.virtual_batch=48: must divide the per-device batch (128 images), "
-                                        "e.g. bn.virtual_batch=32."),
-    (config("ghost", virtual_batch=32, ctx="cpu:0,cpu:1", batch_size=96),
+@pytest.mark.parametrize("overrides,message", [
+    (["bn=group", "bn.groups=3"], "bn.groups=3: must divide the channels of every normalized layer "
+                                  "(20, 50 with model=lenet); choose one of 1, 2, 5, 10."),
+    (["bn=group", "bn.groups=10", "model.bn_on_dense=true"], "bn.groups=10: must divide the channels of "
+     "every normalized layer (20, 50, 128 with model=lenet model.bn_on_dense=true); choose one of 1, 2."),
+    (["bn=group_gluon", "bn.groups=0"], "bn.groups=0: must divide"),
+    (["bn=instance", "model=mlp"], "bn=instance: instance normalization averages over a channel's positions"),
+    (["bn=ghost", "bn.virtual_batch=48"], "bn.virtual_batch=48: must divide the per-device batch (128 images), "
+                                          "e.g. bn.virtual_batch=32."),
+    (["bn=ghost", "bn.virtual_batch=32", "ctx=[cpu:0,cpu:1]", "trainer.batch_size=96"],
      "bn.virtual_batch=32: must divide the per-device batch (48 images), e.g. bn.virtual_batch=24."),
-    (config("ghost", virtual_batch=8, images=100), "bn.virtual_batch=8: must divide monitor.activations.images"),
-    (config("renorm", r_max=0.5), "bn.r_max=0.5: r is clipped to [1/r_max, r_max]: must be >= 1 (1 = BN)."),
-    (config("renorm", d_max=-1.0), "bn.d_max=-1.0: d is clipped to [-d_max, d_max]: must be >= 0 (0 = BN)."),
-    (config("renorm", relax_begin=300, relax_end=100), "bn.relax_end=100: the relaxation must end"),
-], ids=lambda v: v if isinstance(v, str) and len(v) < 12 else "")
-def test_impossible_settings_are_one_line_errors(cfg, message):
+    (["bn=ghost_2", "trainer.batch_size=3"], "bn.virtual_batch=2: must divide the per-device batch (3 images)"),
+    (["bn=renorm", "bn.r_max=0.5"], "bn.r_max=0.5: r is clipped to [1/r_max, r_max]: must be >= 1 (1 = BN)."),
+    (["bn=renorm", "bn.d_max=-1.0"], "bn.d_max=-1.0: d is clipped to [-d_max, d_max]: must be >= 0 (0 = BN)."),
+    (["bn=renorm", "bn.relax_begin=300", "bn.relax_end=100"], "bn.relax_end=100: the relaxation must end"),
+], ids=lambda v: "-".join(v) if isinstance(v, list) else "")
+def test_impossible_settings_are_one_line_errors(overrides, message):
     with pytest.raises(ConfigError) as err:
-        check(cfg)
+        config("ctx=cpu", *overrides)
     assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
 
 
-@pytest.mark.parametrize("cfg", [config("group", groups=10, name="mlp"), config("group", groups=2, bn_on_dense=True),
-                                 config("ghost", virtual_batch=2, batch_size=2), config("renorm", r_max=1.0, d_max=0.0),
-                                 config("layer", name="mlp"), config("instance")])
-def test_possible_settings_pass(cfg):
-    check(cfg)
+@pytest.mark.parametrize("overrides", [
+    ["bn=group", "bn.groups=10", "model=mlp"], ["bn=group", "bn.groups=2", "model.bn_on_dense=true"],
+    ["bn=ghost", "bn.virtual_batch=2", "trainer.batch_size=2"], ["bn=renorm", "bn.r_max=1.0", "bn.d_max=0.0"],
+    ["bn=layer", "model=mlp"], ["bn=instance"],
+    # the activations monitor's probe batches have the training batch's size (bnexp/monitors/
+    # activations.py), which the virtual batch divides: its probe size need not be a multiple
+    ["bn=ghost", "bn.virtual_batch=8", "monitor=[activations]", "monitor.activations.images=100"],
+], ids=lambda v: "-".join(v))
+def test_possible_settings_pass(overrides):
+    config("ctx=cpu", *overrides)
 
 
-def test_each_variant_yaml_holds_its_own_settings(request):
-    """bnexp/conf/bn/<name>.yaml sets exactly the settings the variant registers (shown in the
-    HParams and the report), and each is a BNConfig field."""
+def test_each_bn_yaml_holds_its_targets_settings():
+    """conf/bn/<name>.yaml sets exactly the settings its target takes (bnexp/options.py: the
+    ones bnexp does not supply), the ones shown in the HParams and the report; an option that
+    extends another (conf/bn/ghost_2.yaml) sets some of that one's."""
     from omegaconf import OmegaConf
-    from conftest import REPO
-    for entry in NORMALIZATIONS.entries():
-        keys = set(OmegaConf.load(REPO / "bnexp" / "conf" / "bn" / f"{entry.name}.yaml")) - {"variant"}
-        assert keys == set(entry.settings), entry.name
-        assert keys <= set(BNConfig.__dataclass_fields__), entry.name
+    files = options.option_files("bn")
+    assert {"gluon", "scratch", "none", "group", "ghost", "ghost_2", "renorm", "noisy"} <= set(files)
+    for name, path in files.items():
+        keys = set(OmegaConf.load(path)) - {"defaults", "_target_"}
+        target = options.yaml_target(path)
+        if target is None:
+            parent = next(d for d in OmegaConf.load(path).defaults if d != "_self_")
+            target = options.yaml_target(files[parent])
+            assert keys <= set(options.settings_of(options.target(target), "bn")), name
+        else:
+            assert keys == set(options.settings_of(options.target(target), "bn")), name
 
 
+def test_hparams_and_run_description_show_the_options_own_settings():
+    from bnexp.config import flat
+    from bnexp.experiment import hparams
+    from bnexp.validate import label
 
-def test_hparams_and_run_description_show_the_variants_own_settings():
-    from bnexp.experiment import hparam_keys
-    from bnexp.nn.norm.registry import variant_label
-    assert hparam_keys(config("group"))[-1:] == ("bn.groups",)
-    assert "bn.noise" in hparam_keys(config("noisy")) and "bn.noise" not in hparam_keys(config("gluon"))
-    assert hparam_keys(config("renorm"))[-4:] == ("bn.r_max", "bn.d_max", "bn.relax_begin", "bn.relax_end")
-    assert variant_label("ghost", vars(BNConfig("ghost", virtual_batch=4))) == "ghost (virtual_batch=4)"
-    assert variant_label("gluon", {}) == "gluon"
+    def keys(name):
+        table = hparams(flat(config(f"bn={name}")), {"bn": name})
+        assert table["bn"] == name and not any(k.endswith("_target_") for k in table), table
+        return set(table)
+
+    assert "bn.groups" in keys("group") and "bn.groups" not in keys("gluon")
+    assert "bn.noise" in keys("noisy") and "bn.noise" not in keys("gluon")
+    assert {"bn.r_max", "bn.d_max", "bn.relax_begin", "bn.relax_end"} <= keys("renorm")
+    assert label("bn", config("bn=ghost", "bn.virtual_batch=4").bn) == \
+        "ghost (virtual_batch=4, momentum=0.9, eps=1e-05, init=standard)"
+    assert label("bn", config("bn=none").bn) == "no_norm"

@@ -33,8 +33,12 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_the_configs_and_license(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     configs = {n for n in names if n.startswith("bnexp/conf/") and n.endswith(".yaml")}
-    in_checkout = {str(p.relative_to(REPO)) for p in (REPO / "bnexp" / "conf").rglob("*.yaml")}
-    assert configs == in_checkout
+    in_checkout = {"bnexp/" + str(p.relative_to(REPO)) for p in (REPO / "conf").rglob("*.yaml")}
+    assert configs == in_checkout  # the checkout's conf/ travels as the package bnexp.conf
+    code = {n for n in names if n.endswith((".py", ".cc")) and n.startswith(("bnexp/", "hydra_plugins/"))}
+    in_checkout = {str(p.relative_to(REPO)) for top in ("bnexp", "hydra_plugins")
+                   for p in (REPO / top).rglob("*") if p.suffix in (".py", ".cc")}
+    assert code == in_checkout
     assert any(n.endswith("licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "bnexp = bnexp.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -61,7 +65,7 @@ def test_wheel_installs_and_trains_from_another_folder(wheel, tmp_path, fashion_
     assert str(venv) in where  # the installed package, not the checkout
 
     cfg = run(bnexp, "--cfg", "job", "bn=gluon", cwd=work, env=env, timeout=120).stdout
-    assert "variant: gluon" in cfg and "batch_size: 128" in cfg
+    assert "_target_: bnexp.nn.norm.gluon_bn.gluon_bn" in cfg and "batch_size: 128" in cfg
 
     trained = run(bnexp, "trainer.max_steps=2", "trainer.eval_every_steps=2", "data.test_subset=256",
                   "trainer.progress=log", "perf.threads=1", f"data.root={fashion_root}",

@@ -1,4 +1,4 @@
-"""Every preset in bnexp/conf/experiment/ composes with the real config and passes the checks;
+"""Every preset in conf/experiment/ composes with the real config and passes the checks;
 the sizes the README promises (jobs, steps) are the ones the presets ask for."""
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import bnexp.run  # noqa: F401  (registers the resolvers the configs use)
-from bnexp import config, validate
+from bnexp import config, options, validate
+from bnexp.config import CONF_DIR
 from conftest import REPO
 
-PRESETS = sorted(p.stem for p in (REPO / "bnexp" / "conf" / "experiment").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 @pytest.fixture
 def composer():
     config.register()
+    options.register_schemas()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "bnexp" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         yield lambda *overrides, hydra=True: compose("config", overrides=list(overrides),
                                                      return_hydra_config=hydra)
     GlobalHydra.instance().clear()
@@ -69,10 +71,10 @@ def test_preset_sizes(composer):
     # another launcher replaces it whole (no joblib key is left behind to fail the composition)
     assert composer("experiment=small_batch", "hydra/launcher=basic").hydra.launcher.get("n_jobs") is None
     mechanism = composer("experiment=mechanism")
-    assert {k for k, v in mechanism.monitor.items() if v is not None} == {"activations", "ics", "landscape"}
-    assert composer("experiment=ioffe_fig1").model.name == "mlp"
-    assert composer("experiment=momentum_eps").bn.variant == "gluon"
-    assert composer("experiment=source_defects").bn.variant == "scratch"
+    assert set(mechanism.monitor) == {"activations", "ics", "landscape"}
+    assert composer("experiment=ioffe_fig1").hydra.runtime.choices.model == "mlp"
+    assert composer("experiment=momentum_eps").hydra.runtime.choices.bn == "gluon"
+    assert composer("experiment=source_defects").hydra.runtime.choices.bn == "scratch"
     search = composer("experiment=lr_search")
     assert search.hydra.sweeper.n_trials == 12 and search.hydra.sweeper.direction == "maximize"
     assert search.data.val_size > 0  # it optimises the validation accuracy, not the test's
@@ -85,13 +87,13 @@ def test_every_figure_in_docs_is_made_by_make_figures():
     import importlib
     import importlib.util
 
-    from bnexp.report.studies import STUDIES
+    from bnexp.report.studies import sections
 
     spec = importlib.util.spec_from_file_location("figures", REPO / "scripts" / "figures.py")
     figures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(figures)
     assert set(figures.PRESETS) <= set(PRESETS)
-    drawn = {importlib.import_module(e.module).PNG for e in STUDIES.entries()}
+    drawn = {importlib.import_module(section.__module__).PNG for _, _, section in sections()}
     copies = [pair for pairs in figures.PRESETS.values() for pair in pairs]
     assert {source for source, _ in copies} <= drawn
     assert {p.name for p in (REPO / "docs").glob("*.png")} == {name for _, name in copies}

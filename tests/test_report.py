@@ -29,8 +29,8 @@ def make_job(sweep: Path, bn: str, lr: float, seed: int, accs: list[float],
     overrides = [f"bn={bn}", f"lr={lr}", f"seed={seed}", "trainer.max_steps=400"]
     job_dir = sweep / ",".join(sorted(overrides))
     job_dir.mkdir(parents=True)
-    record = RunRecord(status=status, overrides=overrides + list(extra),
-                       config={"bn.variant": bn, "lr": lr, "seed": seed, "trainer.batch_size": 128})
+    record = RunRecord(status=status, overrides=overrides + list(extra), choices={"bn": bn},
+                       config={"lr": lr, "seed": seed, "trainer.batch_size": 128})
     for i, acc in enumerate(accs, start=1):
         step = i * EVERY
         record.eval_curve.append(EvalPoint(step, step * 128, step * 0.1, acc, 1.0 - acc))
@@ -343,16 +343,16 @@ def test_report_without_lr_sweep_and_cli(tmp_path: Path):
     assert len(no_runs.stderr.strip().splitlines()) == 1 and not (empty / "summary.md").exists()
 
 
-def test_help_lists_the_registered_studies():
-    from bnexp.report.studies import STUDIES
-    studies = STUDIES.entries()
-    assert len({s.name for s in studies}) == len(studies) >= 8
-    assert all(s.summary for s in studies)
+def test_help_lists_the_studies():
+    from bnexp.report.studies import sections
+    studies = sections()
+    assert len({name for name, _, _ in studies}) == len(studies) >= 8
+    assert all(summary for _, summary, _ in studies)
     done = subprocess.run([sys.executable, "-m", "bnexp.report", "--help"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     listed = [line.split()[0] for line in done.stdout.split("studies (")[1].splitlines()[1:] if line.strip()]
-    assert listed == [s.name for s in studies]
+    assert listed == [name for name, _, _ in studies]
 
 
 def test_init_table_asks_for_the_steps_the_schedule_evaluated(tmp_path: Path):
@@ -388,7 +388,7 @@ def test_batch_table_says_when_some_seeds_did_not_reach(tmp_path: Path):
         for seed, accs in ((0, [0.5, 0.81]), (1, [0.5, 0.6])):
             job_dir = tmp_path / f"trainer.batch_size={b},seed={seed}"
             job_dir.mkdir()
-            record = RunRecord(status="completed", config={"bn.variant": "gluon", "trainer.batch_size": b},
+            record = RunRecord(status="completed", config={"trainer.batch_size": b}, choices={"bn": "gluon"},
                                overrides=[f"trainer.batch_size={b}", f"seed={seed}"])
             for i, acc in enumerate(accs, start=1):
                 record.eval_curve.append(EvalPoint(i * 10, i * 10 * b, i * 1.0, acc, 1 - acc))
@@ -398,15 +398,20 @@ def test_batch_table_says_when_some_seeds_did_not_reach(tmp_path: Path):
     assert "| gluon | 8 | — | 20 (1/2) | 160 (1/2) | 2.0 (1/2) | 0.705 |" in md
 
 
-def test_every_study_module_registers_a_section():
-    """Each module of bnexp/report/ that draws a figure is a registered study (a name
-    registered twice is refused by the registry itself: tests/test_registries.py)."""
-    from bnexp.report.studies import STUDIES, sections
-    assert [name for name, _, _ in sections()] == STUDIES.names()
-    assert all(callable(section) for _, _, section in sections())
-    assert {e.module.rsplit(".", 1)[1] for e in STUDIES.entries()} == {
+def test_every_study_module_is_a_section():
+    """Each module of bnexp/report/studies/ (one per figure) is a section of the report, in
+    its ORDER, with its SUMMARY."""
+    import importlib
+    from bnexp.report.studies import sections
+    found = sections()
+    assert all(callable(section) for _, _, section in found)
+    assert {name for name, _, _ in found} == {
         "activations", "batch", "convergence", "ics", "init", "landscape", "lr", "momentum",
         "small_batch", "trials"}
+    modules = [importlib.import_module(f"bnexp.report.studies.{name}") for name, _, _ in found]
+    assert [m.ORDER for m in modules] == sorted(m.ORDER for m in modules)
+    assert [summary for _, summary, _ in found] == [m.SUMMARY for m in modules]
+    assert [section for _, _, section in found] == [m.section for m in modules]
 
 
 @pytest.mark.slow
@@ -463,7 +468,8 @@ def test_mechanism_figures_and_numbers(tmp_path: Path):
     for png in ("activations.png", "ics.png", "landscape.png"):
         assert (tmp_path / png).stat().st_size > 10_000, png
         assert f"({png})" in md
-    from bnexp.report import activations, jobs
+    from bnexp.report import jobs
+    from bnexp.report.studies import activations
     drifts = activations.drifts_by_group(jobs.group_jobs(jobs.find_jobs(tmp_path)))
     # none: the median goes 0 -> 1 over a width of 2 -> drift 0.5; gluon: it stays -> 0
     assert drifts["bn=none"]["conv0"] == [0.5, 0.5] and drifts["bn=gluon"]["conv0"] == [0.0, 0.0]
@@ -474,10 +480,10 @@ def test_mechanism_figures_and_numbers(tmp_path: Path):
 
 def test_study_figures(tmp_path: Path):
     """momentum/eps, batch size and init sweeps each get their figure and table."""
-    def job(name, overrides, config, accs, train_accs=None):
+    def job(name, overrides, config, accs, train_accs=None, choices=None):
         job_dir = tmp_path / name / ",".join(overrides)
         job_dir.mkdir(parents=True)
-        record = RunRecord(status="completed", overrides=overrides, config=config)
+        record = RunRecord(status="completed", overrides=overrides, config=config, choices=choices or {})
         for i, acc in enumerate(accs, start=1):
             record.eval_curve.append(EvalPoint(i * 10, i * 10 * 128, i * 1.0, acc, 1 - acc, 0, "val"))
             record.train_curve.append(TrainPoint(i * 10, 2 - acc, (train_accs or accs)[i - 1]))
@@ -487,18 +493,18 @@ def test_study_figures(tmp_path: Path):
 
     for m in (0.0, 0.99):
         for e in (1e-5, 0.1):
-            job("momentum", [f"momentum={m}", f"eps={e}"], {"momentum": m, "eps": e, "bn.variant": "gluon"},
-                [0.2 if m == 0.99 else 0.7, 0.85], [0.7, 0.85])
+            job("momentum", [f"momentum={m}", f"eps={e}"], {"momentum": m, "eps": e},
+                [0.2 if m == 0.99 else 0.7, 0.85], [0.7, 0.85], {"bn": "gluon"})
     md = write_report(tmp_path / "momentum").read_text()
     assert (tmp_path / "momentum" / "momentum_eps.png").exists() and "## BN momentum and epsilon" in md
     assert "| 0.99 | 1e-05 | 0.200 |" in md  # evaluated accuracy at step 10 lags with momentum 0.99
 
     for bn in ("none", "gluon"):
         for b in (8, 128):
-            config = {"bn.variant": bn, "trainer.batch_size": b, "lr": 0.2,
+            config = {"trainer.batch_size": b, "lr": 0.2,
                       "trainer.lr_scaling": "linear", "trainer.lr_reference_batch": 128}
             job("batch", [f"bn={bn}", f"trainer.batch_size={b}"], config,
-                [0.5, 0.81] if bn == "gluon" else [0.5, 0.6])
+                [0.5, 0.81] if bn == "gluon" else [0.5, 0.6], choices={"bn": bn})
     md = write_report(tmp_path / "batch").read_text()
     assert (tmp_path / "batch" / "batch_size.png").exists() and "## Batch size" in md
     # steps/images/seconds to each report target (0.70, 0.80, 0.85)

@@ -103,4 +103,4 @@ def test_curves_csv_is_every_point_of_every_job(sweep):
             point = next(p for p in record.eval_curve if p.step == int(row["step"]))
             assert float(row["value"]) == pytest.approx(point.acc)
             assert int(row["images"]) == point.images
-        assert row["bn"] == record.config["bn.variant"] and row["seed"] == str(record.config["seed"])
+        assert row["bn"] == record.choices["bn"] and row["seed"] == str(record.config["seed"])

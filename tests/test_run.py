@@ -45,7 +45,8 @@ def test_metrics_json(runs):
     m = metrics(run_dir)
     assert m["status"] == "completed"
     assert m["steps"] == 20 and m["images_seen"] == 20 * 128
-    assert m["config"]["bn.variant"] == "gluon" and m["config"]["seed"] == 7
+    assert m["choices"]["bn"] == "gluon" and m["config"]["seed"] == 7
+    assert m["config"]["bn._target_"] == "bnexp.nn.norm.gluon_bn.gluon_bn"
     assert "bn=gluon" in m["overrides"]
     assert [p["step"] for p in m["eval_curve"]] == [10, 20]
     assert all(p["images"] == p["step"] * 128 for p in m["eval_curve"])
@@ -59,7 +60,7 @@ def test_metrics_json(runs):
     assert 0 < walls[0] < walls[1] <= m["wall_seconds"]
     # BN trains: after 20 steps at lr 0.2 it is well above chance (0.10)
     assert m["final"]["test_acc"] > 0.4
-    # the speed settings it ran with, and where each came from (bnexp/runtime/tuning/)
+    # the speed settings it ran with, and where each came from (bnexp/tuning/)
     perf = m["perf"]
     assert perf["pool"] in ("native", "folded") and perf["threads"] >= 1
     assert perf["source"]["pool"] in ("probe", "cache") and perf["source"]["bn_impl"] == "unused"
@@ -82,8 +83,8 @@ def test_tensorboard_events(runs):
     # hyperparameters are in the same run (no extra sub-run directory)
     assert not [p for p in run_dir.iterdir() if p.is_dir() and p.name != ".hydra"]
     plugins = acc.PluginTagToContent("hparams")
-    assert {"_hparams_/experiment", "_hparams_/session_start_info",
-            "_hparams_/session_end_info"} <= set(plugins)
+    # no experiment summary: TensorBoard builds the table's columns from every run's settings
+    assert set(plugins) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
 
 
 @pytest.mark.slow

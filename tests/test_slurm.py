@@ -1,4 +1,4 @@
-"""Sweeps on a real SLURM scheduler: `hydra/launcher=slurm` (bnexp/conf/hydra/launcher/slurm.yaml).
+"""Sweeps on a real SLURM scheduler: `hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml).
 
 Needs a running cluster: `make slurm-up` (scripts/slurm.sh) starts a one-node cluster on
 this machine, and CI starts one before the tests; without one these tests are skipped,

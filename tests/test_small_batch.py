@@ -1,6 +1,7 @@
-"""The small_batch study (bnexp/report/small_batch.py) on a synthetic sweep whose numbers
-are known: final validation error per (model, variant, batch), mean ± 95% t half width
-over the seeds, a line per variant labelled with its own settings, a panel per model."""
+"""The small_batch study (bnexp/report/studies/small_batch.py) on a synthetic sweep whose
+numbers are known, with the options conf/experiment/small_batch.yaml sweeps: final
+validation error per (model, normalization option, batch), mean ± 95% t half width over
+the seeds, a line per normalization option, a panel per model option."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,10 +17,11 @@ def job(sweep: Path, model: str, bn: str, batch: int, seed: int, final_acc: floa
     overrides = [f"model={model}", f"bn={bn}", f"trainer.batch_size={batch}", f"seed={seed}"]
     job_dir = sweep / ",".join(overrides)
     job_dir.mkdir(parents=True)
-    config = {"model.name": model, "bn.variant": bn, "bn.groups": 10, "bn.virtual_batch": 2,
-              "trainer.batch_size": batch, "seed": seed, "lr": 0.2, "trainer.lr_scaling": "linear",
-              "trainer.lr_reference_batch": 128}
-    record = RunRecord(status="completed", overrides=overrides, config=config)
+    own = {"group": {"bn.groups": 10}, "ghost_2": {"bn.virtual_batch": 2}}.get(bn, {})
+    config = {**own, "trainer.batch_size": batch, "seed": seed, "lr": 0.2,
+              "trainer.lr_scaling": "linear", "trainer.lr_reference_batch": 128}
+    record = RunRecord(status="completed", overrides=overrides, config=config,
+                       choices={"model": model, "bn": bn})
     for i, acc in enumerate([0.5, 0.75, final_acc], start=1):
         step = i * 1000 // batch
         record.eval_curve.append(EvalPoint(step, step * batch, i * 1.0, acc, 1 - acc, 0, "val"))
@@ -31,9 +33,9 @@ def job(sweep: Path, model: str, bn: str, batch: int, seed: int, final_acc: floa
 def test_error_against_batch_size_per_variant_and_model(tmp_path: Path):
     accs = {("lenet", "gluon", 2): (0.70, 0.74), ("lenet", "gluon", 64): (0.85, 0.87),
             ("lenet", "group", 2): (0.84, 0.86), ("lenet", "group", 64): (0.84, 0.86),
-            ("mlp", "gluon", 2): (0.40, 0.50), ("mlp", "gluon", 64): (0.80, 0.82),
-            ("mlp", "ghost", 2): (0.40, 0.50), ("mlp", "ghost", 64): (0.60, 0.62),
-            ("mlp", "renorm", 2): (0.62, 0.64), ("mlp", "renorm", 64): (0.80, 0.82)}
+            ("mlp_relu", "gluon", 2): (0.40, 0.50), ("mlp_relu", "gluon", 64): (0.80, 0.82),
+            ("mlp_relu", "ghost_2", 2): (0.40, 0.50), ("mlp_relu", "ghost_2", 64): (0.60, 0.62),
+            ("mlp_relu", "renorm", 2): (0.62, 0.64), ("mlp_relu", "renorm", 64): (0.80, 0.82)}
     for (model, bn, batch), pair in accs.items():
         for seed, acc in enumerate(pair):
             job(tmp_path, model, bn, batch, seed, acc)
@@ -42,14 +44,15 @@ def test_error_against_batch_size_per_variant_and_model(tmp_path: Path):
     assert "## Small batches: the normalization family" in md
     half = t.ppf(0.975, 1) * 0.04 / 2 ** 0.5 / 2 ** 0.5  # sd of (0.30, 0.26) = 0.02 * sqrt(2)
     assert f"| lenet | gluon | 2 | 0.003125 | 0.280 ± {half:.3f} |" in md
-    assert "| lenet | group (groups=10) | 64 | 0.1 |" in md
-    assert "| mlp | ghost (virtual_batch=2) | 2 |" in md
-    assert "- **lenet**: gluon: 0.140 at batch 64, 0.280 at batch 2 (+0.140); group (groups=10): " \
+    # a line per option, named as the sweep names it (conf/bn/ghost_2.yaml: 2-image ghost batches)
+    assert "| lenet | group | 64 | 0.1 |" in md
+    assert "| mlp_relu | ghost_2 | 2 |" in md
+    assert "- **lenet**: gluon: 0.140 at batch 64, 0.280 at batch 2 (+0.140); group: " \
            "0.150 at batch 64, 0.150 at batch 2 (+0.000)." in md
     # each paper's claim beside the numbers: BN's rise 0.19 -> 0.55, Batch Renorm at 0.37 at
     # batch 2 recovers (0.55 - 0.37) / 0.36 = 50% of it, Ghost BN 0.39 at batch 64
     assert "- **lenet**: BN's error goes from 0.140 at batch 64 to 0.280 at batch 2 (+0.140; Wu & He: " \
            "it rises below ~16); GroupNorm's from 0.150 to 0.150 (+0.000; Wu & He: flat)." in md
-    assert "- **mlp**: BN's error goes from 0.190 at batch 64 to 0.550 at batch 2 (+0.360; Wu & He: it " \
+    assert "- **mlp_relu**: BN's error goes from 0.190 at batch 64 to 0.550 at batch 2 (+0.360; Wu & He: it " \
            "rises below ~16); Batch Renorm is at 0.370 at batch 2: it recovers 50% of BN's rise (Ioffe: " \
            "much of it); Ghost BN at batch 64 is at 0.390, BN there at 0.190" in md

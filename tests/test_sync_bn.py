@@ -23,28 +23,28 @@ CHILD = r'''
 import json, sys
 sys.path.insert(0, "tests")
 from bnexp.runtime import mxnet_import
+from bnexp.nn.norm.sync import CPU_TEMP_COPIES
 # as bnexp.run imports it for bn=sync on several CPU contexts (bnexp/run.py: cpu_temp_copies)
-mxnet_import.import_mxnet(None, mxnet_import.SYNC_BN_TEMP_COPIES)
+mxnet_import.import_mxnet(None, CPU_TEMP_COPIES)
 import conftest  # noqa: E402  (MXNet is imported: conftest keeps it)
 import mxnet as mx, numpy as np
 from mxnet import nd
 import fp32
-from dataclasses import replace
 from bnexp import data
-from bnexp.config import BNConfig, Config, ModelConfig
 from bnexp.nn.build import build_net
 from bnexp.training import step as train
+from bnexp.training.optimizers import sgd
 from bnexp.training.step import DeviceSplit, epoch_order, make_optimizer, train_step
 
 ONE, TWO = [mx.cpu()], [mx.cpu(0), mx.cpu(1)]
-base = Config(bn=BNConfig("gluon"), model=ModelConfig(init="xavier"), seed=3)
 two_variant, steps = sys.argv[1], int(sys.argv[2])
+base = conftest.config("bn=gluon", "model.init=xavier", "seed=3")
 dataset = data.load(None)
 split = DeviceSplit.from_numpy(dataset.train.images, dataset.train.labels, mx.cpu())
 order = epoch_order(base.seed, 0, len(split))
 one = build_net(base, ONE)
-two = build_net(replace(base, bn=BNConfig(two_variant)), TWO)
-opt_one, opt_two = make_optimizer(one, base.lr, ONE), make_optimizer(two, base.lr, TWO)
+two = build_net(conftest.config(f"bn={two_variant}", "model.init=xavier", "seed=3"), TWO)
+opt_one, opt_two = make_optimizer(one, sgd(base.lr), ONE), make_optimizer(two, sgd(base.lr), TWO)
 worst = {}
 for k in range(steps):
     idx = nd.array(order[k * 128:(k + 1) * 128], dtype="int64")

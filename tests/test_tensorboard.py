@@ -73,7 +73,9 @@ def test_same_scalar_tags_in_every_run(server):
 def test_hparams_list_each_job_once(server):
     experiment = get(server + "/data/plugin/hparams/experiment", {"experimentName": ""})
     names = {h["name"] for h in experiment["hparamInfos"]}
-    assert {"bn.variant", "lr", "seed", "bn.momentum", "bn.eps"} <= names
+    # every run's settings: bn=none has no momentum, bn=gluon has
+    assert {"bn", "model", "optimizer", "lr", "seed", "bn.momentum", "bn.eps",
+            "data.test_subset", "trainer.eval_every_steps"} <= names
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"hparams/final_test_acc", "hparams/steps_to_0.80"} <= metrics
     groups = get(server + "/data/plugin/hparams/session_groups",

@@ -7,25 +7,26 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from bnexp.config import BNConfig, Config, TrainerConfig
 from bnexp.nn.build import build_net
 from bnexp.record import RunRecord
 from bnexp.training.callback import Callback, TrainMetrics
+from bnexp.training.optimizers import sgd
 from bnexp.training.step import DeviceSplit, make_optimizer
 from bnexp.training.stopping import StopAtTargets
 from bnexp.training.throughput import MIN_STEPS, SLOWER, ThroughputCheck
 from bnexp.training.trainer import Trainer
+from conftest import config
 
 BATCH = 8
 
 
 def make(total_steps: int, callbacks: list, log_every: int = 4, stop=lambda: "") -> Trainer:
-    cfg = Config(bn=BNConfig("gluon"), trainer=TrainerConfig(batch_size=BATCH), ctx="cpu")
+    cfg = config("bn=gluon", f"trainer.batch_size={BATCH}", "ctx=cpu")
     net = build_net(cfg, [mx.cpu()])
     rng = np.random.default_rng(0)
     train = DeviceSplit.from_numpy(rng.integers(0, 256, (10 * BATCH, 28, 28), dtype=np.uint8),
                                    rng.integers(0, 10, 10 * BATCH), mx.cpu())
-    return Trainer(net, make_optimizer(net, 0.1, [mx.cpu()]), [mx.cpu()], train, batch_size=BATCH,
+    return Trainer(net, make_optimizer(net, sgd(0.1), [mx.cpu()]), [mx.cpu()], train, batch_size=BATCH,
                    total_steps=total_steps, seed=0, log_every=log_every, callbacks=callbacks,
                    stop_requested=stop)
 

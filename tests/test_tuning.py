@@ -1,4 +1,4 @@
-"""Speed settings chosen by measuring (bnexp/runtime/tuning/): the real probe, its cache, the
+"""Speed settings chosen by measuring (bnexp/tuning/): the real probe, its cache, the
 overrides, and that no choice changes what is computed. The thread policy is passed in, as
 the entry points pass it: a user who left the count to bnexp is `ThreadPolicy.resolve(environ={})`."""
 from __future__ import annotations
@@ -10,18 +10,21 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
+from bnexp.config import Config
 from bnexp.nn.build import build_net
+from bnexp.nn.norm.scratch import formulations
 from bnexp.runtime.threads import BUDGET_VAR, SLURM_VAR, ThreadPolicy, available_cores
-from bnexp.runtime.tuning import cache as tuning_cache
-from bnexp.runtime.tuning import choice as tuning
-from bnexp.runtime.tuning import machine, probe
+from bnexp.tuning import cache as tuning_cache
+from bnexp.tuning import choice as tuning
+from bnexp.tuning import machine, probe
+from bnexp.training.optimizers import sgd
 from bnexp.training.step import make_optimizer, train_step
+from conftest import config
 
 FREE = ThreadPolicy.resolve(environ={})  # nobody fixed the thread count
 
-SMALL = TrainerConfig(batch_size=16)  # a small batch keeps the real probe short
-BRIEF = PerfConfig(probe_seconds=0.05)  # where the probe itself is not what is tested
+SMALL = "trainer.batch_size=16"  # a small batch keeps the real probe short
+BRIEF = "perf.probe_seconds=0.05"  # where the probe itself is not what is tested
 
 
 @pytest.fixture
@@ -38,17 +41,18 @@ def forbid_probe(monkeypatch):
 
 
 def test_probe_then_cache(cache, monkeypatch):
-    cfg = Config(bn=BNConfig("scratch"), trainer=SMALL, ctx="cpu", perf=PerfConfig(probe_seconds=0.2))
+    cfg = config("bn=scratch", SMALL, "ctx=cpu", "perf.probe_seconds=0.2")
     first = tuning.choose(cfg, FREE)
     assert first.source == {"threads": "probe", "pool": "probe", "bn_impl": "probe"}
     assert sorted(map(int, first.timings)) == FREE.candidates()
     for table in first.timings.values():  # every layout x formulation, each a time per step
-        assert set(table) == {layout.key for layout in tuning.layouts("scratch")}
+        assert set(table) == {layout.key for layout in probe.layouts(formulations("cpu"))}
         assert all(ms > 0 for ms in table.values())
     assert (first.threads, first.layout.key) == probe.decide(
         {int(t): table for t, table in first.timings.items()})
     entry, = json.loads(cache.read_text())["entries"].values()
-    assert entry["setting"]["bn"] == "scratch" and entry["setting"]["batch_per_device"] == 16
+    assert entry["setting"]["bn"] == cfg.bn and entry["setting"]["batch_per_device"] == 16
+    assert entry["setting"]["bn"]["_target_"] == "bnexp.nn.norm.scratch.scratch"
 
     forbid_probe(monkeypatch)
     again = tuning.choose(cfg, FREE)
@@ -56,21 +60,20 @@ def test_probe_then_cache(cache, monkeypatch):
     assert (again.threads, again.pool, again.bn_impl) == (first.threads, first.pool, first.bn_impl)
     # another batch size is another setting: not in the cache
     with pytest.raises(AssertionError, match="the probe ran"):
-        tuning.choose(Config(bn=BNConfig("scratch"), trainer=TrainerConfig(batch_size=32), ctx="cpu"),
-                      FREE)
+        tuning.choose(config("bn=scratch", "trainer.batch_size=32", "ctx=cpu"), FREE)
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"entries": [1, 2]}', '{"other": 1}', ""])
 def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(content)
-    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu", perf=BRIEF), FREE)
+    choice = tuning.choose(config("bn=none", SMALL, "ctx=cpu", BRIEF), FREE)
     assert choice.source["pool"] == "probe"
     assert len(json.loads(cache.read_text())["entries"]) == 1  # rebuilt, valid again
 
 
 def test_outdated_entries_are_ignored(cache, monkeypatch):
-    cfg = Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu")
+    cfg = config("bn=none", SMALL, "ctx=cpu")
     setting = machine.setting_of(cfg)
     stale = {**setting, "probe_version": machine.PROBE_VERSION - 1}
     entry = {"setting": stale, "timings": {"1": {"native/centered": 1.0, "folded/centered": 2.0}}}
@@ -84,8 +87,7 @@ def test_outdated_entries_are_ignored(cache, monkeypatch):
 
 def test_settings_given_are_not_measured(cache, monkeypatch):
     forbid_probe(monkeypatch)
-    cfg = Config(bn=BNConfig("scratch"), ctx="cpu",
-                 perf=PerfConfig(threads="1", pool="folded", bn_impl="surrogate"))
+    cfg = config("bn=scratch", "ctx=cpu", "perf.threads=1", "perf.pool=folded", "perf.bn_impl=surrogate")
     choice = tuning.choose(cfg, ThreadPolicy.resolve(cfg.perf.threads, environ={}))
     assert (choice.threads, choice.pool, choice.bn_impl) == (1, "folded", "surrogate")
     assert set(choice.source.values()) == {"config"}
@@ -95,14 +97,13 @@ def test_settings_given_are_not_measured(cache, monkeypatch):
 def test_threads_from_the_environment_count_as_given(cache, monkeypatch):
     forbid_probe(monkeypatch)
     policy = ThreadPolicy.resolve(environ={"OMP_NUM_THREADS": "1"})
-    choice = tuning.choose(Config(bn=BNConfig("gluon"), ctx="cpu", perf=PerfConfig(pool="native")),
-                           policy)
+    choice = tuning.choose(config("bn=gluon", "ctx=cpu", "perf.pool=native"), policy)
     assert choice.threads == 1 and choice.source["threads"] == "environment"
 
 
 def test_nothing_cpu_specific_is_measured_for_a_gpu(cache, monkeypatch):
     forbid_probe(monkeypatch)
-    choice = tuning.choose(Config(bn=BNConfig("scratch"), ctx="gpu"), FREE)
+    choice = tuning.choose(config("bn=scratch", "ctx=gpu"), FREE)
     assert (choice.pool, choice.bn_impl) == ("native", "centered")
     assert "probe" not in choice.source.values()
 
@@ -116,8 +117,7 @@ def test_thread_candidates_stay_within_the_budget(budget, expected):
 def test_joblib_budget_limits_the_choice(cache):
     policy = ThreadPolicy.resolve(environ={BUDGET_VAR: "1"})
     assert (policy.budget, policy.budget_from) == (1, "launcher")
-    choice = tuning.choose(Config(bn=BNConfig("none"), trainer=SMALL, ctx="cpu", perf=BRIEF),
-                           policy)
+    choice = tuning.choose(config("bn=none", SMALL, "ctx=cpu", BRIEF), policy)
     assert choice.threads == 1 and list(choice.timings) == ["1"]
 
 
@@ -136,9 +136,9 @@ def test_thread_policy_sources():
         assert ThreadPolicy.resolve(environ={"OMP_NUM_THREADS": junk}).fixed is None
 
 
-def one_step(cfg: Config, images, labels) -> dict[str, np.ndarray]:
-    net = build_net(cfg, [mx.cpu()])
-    train_step(net, make_optimizer(net, cfg.lr, [mx.cpu()]), images, labels, [mx.cpu()])
+def one_step(cfg: Config, images, labels, pool: str) -> dict[str, np.ndarray]:
+    net = build_net(cfg, [mx.cpu()], pool=pool)
+    train_step(net, make_optimizer(net, sgd(cfg.lr), [mx.cpu()]), images, labels, [mx.cpu()])
     return {name.split("_", 1)[1]: p.data().asnumpy() for name, p in net.collect_params().items()}
 
 
@@ -148,9 +148,8 @@ def test_pooling_layout_changes_nothing_computed():
     rng = np.random.default_rng(0)
     images = nd.array(rng.random((32, 1, 28, 28), dtype=np.float32))
     labels = nd.array(rng.integers(0, 10, 32).astype(np.float32))
-    native, folded = (one_step(Config(bn=BNConfig("gluon"), trainer=TrainerConfig(batch_size=32),
-                                      perf=PerfConfig(pool=pool)), images, labels)
-                      for pool in ("native", "folded"))
+    cfg = config("bn=gluon", "trainer.batch_size=32")
+    native, folded = (one_step(cfg, images, labels, pool) for pool in ("native", "folded"))
     assert native.keys() == folded.keys()
     for name in native:
         np.testing.assert_array_equal(native[name], folded[name], err_msg=name)
@@ -158,7 +157,7 @@ def test_pooling_layout_changes_nothing_computed():
 
 def test_more_threads_only_when_clearly_faster():
     """The margin: 2 threads must beat 1 by more than probe.MARGIN to be chosen."""
-    from bnexp.runtime.tuning.probe import MARGIN, decide
+    from bnexp.tuning.probe import MARGIN, decide
     close = {1: {"native/centered": 100.0, "folded/centered": 120.0},
              2: {"native/centered": 100.0 / (1 + MARGIN / 2), "folded/centered": 130.0}}
     assert decide(close) == (1, "native/centered")
@@ -169,7 +168,7 @@ def test_more_threads_only_when_clearly_faster():
 
 
 def test_rounds_go_on_until_the_choice_is_settled():
-    from bnexp.runtime.tuning.probe import MIN_ROUNDS, settled
+    from bnexp.tuning.probe import MIN_ROUNDS, settled
     steady = {(1, "a"): [100.0, 101.0, 99.0], (2, "a"): [80.0, 81.0, 80.5]}
     assert settled(steady)
     assert not settled({k: v[:MIN_ROUNDS - 1] for k, v in steady.items()})  # too few rounds
@@ -184,7 +183,7 @@ def test_rounds_go_on_until_the_choice_is_settled():
 def test_far_slower_options_leave_the_race():
     """After OUT_AFTER counted rounds an option whose fastest block is more than OUT_OF_RACE
     times the best median is timed no more; a close one stays, and so does everything before."""
-    from bnexp.runtime.tuning.probe import OUT_AFTER, OUT_OF_RACE, still_racing
+    from bnexp.tuning.probe import OUT_AFTER, OUT_OF_RACE, still_racing
     samples = {(2, "native/compiled"): [40.0, 42.0], (1, "native/compiled"): [50.0, 44.0],
                (2, "native/centered"): [80.0, 40.0 * OUT_OF_RACE + 1],  # one fast block: stays
                (2, "folded/centered"): [90.0, 85.0]}

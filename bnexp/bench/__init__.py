@@ -43,15 +43,15 @@ import json
 import sys
 from pathlib import Path
 
+from bnexp import options
 from bnexp.command_name import invoked_as
-from bnexp.nn.norm.registry import NORMALIZATIONS
+from bnexp.config import probe_seconds_problem
 from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
-from bnexp.validate import probe_seconds_problem
 
 VARIANTS = ("source", "plain-none", "plain-gluon", "none", "scratch", "gluon")  # the default set
-# every registered normalization can be measured by name (`--variants gluon group renorm`)
-BNEXP_VARIANTS = tuple(NORMALIZATIONS.names())
+# every normalization option can be measured by name (`--variants gluon group renorm`)
+BNEXP_VARIANTS = tuple(options.option_files("bn"))
 CHOICES = VARIANTS + tuple(v for v in BNEXP_VARIANTS if v not in VARIANTS)
 DEFAULT_TARGET = 0.85
 
@@ -96,7 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Hydra override for the bnexp.run subprocesses (repeatable)")
     p.add_argument("--skip-throughput", action="store_true", help="only the subprocess measurements")
-    args = p.parse_args(argv)
+    return checked(p, p.parse_args(argv))
+
+
+def checked(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments' ranges (argparse's one-line error otherwise), the lists parsed."""
     for key in ("steps", "repeats", "batch_size"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be at least 1")
@@ -127,15 +131,15 @@ def tuned_settings(args: argparse.Namespace) -> tuple[list[int], dict[int, dict[
     """The thread counts to time, each bnexp loop's (pool, bn_impl) at each count as bnexp's
     tuning chooses them there (measuring now if this machine has not been measured yet),
     and the tuner's own choice for each loop (threads "auto")."""
-    from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
-    from bnexp.runtime import tuning
+    from bnexp import tuning
+    from bnexp.validate import compose
 
-    probe = {} if args.probe_seconds is None else {"probe_seconds": args.probe_seconds}
+    probe = [] if args.probe_seconds is None else [f"perf.probe_seconds={args.probe_seconds}"]
 
     def choose(variant: str, threads: str) -> tuning.Choice:
-        return tuning.choose(Config(bn=BNConfig(variant), ctx=args.ctx,
-                                    trainer=TrainerConfig(batch_size=args.batch_size),
-                                    perf=PerfConfig(threads=threads, **probe)), ThreadPolicy.resolve(threads))
+        cfg = compose([f"bn={variant}", f"ctx={args.ctx}", f"trainer.batch_size={args.batch_size}",
+                       f"perf.threads={threads}", *probe])
+        return tuning.choose(cfg, ThreadPolicy.resolve(threads))
 
     counts = ThreadPolicy.resolve().candidates() if args.threads == "auto" else args.threads
     variants = [v for v in args.variants if v in BNEXP_VARIANTS]
@@ -146,7 +150,7 @@ def tuned_settings(args: argparse.Namespace) -> tuple[list[int], dict[int, dict[
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bnexp.bench import compare, observe
+    from bnexp.bench import compare
 
     counts, layouts, tuned = tuned_settings(args)
     report: dict = {"machine": compare.machine_info(), "speed_settings": tuned,
@@ -161,38 +165,59 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(f"cpu: {m['cpu_model']} ({m['available_cores']}/{m['cores']} cores, "
           f"{' '.join(m['simd'])}), {m['mxnet']}, load average {m['loadavg']}")
-    print("speed settings (bnexp.runtime.tuning): " + "; ".join(
+    print("speed settings (bnexp.tuning): " + "; ".join(
         f"{v}: threads={c['threads']} pool={c['pool']}"
-        + (f" bn_impl={c['bn_impl']}" if v == "scratch" else "")
+        + (f" bn_impl={c['bn_impl']}" if c["bn_impl"] else "")
         + f" ({', '.join(sorted(set(c['source'].values()) - {'unused'}))})" for v, c in tuned.items()))
     if not args.skip_throughput:
-        print(f"throughput on {args.ctx}: batch {args.batch_size}, {args.warmup} warm-up + "
-              f"{args.steps} timed steps per block, {args.repeats} repeats, threads "
-              + ",".join(map(str, counts)))
-        spec = {"batch_size": args.batch_size, "ctx": args.ctx, "data_root": args.data_root,
-                "source_workers": args.source_workers}
-        samples = compare.measure(args.variants, counts, layouts, args.steps, args.warmup,
-                                  args.repeats, spec)
-        results = compare.summarize(samples, {v: c["threads"] for v, c in tuned.items()})
-        report["variants"] = results
-        report["targets"] = compare.targets(results)
-        print()
-        print(compare.format_table(results))
-        print("(median images/s over repeats at each thread count; best: the fastest count, "
-              "whose figures the ratios compare; tuner: the count bnexp's tuning chose)")
-        if report["targets"]:
-            print("targets:")
-            print(compare.format_targets(report["targets"]))
+        throughput(args, counts, layouts, tuned, report)
     if args.bn_floor:
-        # in this process, with the count the tuner chose for scratch
-        threads = (tuned.get("scratch") or {}).get("threads") or counts[0]
-        mxnet_import.import_mxnet_or_exit(threads)
-        from bnexp.bench import measure
-        print(f"\nBN layers alone, forward + backward (median ms, {threads} thread(s)):")
-        report["bn_floor"] = measure.bn_floor()
-        report["bn_profile"] = measure.bn_profiles((tuned.get("scratch") or {}).get("bn_impl", "centered"))
-        print(measure.format_floor(report["bn_floor"], report["bn_profile"]))
+        bn_floor(tuned, counts, report)
+    run_measurements(args, report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
 
+
+def throughput(args: argparse.Namespace, counts: list[int], layouts: dict, tuned: dict,
+               report: dict) -> None:
+    """Every loop at every thread count, best against best, and the target rows."""
+    from bnexp.bench import compare
+    print(f"throughput on {args.ctx}: batch {args.batch_size}, {args.warmup} warm-up + "
+          f"{args.steps} timed steps per block, {args.repeats} repeats, threads "
+          + ",".join(map(str, counts)))
+    spec = {"batch_size": args.batch_size, "ctx": args.ctx, "data_root": args.data_root,
+            "source_workers": args.source_workers}
+    samples = compare.measure(args.variants, counts, layouts, args.steps, args.warmup,
+                              args.repeats, spec)
+    results = compare.summarize(samples, {v: c["threads"] for v, c in tuned.items()})
+    report["variants"] = results
+    report["targets"] = compare.targets(results)
+    print()
+    print(compare.format_table(results))
+    print("(median images/s over repeats at each thread count; best: the fastest count, "
+          "whose figures the ratios compare; tuner: the count bnexp's tuning chose)")
+    if report["targets"]:
+        print("targets:")
+        print(compare.format_targets(report["targets"]))
+
+
+def bn_floor(tuned: dict, counts: list[int], report: dict) -> None:
+    """BN layers alone, in this process, with the count the tuner chose for scratch."""
+    threads = (tuned.get("scratch") or {}).get("threads") or counts[0]
+    mxnet_import.import_mxnet_or_exit(threads)
+    from bnexp.bench import measure
+    print(f"\nBN layers alone, forward + backward (median ms, {threads} thread(s)):")
+    report["bn_floor"] = measure.bn_floor()
+    report["bn_profile"] = measure.bn_profiles((tuned.get("scratch") or {}).get("bn_impl", "centered"))
+    print(measure.format_floor(report["bn_floor"], report["bn_profile"]))
+
+
+def run_measurements(args: argparse.Namespace, report: dict) -> None:
+    """Time to accuracy and peak memory of real `bnexp.run` subprocesses (if asked)."""
+    from bnexp.bench import observe
     overrides = list(args.run_override)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
@@ -218,9 +243,3 @@ def main(argv: list[str] | None = None) -> int:
         report["memory"] = mem
         print(f"  peak RSS {mem['peak_rss_mb']} MB ({mem['peak_rss_source']}), "
               f"exit code {mem['returncode']}")
-
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"\nwrote {args.json}")
-    return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from bnexp.runtime.threads import available_cores
-from bnexp.runtime.tuning.machine import cpu_identity, mxnet_identity
+from bnexp.tuning.machine import cpu_identity, mxnet_identity
 from bnexp.runtime.worker import Worker
 
 # What each loop is compared with: the textbook loop of the same network; every other

@@ -14,9 +14,8 @@ from mxnet import autograd, gluon, nd
 
 from bnexp import data as bndata
 from bnexp.bench.runners import BnexpRunner, PlainRunner, SourceRunner
-from bnexp.config import BN_IMPLS
-from bnexp.nn.norm import kernels
-from bnexp.nn.norm.scratch import ScratchBatchNorm, channel_affine
+from bnexp.nn.norm.formulations import channel_affine
+from bnexp.nn.norm.scratch import ScratchBatchNorm, formulations
 from bnexp.training.step import DeviceSplit
 
 
@@ -114,12 +113,12 @@ def bn_floor(steps: int = 20, repeats: int = 5) -> list[dict]:
     """Forward + backward ms of MXNet's fused BatchNorm, of the from-scratch layer (each
     formulation; the compiled one where it builds), and of the per-channel affine transform
     alone, at LeNet's BN shapes."""
-    impls = [impl for impl in BN_IMPLS if impl != "compiled" or kernels.unavailable_reason() is None]
+    impls = ["reference", *formulations("cpu")]
     rows = []
     for shape in BN_SHAPES:
         c = shape[1]
         blocks = {"gluon BatchNorm": gluon.nn.BatchNorm(in_channels=c),
-                  **{f"scratch ({impl})": ScratchBatchNorm(in_channels=c, impl=impl)
+                  **{f"scratch ({impl})": ScratchBatchNorm(in_channels=c, formulation=impl)
                      for impl in impls},
                   "affine only, depthwise conv": ChannelAffine(c, "depthwise"),
                   "affine only, broadcast ops": ChannelAffine(c, "broadcast")}
@@ -165,7 +164,7 @@ def bn_profiles(bn_impl: str) -> dict[str, list[dict]]:
     """Operator by operator: gluon's BatchNorm and the from-scratch layer at LeNet's first BN."""
     shape, c = BN_SHAPES[0], BN_SHAPES[0][1]
     return {"gluon BatchNorm": profile_ops(gluon.nn.BatchNorm(in_channels=c), shape),
-            f"scratch ({bn_impl})": profile_ops(ScratchBatchNorm(in_channels=c, impl=bn_impl), shape)}
+            f"scratch ({bn_impl})": profile_ops(ScratchBatchNorm(in_channels=c, formulation=bn_impl), shape)}
 
 
 def format_floor(rows: list[dict], profiles: dict[str, list[dict]] | None = None) -> str:

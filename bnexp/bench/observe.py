@@ -45,13 +45,10 @@ def parse_time_v(text: str) -> int | None:
 def observe_run(overrides: list[str], target: float | None, stop_at_target: bool,
                 measure_memory: bool, echo: Callable[[str], None] = print,
                 command: list[str] | None = None) -> dict:
-    """Run `python -m bnexp.run` in a temporary run dir, timestamping its log lines.
-
-    Returns wall seconds from launching the subprocess to the log line of the first
-    evaluation at or above `target` (exact up to pipe latency), the run's own
-    milestones from metrics.json, and peak RSS if asked. With `stop_at_target` the run
-    is sent SIGINT (bnexp's graceful stop) once the target is reached.
-    """
+    """Run `python -m bnexp.run` in a temporary run dir, timestamping its log lines: the
+    wall seconds from launching it to the log line of the first evaluation at or above
+    `target` (exact up to pipe latency), its milestones from metrics.json, and peak RSS if
+    asked. With `stop_at_target` the run gets SIGINT (a graceful stop) at the target."""
     tmp = Path(tempfile.mkdtemp(prefix="bnexp-bench-"))
     run_dir = tmp / "run"
     cmd = command or [sys.executable, "-m", "bnexp.run", f"hydra.run.dir={run_dir}",
@@ -98,6 +95,16 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
     result["wall_seconds_to_target"] = round(hit_wall, 3) if hit_wall is not None else None
     result["step_at_target"] = hit_step
     result["test_acc_at_target"] = hit_acc
+    result.update(run_record(run_dir, target))
+    if measure_memory:
+        result.update(peak_memory(timer, time_out))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def run_record(run_dir: Path, target: float | None) -> dict:
+    """What the run's metrics.json says about its length and the target."""
+    result: dict = {}
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
         m = json.loads(metrics_path.read_text())
@@ -108,12 +115,13 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
             "to_accuracy": (m.get("to_accuracy") or {}).get(key) if key else None,
             "eval_every_steps": m.get("config", {}).get("trainer.eval_every_steps"),
         }
-    if measure_memory:
-        if timer and time_out.is_file():
-            result["peak_rss_mb"] = round(parse_time_v(time_out.read_text()) / 1024, 1)
-            result["peak_rss_source"] = "/usr/bin/time -v (Maximum resident set size)"
-        else:  # max over all children this process has waited for
-            result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-            result["peak_rss_source"] = "resource.getrusage(RUSAGE_CHILDREN).ru_maxrss"
-    shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def peak_memory(timer: str | None, time_out: Path) -> dict:
+    """Peak RSS of the run: /usr/bin/time's, else the largest of this process's children."""
+    if timer and time_out.is_file():
+        return {"peak_rss_mb": round(parse_time_v(time_out.read_text()) / 1024, 1),
+                "peak_rss_source": "/usr/bin/time -v (Maximum resident set size)"}
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "peak_rss_source": "resource.getrusage(RUSAGE_CHILDREN).ru_maxrss"}

@@ -14,11 +14,12 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon.data.vision import transforms
 
-from bnexp.config import BNConfig, Config, PerfConfig, TrainerConfig
+from bnexp import options
 from bnexp.nn.build import build_net
 from bnexp.training.callback import Callback, TrainMetrics
 from bnexp.training.step import DeviceSplit, make_optimizer
 from bnexp.training.trainer import Trainer
+from bnexp.validate import compose
 
 
 class BnexpRunner:
@@ -28,11 +29,11 @@ class BnexpRunner:
     chose them for this machine."""
 
     def __init__(self, variant: str, train: DeviceSplit, batch_size: int, ctx: mx.Context,
-                 pool: str = "native", bn_impl: str = "centered"):
-        cfg = Config(bn=BNConfig(variant), trainer=TrainerConfig(batch_size=batch_size),
-                     perf=PerfConfig(pool=pool, bn_impl=bn_impl))
-        net = build_net(cfg, [ctx])
-        self.trainer = Trainer(net, make_optimizer(net, cfg.lr, [ctx]), [ctx], train,
+                 pool: str = "native", bn_impl: str = ""):
+        cfg = compose([f"bn={variant}", f"trainer.batch_size={batch_size}"])
+        net = build_net(cfg, [ctx], pool, bn_impl or "reference")
+        optimizer = options.build("optimizer", cfg.optimizer, learning_rate=cfg.lr)
+        self.trainer = Trainer(net, make_optimizer(net, optimizer, [ctx]), [ctx], train,
                                batch_size=batch_size, total_steps=2 ** 62, seed=cfg.seed,
                                log_every=cfg.trainer.log_every_steps,
                                callbacks=[LastLoss(self)])

@@ -1,4 +1,4 @@
-"""Diagnostics that watch training (Trainer callbacks), one module each, registered by name.
+"""Diagnostics that watch training (Trainer callbacks), one module per option of conf/monitor/:
 
   activations  Ioffe & Szegedy 2015, Fig. 1b-c   activations.py
   ics          Santurkar et al. 2018, Fig. 3     ics.py

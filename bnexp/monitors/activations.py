@@ -14,11 +14,9 @@ every kept channel, for the report's bands.
 from __future__ import annotations
 
 import numpy as np
-from mxnet import autograd, nd
 
-from bnexp.monitors.base import Monitor
-from bnexp.monitors.registry import MONITORS
-from bnexp.monitors.network import activation_inputs, preserved
+from bnexp.config import TRAIN_SIZE, fail
+from bnexp.monitors.base import Monitor, check_every
 
 PERCENTILES = (15, 50, 85)
 
@@ -33,17 +31,16 @@ def channel_values(activation: np.ndarray, channel: int) -> np.ndarray:
     return activation[:, channel].reshape(-1)
 
 
-@MONITORS.register(
-    "activations", order=1,
-    summary="Ioffe & Szegedy 2015 Fig. 1b-c: percentiles of each hidden activation's input")
 class ActivationsMonitor(Monitor):
+    """`every` steps: the percentiles of `units` channels per layer over a probe batch of
+    `images` training images (drawn from the run's `seed`)."""
     name = "activations"
 
-    def __init__(self, options, cfg):
-        super().__init__(options.every)
-        self.units, self.images, self.seed = options.units, options.images, cfg.seed
+    def __init__(self, every: int = 25, units: int = 8, images: int = 512, seed: int = 0):
+        super().__init__(every)
+        self.units, self.images, self.seed = units, images, seed
         self.kept: dict[str, list[int]] = {}   # layer -> the channels kept, drawn at first use
-        self.probe: list[nd.NDArray] | None = None
+        self.probe: list | None = None   # NDArrays, once drawn
 
     def on_step_start(self, state) -> None:
         if state.step == 0:  # the distribution before any training: Fig. 1's starting point
@@ -53,8 +50,9 @@ class ActivationsMonitor(Monitor):
         if self.due(state.step):
             self.measure(state, state.step)
 
-    def probe_batches(self, state) -> list[nd.NDArray]:
+    def probe_batches(self, state) -> list:
         """The same training images at every measurement, in batches of the training shape."""
+        from mxnet import nd
         if self.probe is None:
             size = state.batch_size // len(state.ctx)
             count = max(size, self.images // size * size)
@@ -66,6 +64,9 @@ class ActivationsMonitor(Monitor):
         return self.probe
 
     def measure(self, state, step: int) -> None:
+        from mxnet import autograd
+
+        from bnexp.monitors.network import activation_inputs, preserved
         captured: dict[str, list[np.ndarray]] = {}
         with state.aside(), preserved(state.net), autograd.train_mode():  # BN as in training
             for batch in self.probe_batches(state):
@@ -84,3 +85,11 @@ class ActivationsMonitor(Monitor):
             state.logger.scalars(step, {f"act/{layer}/{k}": v for k, v in units[str(typical)].items()})
             state.logger.histogram(f"act/{layer}", channel_values(activation, typical), step)
         self.keep(state, {"step": step, "layers": layers})
+
+
+def check(network, every: int, units: int, images: int) -> None:
+    check_every("activations", every)
+    if units < 1:
+        fail("monitor.activations.units", units, "must be at least 1.")
+    if not 1 <= images <= TRAIN_SIZE:
+        fail("monitor.activations.images", images, f"must be between 1 and {TRAIN_SIZE}.")

@@ -9,6 +9,7 @@ TensorBoard and into metrics.json (`monitors.<name>`), where the sweep report fi
 """
 from __future__ import annotations
 
+from bnexp.config import fail
 from bnexp.training.callback import Callback
 
 
@@ -16,7 +17,7 @@ class Monitor(Callback):
     """`due(step)` says whether `step` is a measuring step; `keep` stores a measurement."""
     name = "monitor"
 
-    def __init__(self, every: int):
+    def __init__(self, every: int = 25):
         self.every = every
 
     def due(self, step: int) -> bool:
@@ -25,3 +26,8 @@ class Monitor(Callback):
     def keep(self, state, measurement: dict) -> None:
         """Keep a measurement in metrics.json (monitors.<name>)."""
         state.record.monitors.setdefault(self.name, []).append(measurement)
+
+
+def check_every(name: str, every: int) -> None:
+    if every < 1:
+        fail(f"monitor.{name}.every", every, "must be at least 1 (steps).")

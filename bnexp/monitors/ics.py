@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnexp.monitors.base import Monitor
-from bnexp.monitors.registry import MONITORS
-from bnexp.monitors.network import (loss_and_gradients, preserved, set_values, trainable,
-                                    values, weighted_layers)
+from bnexp.monitors.base import Monitor, check_every
 
 
 def l2_and_cosine(g: np.ndarray, g_shifted: np.ndarray) -> tuple[float, float]:
@@ -31,6 +28,8 @@ def l2_and_cosine(g: np.ndarray, g_shifted: np.ndarray) -> tuple[float, float]:
 
 def internal_covariate_shift(net, images, labels, ctx, lr: float) -> dict[str, dict[str, float]]:
     """{layer: {"l2", "cos"}} for every convolution and dense layer of `net` (see above)."""
+    from bnexp.monitors.network import (loss_and_gradients, set_values, trainable, values,
+                                        weighted_layers)
     params = trainable(net)
     now = values(params)
     _, grads = loss_and_gradients(net, images, labels, ctx)
@@ -49,21 +48,21 @@ def internal_covariate_shift(net, images, labels, ctx, lr: float) -> dict[str, d
     return out
 
 
-@MONITORS.register(
-    "ics", order=2,
-    summary="Santurkar et al. 2018 Fig. 3: internal covariate shift of each layer's gradient")
 class ICSMonitor(Monitor):
+    """`every` steps: the internal covariate shift of every weighted layer."""
     name = "ics"
-
-    def __init__(self, options, cfg):
-        super().__init__(options.every)
 
     def on_step_start(self, state) -> None:
         if not self.due(state.step):
             return
+        from bnexp.monitors.network import preserved
         with state.aside(), preserved(state.net):
             layers = internal_covariate_shift(state.net, state.images, state.labels, state.ctx,
                                               state.optimizer.learning_rate)
         for layer, m in layers.items():
             state.logger.scalars(state.step, {f"ics/{layer}/l2": m["l2"], f"ics/{layer}/cos": m["cos"]})
         self.keep(state, {"step": state.step, "layers": layers})
+
+
+def check(network, every: int) -> None:
+    check_every("ics", every)

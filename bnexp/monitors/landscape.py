@@ -24,9 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from bnexp.monitors.base import Monitor
-from bnexp.monitors.registry import MONITORS
-from bnexp.monitors.network import loss_and_gradients, preserved, set_values, trainable, values
+from bnexp.config import fail
+from bnexp.monitors.base import Monitor, check_every
 
 Weights = dict[str, np.ndarray]
 
@@ -49,19 +48,19 @@ def along_gradient(loss_and_grad: Callable[[Weights], tuple[float, Weights]], w:
             "factors": list(factors)}
 
 
-@MONITORS.register(
-    "landscape", order=3,
-    summary="Santurkar et al. 2018 Fig. 4: loss and gradient along the gradient")
 class LandscapeMonitor(Monitor):
+    """`every` steps: the loss and gradient along the gradient, at steps of `factors` x lr."""
     name = "landscape"
 
-    def __init__(self, options, cfg):
-        super().__init__(options.every)
-        self.factors = list(options.factors)
+    def __init__(self, every: int = 25, factors: list[float] = (0.5, 1.0, 2.0, 3.0)):
+        super().__init__(every)
+        self.factors = list(factors)
 
     def on_step_start(self, state) -> None:
         if not self.due(state.step):
             return
+        from bnexp.monitors.network import (loss_and_gradients, preserved, set_values,
+                                            trainable, values)
         params = trainable(state.net)
 
         def loss_and_grad(w: Weights) -> tuple[float, Weights]:
@@ -74,3 +73,10 @@ class LandscapeMonitor(Monitor):
         state.logger.scalars(state.step, {f"landscape/{k}": m[k]
                                           for k in ("loss_range", "grad_change", "beta_smoothness")})
         self.keep(state, {"step": state.step, **m})
+
+
+def check(network, every: int, factors: list[float]) -> None:
+    check_every("landscape", every)
+    if not (factors and min(factors) > 0):
+        fail("monitor.landscape.factors", list(factors),
+             "a list of step sizes > 0, in units of the learning rate, e.g. [0.5,1,2,3].")

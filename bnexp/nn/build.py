@@ -1,5 +1,7 @@
-"""The network of a run, as configured: its model and normalization from the registries,
-its weights drawn from the seed, compiled (hybridized) when asked."""
+"""The network of a run, as configured: the model option built around the normalization
+option (bnexp/options.py), its weights drawn from the seed, compiled (hybridized) when asked.
+`pool` and `formulation` are speed settings chosen by bnexp/tuning/: they change how fast the
+network runs, never what it computes."""
 from __future__ import annotations
 
 import logging
@@ -8,39 +10,48 @@ from typing import Callable
 import mxnet as mx
 from mxnet import gluon, nd
 
-from bnexp.config import Config
-from bnexp.nn.blocks import initializer
-from bnexp.nn.norm.registry import NormSpec
-from bnexp.nn.registry import MODELS
+from bnexp import options
+from bnexp.config import Config, ModelSettings, model_settings
 
 log = logging.getLogger(__name__)
 
 
-def norm_spec(cfg: Config, devices: int = 1) -> NormSpec:
-    """The normalization settings of `cfg` for a network on `devices` devices (`cfg.perf`
-    picks the scratch layer's formulation)."""
-    _, bn_impl = cfg.perf.layout()
-    bn = cfg.bn
-    return NormSpec(bn.variant, bn.momentum, bn.eps, bn_impl, bn.noise, bn.init,
-                    cfg.model.init_sigma, cfg.seed, groups=bn.groups,
-                    virtual_batch=bn.virtual_batch, r_max=bn.r_max, d_max=bn.d_max,
-                    relax_begin=bn.relax_begin, relax_end=bn.relax_end, devices=devices)
+def weight_initializer(model: ModelSettings) -> mx.init.Initializer:
+    """Weights from N(0, init_sigma) (the source's), Xavier/Glorot (uniform, fan average) or
+    Kaiming/He (normal, std sqrt(2 / fan_in), for ReLU). Biases and normalization parameters
+    bring their own initializers."""
+    if model.init == "normal":
+        return mx.init.Normal(model.init_sigma)
+    if model.init == "xavier":
+        return mx.init.Xavier()
+    return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
 
 
-def build_net(cfg: Config, ctx: list[mx.Context]) -> gluon.HybridBlock:
-    """The configured network on the devices `ctx`, its weights drawn from the seed
-    (`cfg.perf` picks pooling layout and BN formulation: speed only)."""
+def norm_factory(cfg: Config, devices: int, formulation: str) -> Callable:
+    """`norm(channels, layer)`: the normalization option's layer for a model to place."""
+    def norm(channels: int, layer: int):
+        return options.build("bn", cfg.bn, channels=channels, layer=layer, seed=cfg.seed,
+                             devices=devices, formulation=formulation)
+    return norm
+
+
+def build_net(cfg: Config, ctx: list[mx.Context], pool: str = "native",
+              formulation: str = "reference") -> gluon.HybridBlock:
+    """The configured network on the devices `ctx`, its weights drawn from the seed."""
     mx.random.seed(cfg.seed)
-    pool, _ = cfg.perf.layout()
-    net = MODELS.get(cfg.model.name)(cfg.model, norm_spec(cfg, len(ctx)), pool)
-    net.initialize(initializer(cfg.model.init, cfg.model.init_sigma), ctx=ctx)
-    if cfg.model.hybridize and len(ctx) > 1 and must_run_op_by_op(net):
+    model = model_settings(cfg)
+    # the source tutorial's defects (bn.init=source) include biases drawn from N(0, sigma)
+    bias = mx.init.Normal(model.init_sigma) if cfg.bn.get("init") == "source" else "zeros"
+    net = options.build("model", cfg.model, norm=norm_factory(cfg, len(ctx), formulation),
+                        pool=pool, bias_initializer=bias)
+    net.initialize(weight_initializer(model), ctx=ctx)
+    if model.hybridize and len(ctx) > 1 and must_run_op_by_op(net):
         # MXNet 1.9's engine can deadlock running several devices' cached graphs at once
         # when they hold SyncBatchNorm's barrier (bnexp/nn/norm/sync.py) or an in-place update
         # of bnexp's moving statistics (bnexp/nn/norm/moving.py); both seen on cpu:0,cpu:1.
-        log.warning("bn=%s on %d devices runs op by op (model.hybridize ignored)",
-                    cfg.bn.variant, len(ctx))
-    elif cfg.model.hybridize:
+        log.warning("this normalization runs op by op on %d devices (model.hybridize ignored)",
+                    len(ctx))
+    elif model.hybridize:
         # A fixed batch shape (the last partial batch is dropped or padded) lets
         # MXNet plan all memory once.
         net.hybridize(static_alloc=True, static_shape=True)

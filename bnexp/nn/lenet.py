@@ -1,33 +1,42 @@
-"""The source experiment's LeNet (`model=lenet`)."""
+"""The source experiment's LeNet (`model=lenet`): conv(20, 5x5) -> norm -> ReLU -> maxpool
+-> conv(50, 3x3) -> norm -> ReLU -> maxpool -> dense 128 [-> norm] -> ReLU -> dense 10.
+The normalization sits before each activation, as in the source."""
 from __future__ import annotations
 
-from mxnet.gluon import nn
+from typing import Callable
 
-from bnexp.config import ModelConfig
-from bnexp.nn.blocks import bias_initializer, normalized
-from bnexp.nn.norm.registry import NormSpec
-from bnexp.nn.pooling import max_pool
-from bnexp.nn.registry import MODELS
-from bnexp.nn.shapes import LENET_CONV_CHANNELS, LENET_DENSE_UNITS
+from bnexp.nn.plan import NormSite
+
+CONV = ((20, 5), (50, 3))   # (channels, kernel size) of the two convolutions
+DENSE_UNITS = 128           # the hidden dense layer
 
 
-@MODELS.register(
-    "lenet", summary="the source's LeNet: conv 20 5x5, conv 50 3x3, dense 128, dense 10")
-def lenet(model: ModelConfig, spec: NormSpec, pool: str = "native") -> nn.HybridSequential:
-    """conv(20, 5x5) -> BN -> ReLU -> maxpool -> conv(50, 3x3) -> BN -> ReLU -> maxpool
-    -> dense 128 [-> BN if model.bn_on_dense] -> ReLU -> dense 10. BN sits before each
-    activation. `pool` changes speed, not results (bnexp/runtime/tuning/ chooses it)."""
+def normalized_layers(bn_on_dense: bool = False) -> list[NormSite]:
+    """Where LeNet normalizes (bnexp/nn/plan.py)."""
+    return ([NormSite(channels, True) for channels, _ in CONV]
+            + ([NormSite(DENSE_UNITS, False)] if bn_on_dense else []))
+
+
+def lenet(norm: Callable, pool: str = "native", bias_initializer="zeros",
+          bn_on_dense: bool = False):
+    """The network, with `norm(channels, layer)` (a block, or None for no normalization)
+    after each convolution (and the hidden dense layer if `bn_on_dense`). `pool` changes
+    speed, not results (bnexp/nn/pooling.py)."""
+    from mxnet.gluon import nn
+
+    from bnexp.nn.blocks import normalized
+    from bnexp.nn.pooling import max_pool
+
     net = nn.HybridSequential(prefix="lenet_")
-    bias = bias_initializer(spec)
     with net.name_scope():
-        for index, (channels, kernel) in enumerate(zip(LENET_CONV_CHANNELS, (5, 3))):
-            normalized(net, nn.Conv2D(channels, kernel_size=kernel, bias_initializer=bias),
-                       channels, spec, index, "relu")
+        for index, (channels, kernel) in enumerate(CONV):
+            normalized(net, nn.Conv2D(channels, kernel_size=kernel, bias_initializer=bias_initializer),
+                       norm(channels, index), "relu")
             net.add(max_pool(pool))
-        units = LENET_DENSE_UNITS
-        if model.bn_on_dense:
-            normalized(net, nn.Dense(units, bias_initializer=bias), units, spec, 2, "relu")
+        if bn_on_dense:
+            normalized(net, nn.Dense(DENSE_UNITS, bias_initializer=bias_initializer),
+                       norm(DENSE_UNITS, len(CONV)), "relu")
         else:
-            net.add(nn.Dense(units, activation="relu", bias_initializer=bias))
-        net.add(nn.Dense(10, bias_initializer=bias))
+            net.add(nn.Dense(DENSE_UNITS, activation="relu", bias_initializer=bias_initializer))
+        net.add(nn.Dense(10, bias_initializer=bias_initializer))
     return net

@@ -1,24 +1,38 @@
-"""Ioffe & Szegedy's Fig. 1 network (`model=mlp`)."""
+"""Ioffe & Szegedy's Fig. 1 network (`model=mlp`): fully connected hidden layers (3 of 100
+sigmoid units by default), the normalization before each activation, then dense 10."""
 from __future__ import annotations
 
-from mxnet.gluon import nn
+from typing import Callable
 
-from bnexp.config import ModelConfig
-from bnexp.nn.blocks import bias_initializer, normalized
-from bnexp.nn.norm.registry import NormSpec
-from bnexp.nn.registry import MODELS
+from bnexp.config import fail
+from bnexp.nn.plan import NormSite
+
+ACTIVATIONS = ("sigmoid", "relu", "tanh")
 
 
-@MODELS.register(
-    "mlp", summary="Ioffe & Szegedy's Fig. 1 network: 3 hidden layers of 100 sigmoid units")
-def mlp(model: ModelConfig, spec: NormSpec, pool: str = "native") -> nn.HybridSequential:
-    """Fully connected hidden layers (model.hidden, default 3 of 100 units with
-    model.activation, default sigmoid), BN before each activation when BN is on, then
-    dense 10. (`pool`: unused, the MLP has no pooling.)"""
+def normalized_layers(hidden: tuple[int, ...] = (100, 100, 100), activation: str = "sigmoid") -> list[NormSite]:
+    """Where the MLP normalizes: every hidden layer (bnexp/nn/plan.py)."""
+    return [NormSite(units, False) for units in hidden]
+
+
+def mlp(norm: Callable, bias_initializer="zeros", hidden: list[int] = (100, 100, 100),
+        activation: str = "sigmoid"):
+    """The network, with `norm(units, layer)` (a block, or None) before each activation."""
+    from mxnet.gluon import nn
+
+    from bnexp.nn.blocks import normalized
+
     net = nn.HybridSequential(prefix="mlp_")
-    bias = bias_initializer(spec)
     with net.name_scope():
-        for i, units in enumerate(model.hidden):
-            normalized(net, nn.Dense(units, bias_initializer=bias), units, spec, i, model.activation)
-        net.add(nn.Dense(10, bias_initializer=bias))
+        for index, units in enumerate(hidden):
+            normalized(net, nn.Dense(units, bias_initializer=bias_initializer),
+                       norm(units, index), activation)
+        net.add(nn.Dense(10, bias_initializer=bias_initializer))
     return net
+
+
+def check(network, hidden: list[int], activation: str) -> None:
+    if not hidden or min(hidden) < 1:
+        fail("model.hidden", list(hidden), "a list of layer widths >= 1, e.g. [100,100,100].")
+    if activation not in ACTIVATIONS:
+        fail("model.activation", activation, f"choose one of {', '.join(ACTIVATIONS)}.")

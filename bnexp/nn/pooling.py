@@ -1,5 +1,5 @@
 """2x2 max pooling with stride 2 in two layouts with the same results; which is faster
-depends on the CPU, so `perf.pool` chooses by measuring (bnexp/runtime/tuning/)."""
+depends on the CPU, so `perf.pool` chooses by measuring (bnexp/tuning/)."""
 from __future__ import annotations
 
 from mxnet.gluon import nn

@@ -8,7 +8,7 @@ minus `seed` and writes into the sweep dir `summary.csv` and `summary.md`
 (bnexp/report/summary.py), plus one section and figure per study that the sweep's jobs
 have data for; `report.html`, all of it in one self-contained file (bnexp/report/html.py);
 and `curves.csv`, every curve in long format (bnexp/report/curves.py). Each study is a module of this package that registers itself
-(bnexp/report/studies.py); `python -m bnexp.report --help` lists them. The speedup
+(bnexp/report/studies/); `python -m bnexp.report --help` lists them. The speedup
 statistics and their interval are described in bnexp/report/stats.py.
 
 A job whose metrics.json is missing or unreadable counts as failed; it never stops the

@@ -129,7 +129,7 @@ def configuration(jobs: list[Job], swept: list[str], sweep_dir: Path) -> str:
 
 def environment(jobs: list[Job]) -> str:
     """Versions and machine of this report's build, and the speed settings the jobs ran with."""
-    from bnexp.runtime.tuning.machine import this_machine
+    from bnexp.tuning.machine import this_machine
 
     versions = []
     for package in PACKAGES:

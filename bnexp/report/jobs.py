@@ -19,7 +19,7 @@ SEED_KEY = "seed"
 # Not part of a configuration's identity: the seeds are its repetitions, and a
 # job continued with resume=auto is still the same job.
 IGNORED_KEYS = (SEED_KEY, "resume")
-BN_KEYS = ("bn", "bn.variant")
+BN_KEY = "bn"
 BASELINE = "none"
 COUNTED_STATUSES = ("completed", "diverged", "failed", "interrupted", "running")
 
@@ -46,6 +46,13 @@ class Job:
         if key in self.config:
             return str(self.config[key])
         return self.overrides.get(key)
+
+    def choice(self, group: str) -> str | None:
+        """The option the job chose in a config group (bn=gluon: "gluon"): its record's, else
+        its override's."""
+        if self.record and group in self.record.choices:
+            return str(self.record.choices[group])
+        return self.overrides.get(group)
 
     @property
     def seed(self) -> str | None:
@@ -148,16 +155,12 @@ class Group:
 
     @property
     def variant(self) -> str | None:
-        """The BN variant of the configuration (config value, else override)."""
-        for job in self.jobs:
-            for key in ("bn.variant", "bn"):
-                if job.value(key) is not None:
-                    return job.value(key)
-        return None
+        """The normalization option of the configuration (bn=gluon: "gluon")."""
+        return next((job.choice(BN_KEY) for job in self.jobs if job.choice(BN_KEY)), None)
 
     def rest_key(self) -> tuple:
-        """The configuration without its BN variant: finds the matching baseline."""
-        return tuple(sorted((k, v) for k, v in self.overrides.items() if k not in BN_KEYS))
+        """The configuration without its normalization: finds the matching baseline."""
+        return tuple(sorted((k, v) for k, v in self.overrides.items() if k != BN_KEY))
 
 
 def group_jobs(jobs: list[Job]) -> list[Group]:

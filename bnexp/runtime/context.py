@@ -8,7 +8,7 @@ trains data-parallel: each batch is split evenly across the devices.
 
 MXNet is imported inside the functions that use it: `parse` also serves the
 config checks, which run before MXNet is imported (its thread count is chosen
-first, bnexp/runtime/tuning/).
+first, bnexp/tuning/).
 """
 from __future__ import annotations
 
@@ -26,11 +26,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DEVICE = re.compile(r"^(cpu|gpu)(?::(\d+))?$")
-ALLOWED = "cpu, cpu:N, gpu, gpu:N, a comma list such as gpu:0,1, or auto"
+ALLOWED = "cpu, cpu:N, gpu, gpu:N, auto, or a list such as [cpu:0,cpu:1] or 'gpu:0,1'"
 
 
-def parse(spec: str) -> list[tuple[str, int]]:
-    """'gpu:0,1' -> [('gpu', 0), ('gpu', 1)]; 'auto' -> []. Checks syntax only."""
+def parse(spec) -> list[tuple[str, int]]:
+    """'gpu:0,1' or ['gpu:0', 'gpu:1'] -> [('gpu', 0), ('gpu', 1)]; 'auto' -> []. Checks
+    syntax only."""
+    if isinstance(spec, (list, tuple)) or type(spec).__name__ == "ListConfig":
+        spec = ",".join(str(item) for item in spec)
     spec = str(spec).strip().lower()
     if spec == "auto":
         return []
@@ -75,7 +78,7 @@ def why_no_gpu() -> str:
     return "the GPU build of MXNet is installed but CUDA shows no GPU (check `nvidia-smi` and CUDA_VISIBLE_DEVICES)"
 
 
-def resolve(spec: str) -> list[mx.Context]:
+def resolve(spec) -> list[mx.Context]:
     """The devices to train on; fails clearly if a requested GPU is not usable."""
     import mxnet as mx
     devices = parse(spec)

@@ -19,14 +19,6 @@ import warnings
 from bnexp.runtime import cuda
 from bnexp.runtime.threads import THREAD_VARS
 
-# Temporary-workspace copies shared by all CPU contexts (MXNet's default is 4). With 4,
-# bn=sync on cpu:0,cpu:1 deadlocks whenever both devices' SyncBatchNorm backward passes
-# draw the same copy (bnexp/nn/norm/sync.py says why); copies are handed out round robin,
-# so with more copies than a backward pass draws they never do. Only for bn=sync: with 64,
-# a Python custom operator on cpu:0,cpu:1 with 2 threads deadlocked (bn=scratch had one
-# then; measured), while with 4 it trained.
-SYNC_BN_TEMP_COPIES = 64
-
 _import_threads: int | None = None  # the OpenMP threads MXNet was imported with, if bnexp imported it
 
 
@@ -61,8 +53,8 @@ def threads_in_effect() -> int | None:
 
 def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None) -> str | None:
     """Import MXNet with `threads` OpenMP threads (None: as the environment says) and
-    `cpu_temp_copies` workspace copies for the CPU (None: MXNet's default; see
-    SYNC_BN_TEMP_COPIES). Returns None if that worked (or MXNet was already imported: its
+    `cpu_temp_copies` workspace copies for the CPU (None: MXNet's default;
+    bnexp/nn/norm/sync.py needs more). Returns None if that worked (or MXNet was already imported: its
     settings stay), else one line saying why not and what to do."""
     global _import_threads
     if mxnet_imported():

@@ -3,7 +3,7 @@
 MXNet fixes its OpenMP thread count once, when it is imported; left alone it takes half
 the cores. bnexp resolves the policy once at start-up, from the config and the process
 environment as the user (or a scheduler) set it, passes it explicitly to the code that
-chooses the count (bnexp.runtime.tuning), and records it in metrics.json. Environment
+chooses the count (bnexp.tuning), and records it in metrics.json. Environment
 variables are written only where a child process is started (`child_env`) and, for the
 import itself, by bnexp.runtime.mxnet_import, which puts the user's values back
 afterwards: nothing bnexp derived leaks into a child that would mistake it for a

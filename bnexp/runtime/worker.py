@@ -4,7 +4,7 @@ MXNet fixes its thread count when it is imported, so comparing thread counts tak
 process per count. The parent keeps the processes alive and asks them in turn (one
 request line in, one JSON line out), so that measurements at different counts interleave
 and machine noise hits all alike; an idle worker waits on its input and costs nothing.
-Used by the tuning probe (bnexp/runtime/tuning/probe.py) and the benchmark
+Used by the tuning probe (bnexp/tuning/probe.py) and the benchmark
 (bnexp/bench/worker.py)."""
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 parallel joblib jobs, build the sweep report when a multirun ends. (Naming the job
 folders: bnexp/sweep/naming.py.)
 
-Registered in bnexp/conf/config.yaml under `hydra.callbacks`. Hydra calls
+Registered in conf/config.yaml under `hydra.callbacks`. Hydra calls
 `on_multirun_end` in the launching process after every job has returned (also
 under the joblib and submitit launchers), with the config only: the report is
 therefore built from the job folders on disk (`bnexp.report`).

@@ -119,3 +119,22 @@ def _naming_lock(sweep_dir: Path) -> Iterator[None]:
         finally:
             if locked:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_name(bn: str, overrides: list[str]) -> str:
+    """What a single run's folder (and so its TensorBoard run) is named by, after its date and
+    time: its normalization and its overrides, e.g. `bn=gluon,lr=0.1` (at most 80 characters;
+    a `/` becomes `-`)."""
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    named = [o.replace("/", "-") for o in overrides if key(o) not in UNNAMED_KEYS
+             and key(o) != "trainer.progress" and not key(o).startswith(("hydra", "perf.", "logger."))]
+    if not any(key(o) == "bn" for o in named):
+        named.insert(0, f"bn={bn}")
+    name = named[0][:80]
+    for item in named[1:]:  # whole overrides only
+        if len(name) + 1 + len(item) > 80:
+            break
+        name += "," + item
+    return name

@@ -20,10 +20,12 @@ run (`state.end(...)`) is the last to hear that event.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bnexp.training.state import FitState
+if TYPE_CHECKING:  # the monitors' modules import this one before MXNet is imported
+    from bnexp.training.state import FitState
 
 
 @dataclass

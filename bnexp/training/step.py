@@ -29,10 +29,11 @@ class DeviceSplit:
         return self.images.shape[0]
 
 
-def make_optimizer(net: gluon.Block, lr: float, ctx: list[mx.Context]) -> gluon.Trainer:
-    """Plain SGD on every trainable parameter (gluon calls its optimizer driver `Trainer`)."""
-    return gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
-                         kvstore="device" if len(ctx) > 1 else None)
+def make_optimizer(net: gluon.Block, optimizer: mx.optimizer.Optimizer,
+                   ctx: list[mx.Context]) -> gluon.Trainer:
+    """`optimizer` (bnexp/training/optimizers.py) on every trainable parameter of `net`
+    (gluon calls its optimizer driver `Trainer`)."""
+    return gluon.Trainer(net.collect_params(), optimizer, kvstore="device" if len(ctx) > 1 else None)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:

@@ -1,9 +1,12 @@
 """TensorBoard logging: one writer per run, writing into the run's own folder.
 
-Hyperparameters go into the same event file as the curves (experiment, session
-start and session end summaries written through the run's writer, as PyTorch
-Lightning does), so TensorBoard's HParams tab lists each run exactly once;
-`SummaryWriter.add_hparams()` would add an extra sub-run per call.
+Hyperparameters go into the same event file as the curves (session start and session end
+summaries written through the run's writer, as PyTorch Lightning does), so TensorBoard's
+HParams tab lists each run exactly once; `SummaryWriter.add_hparams()` would add an extra
+sub-run per call. No run writes an experiment summary: runs of different normalizations have
+different settings (bn=group's groups, bn=gluon's momentum), and TensorBoard takes the first
+experiment summary it finds as the whole table's columns, where without one it builds the
+columns from every run's settings.
 """
 from __future__ import annotations
 
@@ -25,10 +28,8 @@ class RunLogger:
     """Scalars on the optimizer-step axis plus this run's hyperparameters."""
 
     def __init__(self, run_dir: Path, hparams: dict[str, str | int | float | bool],
-                 metrics: list[str], enabled: bool = True, flush_secs: int = 10,
-                 resume_step: int | None = None):
-        """`metrics`: the scalars that the HParams tab shows as metrics, written once at the
-        end of a run. `resume_step`: the checkpoint step a resumed run continues from. Points
+                 enabled: bool = True, flush_secs: int = 10, resume_step: int | None = None):
+        """`resume_step`: the checkpoint step a resumed run continues from. Points
         logged after it by the interrupted process are dropped by TensorBoard
         (purge_step), so the curves have no duplicates."""
         self.writer = None
@@ -38,9 +39,7 @@ class RunLogger:
                                         purge_step=purge)
         self.hparams = hparams
         if self.writer is not None and resume_step is None:
-            experiment, session_start, _ = hparams_summary(
-                hparams, {tag: 0.0 for tag in metrics})
-            self.writer.file_writer.add_summary(experiment)
+            _, session_start, _ = hparams_summary(hparams, {})
             self.writer.file_writer.add_summary(session_start)
             self.writer.add_custom_scalars(LAYOUT)
 

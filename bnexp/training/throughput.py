@@ -2,7 +2,7 @@
 step over the first epoch (training time only: evaluations, checkpoints and monitors are
 off the clock), against what the tuning probe measured for the chosen settings. Far
 slower -- another load on the machine, or a probe fooled by one -- says so in one line and
-has the setting measured again by the next run (bnexp/runtime/tuning/cache.py)."""
+has the setting measured again by the next run (bnexp/tuning/cache.py)."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""`hydra/launcher=slurm` (bnexp/conf/hydra/launcher/slurm.yaml): submitit's SLURM launcher,
+"""`hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml): submitit's SLURM launcher,
 waiting for every job of a sweep. (Hydra loads launchers only from the hydra_plugins
 package, hence this folder beside bnexp/.)
 

@@ -12,12 +12,12 @@ large as the batch gives BN exactly. Inference normalizes with them, like BN.
 """
 from __future__ import annotations
 
-from mxnet import gluon
-
+from bnexp.config import fail
+from bnexp.nn.lazy_block import LazyHybridBlock
+from bnexp.nn.norm.formulations import channel_affine
 from bnexp.nn.norm.group import row_mean
-from bnexp.nn.norm.moving import TrainingFlag, moving_average
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
-from bnexp.nn.norm.scratch import add_batch_norm_parameters, channel_affine
+from bnexp.nn.norm.moving import moving_average
+from bnexp.nn.norm.parameters import add_batch_norm_parameters, check_batch_norm
 
 
 def ghost_batch_norm(F, X, gamma, beta, moving_mean, moving_var, training, virtual_batch: int,
@@ -49,19 +49,18 @@ def ghost_batch_norm(F, X, gamma, beta, moving_mean, moving_var, training, virtu
     return F.reshape_like(channel_affine(F, X_hat, gamma, beta, channels), X)
 
 
-class GhostBatchNorm(gluon.HybridBlock):
+class GhostBatchNorm(LazyHybridBlock):
     """`ghost_batch_norm` with BN's parameters (gamma, beta, moving mean and variance)."""
     op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its in-place update)
 
     def __init__(self, in_channels: int, virtual_batch: int, momentum: float = 0.9,
-                 epsilon: float = 1e-5, gamma_initializer="ones", beta_initializer="zeros",
-                 running_mean_initializer="zeros", running_variance_initializer="ones"):
+                 epsilon: float = 1e-5, init: str = "standard"):
         super().__init__()
+        from bnexp.nn.norm.moving import TrainingFlag
         self.channels, self.virtual_batch = in_channels, virtual_batch
         self.momentum, self.epsilon = momentum, epsilon
         with self.name_scope():
-            add_batch_norm_parameters(self, in_channels, gamma_initializer, beta_initializer,
-                                      running_mean_initializer, running_variance_initializer)
+            add_batch_norm_parameters(self, in_channels, init)
             self.training = TrainingFlag()
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
@@ -70,7 +69,18 @@ class GhostBatchNorm(gluon.HybridBlock):
                                 self.momentum, self.epsilon, self.channels)
 
 
-@NORMALIZATIONS.register("ghost", summary="Ghost BN from scratch (Hoffer et al. 2017): each virtual "
-                         "sub-batch normalized separately", order=22, settings=("virtual_batch",))
-def ghost(spec: NormSpec, channels: int, layer: int) -> GhostBatchNorm:
-    return GhostBatchNorm(channels, spec.virtual_batch, spec.momentum, spec.eps, **spec.initializers())
+def ghost(channels: int, virtual_batch: int = 32, momentum: float = 0.9, eps: float = 1e-5,
+          init: str = "standard") -> GhostBatchNorm:
+    """bn=ghost: each virtual batch of `virtual_batch` images normalized with its own statistics."""
+    return GhostBatchNorm(channels, virtual_batch, momentum, eps, init)
+
+
+def check(network, virtual_batch: int, momentum: float, eps: float, init: str) -> None:
+    """`virtual_batch` must divide the images a device normalizes at once (also the
+    activations monitor's probe batches: they have the training batch's size)."""
+    check_batch_norm(momentum, eps, init)
+    per_device = network.batch_per_device
+    if virtual_batch < 1 or per_device % virtual_batch:
+        largest = max(d for d in range(1, min(per_device, 32) + 1) if per_device % d == 0)
+        fail("bn.virtual_batch", virtual_batch, f"must divide the per-device batch "
+             f"({per_device} images), e.g. bn.virtual_batch={largest}.")

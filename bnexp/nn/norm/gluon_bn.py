@@ -2,14 +2,15 @@
 from-scratch layer must equal."""
 from __future__ import annotations
 
-from mxnet import gluon
-
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
+from bnexp.nn.norm.parameters import check_batch_norm, initializers
 
 
-@NORMALIZATIONS.register(
-    "gluon", order=2,
-    summary="MXNet's gluon.nn.BatchNorm")
-def gluon_bn(spec: NormSpec, channels: int, layer: int) -> gluon.nn.BatchNorm:
-    return gluon.nn.BatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
-                              **spec.initializers())
+def gluon_bn(channels: int, momentum: float = 0.9, eps: float = 1e-5, init: str = "standard"):
+    """bn=gluon: gluon.nn.BatchNorm for `channels` channels."""
+    from mxnet import gluon
+    return gluon.nn.BatchNorm(momentum=momentum, epsilon=eps, in_channels=channels,
+                              **initializers(init))
+
+
+def check(network, momentum: float, eps: float, init: str) -> None:
+    check_batch_norm(momentum, eps, init)

@@ -12,10 +12,10 @@ those modules build this layer. A dense layer's output (N, C) is a (N, C, 1, 1) 
 """
 from __future__ import annotations
 
-from mxnet import gluon
-
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
-from bnexp.nn.norm.scratch import channel_affine
+from bnexp.config import fail
+from bnexp.nn.lazy_block import LazyHybridBlock
+from bnexp.nn.norm.formulations import channel_affine
+from bnexp.nn.norm.parameters import check_eps, check_init, initializers
 
 
 def row_mean(F, rows):
@@ -37,18 +37,21 @@ def group_norm(F, X, gamma, beta, groups: int, eps: float, channels: int):
     return F.reshape_like(channel_affine(F, X_hat, gamma, beta, channels), X)  # gamma[c] x_hat + beta[c]
 
 
-class GroupNorm(gluon.HybridBlock):
+class GroupNorm(LazyHybridBlock):
     """`group_norm` with learnable per-channel gamma (1) and beta (0); no moving statistics."""
 
     def __init__(self, in_channels: int, groups: int, epsilon: float = 1e-5,
-                 gamma_initializer="ones", beta_initializer="zeros", **kwargs):
+                 init: str = "standard", **kwargs):
         super().__init__(**kwargs)
         if in_channels < 1 or groups < 1 or in_channels % groups:
             raise ValueError(f"GroupNorm: {groups} groups do not divide {in_channels} channels")
         self.channels, self.groups, self.epsilon = in_channels, groups, epsilon
+        given = initializers(init, moving=False)
         with self.name_scope():
-            self.gamma = self.params.get("gamma", shape=(in_channels,), init=gamma_initializer)
-            self.beta = self.params.get("beta", shape=(in_channels,), init=beta_initializer)
+            self.gamma = self.params.get("gamma", shape=(in_channels,),
+                                         init=given.get("gamma_initializer", "ones"))
+            self.beta = self.params.get("beta", shape=(in_channels,),
+                                        init=given.get("beta_initializer", "zeros"))
 
     def hybrid_forward(self, F, x, gamma, beta):
         return group_norm(F, x, gamma, beta, self.groups, self.epsilon, self.channels)
@@ -57,13 +60,22 @@ class GroupNorm(gluon.HybridBlock):
         return f"{type(self).__name__}(channels={self.channels}, groups={self.groups}, eps={self.epsilon})"
 
 
-def affine_initializers(spec: NormSpec) -> dict:
-    """NormSpec's gamma and beta initializers (bn.init=source: the tutorial's), without the
-    moving variance's: these layers keep no moving statistics."""
-    return {k: v for k, v in spec.initializers().items() if k != "running_variance_initializer"}
+def group(channels: int, groups: int = 10, eps: float = 1e-5, init: str = "standard") -> GroupNorm:
+    """bn=group: GroupNorm with `groups` groups for `channels` channels."""
+    return GroupNorm(channels, groups, eps, init)
 
 
-@NORMALIZATIONS.register("group", summary="Group Normalization from scratch (Wu & He 2018): per sample, "
-                         "over groups of channels", order=10, settings=("groups",))
-def group(spec: NormSpec, channels: int, layer: int) -> GroupNorm:
-    return GroupNorm(channels, spec.groups, spec.eps, **affine_initializers(spec))
+def check(network, groups: int, eps: float, init: str) -> None:
+    """`groups` must divide the channels of every normalized layer."""
+    check_eps(eps)
+    check_init(init)
+    check_groups(network, groups)
+
+
+def check_groups(network, groups: int) -> None:
+    widths = network.widths()
+    if groups < 1 or any(width % groups for width in widths):
+        divisors = [g for g in range(1, min(widths, default=1) + 1) if all(w % g == 0 for w in widths)]
+        fail("bn.groups", groups, f"must divide the channels of every normalized layer "
+             f"({', '.join(map(str, widths))} with {network.model}); choose one of "
+             f"{', '.join(map(str, divisors))}.")

@@ -4,25 +4,26 @@
 Its operator also wants at least 3 dimensions, so a dense layer's (N, C) is made (N, C, 1)."""
 from __future__ import annotations
 
-from mxnet import gluon
+from bnexp.nn.lazy_block import LazyHybridBlock
+from bnexp.nn.norm.group import check  # noqa: F401 -- the same settings as bn=group, checked alike
+from bnexp.nn.norm.parameters import initializers
 
-from bnexp.nn.norm.group import affine_initializers
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
 
-
-class GluonGroupNorm(gluon.HybridBlock):
-    def __init__(self, groups: int, epsilon: float, **initializers):
+class GluonGroupNorm(LazyHybridBlock):
+    def __init__(self, groups: int, epsilon: float, init: str = "standard"):
         super().__init__()
+        from mxnet import gluon
         with self.name_scope():
-            self.norm = gluon.nn.GroupNorm(num_groups=groups, epsilon=epsilon, **initializers)
+            self.norm = gluon.nn.GroupNorm(num_groups=groups, epsilon=epsilon,
+                                           **initializers(init, moving=False))
 
     def hybrid_forward(self, F, x):
         return F.reshape_like(self.norm(F.reshape(x, (0, 0, -1))), x)
 
 
-@NORMALIZATIONS.register("group_gluon", summary="MXNet's gluon.nn.GroupNorm (gamma, beta per group, "
-                         "not per channel)", order=11, settings=("groups",))
-def group_gluon(spec: NormSpec, channels: int, layer: int) -> GluonGroupNorm:
-    if channels % spec.groups:
-        raise ValueError(f"GroupNorm: {spec.groups} groups do not divide {channels} channels")
-    return GluonGroupNorm(spec.groups, spec.eps, **affine_initializers(spec))
+def group_gluon(channels: int, groups: int = 10, eps: float = 1e-5,
+                init: str = "standard") -> GluonGroupNorm:
+    """bn=group_gluon: MXNet's GroupNorm with `groups` groups."""
+    if channels % groups:
+        raise ValueError(f"GroupNorm: {groups} groups do not divide {channels} channels")
+    return GluonGroupNorm(groups, eps, init)

@@ -2,14 +2,12 @@
 default is scale=False) so that it is the layer `bn=instance` builds (tests/test_norms.py)."""
 from __future__ import annotations
 
-from mxnet import gluon
-
-from bnexp.nn.norm.group import affine_initializers
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
+from bnexp.nn.norm.instance import check  # noqa: F401 -- convolutions only, as bn=instance
+from bnexp.nn.norm.parameters import initializers
 
 
-@NORMALIZATIONS.register("instance_gluon", summary="MXNet's gluon.nn.InstanceNorm (conv layers only)",
-                         order=15)
-def instance_gluon(spec: NormSpec, channels: int, layer: int) -> gluon.nn.InstanceNorm:
-    return gluon.nn.InstanceNorm(epsilon=spec.eps, scale=True, in_channels=channels,
-                                 **affine_initializers(spec))
+def instance_gluon(channels: int, eps: float = 1e-5, init: str = "standard"):
+    """bn=instance_gluon: gluon.nn.InstanceNorm with a learnable gamma."""
+    from mxnet import gluon
+    return gluon.nn.InstanceNorm(epsilon=eps, scale=True, in_channels=channels,
+                                 **initializers(init, moving=False))

@@ -3,11 +3,15 @@ images), `bn=layer`: Group Normalization with one group (bnexp/nn/norm/group.py)
 Per-channel gamma and beta, as in Wu & He; no moving statistics."""
 from __future__ import annotations
 
-from bnexp.nn.norm.group import GroupNorm, affine_initializers
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
+from bnexp.nn.norm.group import GroupNorm
+from bnexp.nn.norm.parameters import check_eps, check_init
 
 
-@NORMALIZATIONS.register("layer", summary="Layer Normalization over (C,H,W) from scratch: GroupNorm "
-                         "with one group", order=12)
-def layer_norm(spec: NormSpec, channels: int, layer: int) -> GroupNorm:
-    return GroupNorm(channels, 1, spec.eps, **affine_initializers(spec))
+def layer_norm(channels: int, eps: float = 1e-5, init: str = "standard") -> GroupNorm:
+    """bn=layer: GroupNorm with one group."""
+    return GroupNorm(channels, 1, eps, init)
+
+
+def check(network, eps: float, init: str) -> None:
+    check_eps(eps)
+    check_init(init)

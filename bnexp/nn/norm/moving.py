@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import ctypes
 
-import mxnet as mx
-from mxnet import gluon
-from mxnet._ctypes.symbol import _symbol_creator
-from mxnet.base import _LIB, OpHandle, c_str, check_call
+from bnexp.nn.lazy_block import LazyHybridBlock
 
 
-class TrainingFlag(gluon.HybridBlock):
+class TrainingFlag(LazyHybridBlock):
     """1.0 in training mode, 0.0 in inference, read at run time inside a hybridized graph,
     with the shape of its input.
 
@@ -63,8 +60,9 @@ def moving_average(F, moving, batch, momentum: float, training):
     before = F.BlockGrad(F.identity(moving))
     zeros = F.zeros_like(batch)  # the inference step, and the "weight" the optimizer op would move
     step = F.where(training, (1 - momentum) * (before - F.BlockGrad(batch)), zeros)
-    if F is mx.nd:
-        after = mx.nd.sgd_mom_update(zeros, step, moving, lr=1.0, momentum=1.0)
+    from mxnet import ndarray  # the layer is running: MXNet is imported
+    if F is ndarray:
+        after = ndarray.sgd_mom_update(zeros, step, moving, lr=1.0, momentum=1.0)
     else:
         after = _symbol("sgd_mom_update", zeros, step, moving, lr=1.0, momentum=1.0)
     return before, F.BlockGrad(after)
@@ -74,6 +72,8 @@ def _symbol(op: str, *inputs, **attrs):
     """`mx.sym.<op>(*inputs, **attrs)` composed by position. MXNet's generated symbol
     functions pass inputs by name, and the optimizer operators register no input names,
     so `mx.sym.sgd_mom_update(...)` fails ("Not enough argument to call operator")."""
+    from mxnet._ctypes.symbol import _symbol_creator
+    from mxnet.base import _LIB, OpHandle, c_str, check_call
     handle = OpHandle()
     check_call(_LIB.NNGetOpHandle(c_str(op), ctypes.byref(handle)))
     return _symbol_creator(handle.value, list(inputs), None, list(attrs),

@@ -2,12 +2,13 @@
 followed by per-activation noise whose distribution changes every step (`bn=noisy`)."""
 from __future__ import annotations
 
-import mxnet as mx
-import numpy as np
-from mxnet import gluon
+import math
 
-from bnexp.nn.norm.moving import TrainingFlag
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
+import numpy as np
+
+from bnexp.config import fail
+from bnexp.nn.lazy_block import LazyHybridBlock
+from bnexp.nn.norm.parameters import check_batch_norm, initializers
 
 # Algorithm 1's constants, as the paper's experiments set them (Appendix A.2.1):
 N_MU, N_SIGMA, R_MU, R_SIGMA = 0.5, 1.25, 0.1, 0.1
@@ -17,7 +18,7 @@ N_MU, N_SIGMA, R_MU, R_SIGMA = 0.5, 1.25, 0.1, 0.1
 BANK_SIZE = 2 ** 23
 
 
-class NoisyBatchNorm(gluon.HybridBlock):
+class NoisyBatchNorm(LazyHybridBlock):
     """gluon's BatchNorm, then in training every activation a[i, j] (sample i, channel or
     unit j; for convolutions height and width count as samples) becomes s[i, j] a[i, j] +
     m[i, j], Santurkar et al.'s Algorithm 1. At every step t, per channel j:
@@ -39,8 +40,11 @@ class NoisyBatchNorm(gluon.HybridBlock):
     """
 
     def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, in_channels: int = 0,
-                 strength: float = 1.0, seed: int = 0, layer: int = 0, **bn_kwargs):
+                 strength: float = 1.0, seed: int = 0, layer: int = 0, init: str = "standard"):
         super().__init__()
+        import mxnet as mx
+        from mxnet import gluon
+        from bnexp.nn.norm.moving import TrainingFlag
         if in_channels < 1:
             raise ValueError("NoisyBatchNorm needs in_channels")
         self.channels, self.strength, self.seed, self.layer = in_channels, strength, seed, layer
@@ -49,7 +53,7 @@ class NoisyBatchNorm(gluon.HybridBlock):
         jitter_s = strength * R_SIGMA * rng.standard_normal(BANK_SIZE)
         with self.name_scope():
             self.bn = gluon.nn.BatchNorm(momentum=momentum, epsilon=epsilon,
-                                         in_channels=in_channels, **bn_kwargs)
+                                         in_channels=in_channels, **initializers(init))
             self.training = TrainingFlag()
             # Constants: fixed by (seed, layer), so checkpoints and `preserved` skip them
             self.jitter_m = self.params.get_constant("jitter_m", mx.nd.array(jitter_m))
@@ -69,6 +73,7 @@ class NoisyBatchNorm(gluon.HybridBlock):
         return mu, sigma, int(rng.integers(BANK_SIZE))
 
     def set_step(self, step: int) -> None:
+        import mxnet as mx
         mu, sigma, offset = self.noise_at(step)
         self.noise_mu.set_data(mx.nd.array(mu))
         self.noise_sigma.set_data(mx.nd.array(sigma))
@@ -91,9 +96,14 @@ class NoisyBatchNorm(gluon.HybridBlock):
         return F.reshape_like(y3 + s_minus_1 * y3 + m, y)
 
 
-@NORMALIZATIONS.register(
-    "noisy", order=3, settings=("noise",),
-    summary="gluon BN followed by per-activation noise (Santurkar et al. 2018, Fig. 2, Alg. 1)")
-def noisy(spec: NormSpec, channels: int, layer: int) -> NoisyBatchNorm:
-    return NoisyBatchNorm(momentum=spec.momentum, epsilon=spec.eps, in_channels=channels,
-                          strength=spec.noise, seed=spec.seed, layer=layer, **spec.initializers())
+def noisy(channels: int, noise: float = 1.0, momentum: float = 0.9, eps: float = 1e-5,
+          init: str = "standard", seed: int = 0, layer: int = 0) -> NoisyBatchNorm:
+    """bn=noisy: gluon's BatchNorm followed by Algorithm 1's noise of strength `noise`; the
+    noise of layer `layer` is a pure function of the run's seed and the step."""
+    return NoisyBatchNorm(momentum, eps, channels, noise, seed, layer, init)
+
+
+def check(network, noise: float, momentum: float, eps: float, init: str) -> None:
+    check_batch_norm(momentum, eps, init)
+    if not (math.isfinite(noise) and noise >= 0):
+        fail("bn.noise", noise, "the noise strength must be a finite number >= 0.")

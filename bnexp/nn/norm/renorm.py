@@ -19,13 +19,13 @@ r and d use the moving statistics as they were before this step's update
 """
 from __future__ import annotations
 
-import mxnet as mx
-import numpy as np
-from mxnet import gluon
+import math
 
-from bnexp.nn.norm.moving import TrainingFlag, moving_average
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
-from bnexp.nn.norm.scratch import add_batch_norm_parameters, batch_statistics, channel_affine
+from bnexp.config import fail
+from bnexp.nn.lazy_block import LazyHybridBlock
+from bnexp.nn.norm.formulations import batch_statistics, channel_affine
+from bnexp.nn.norm.moving import moving_average
+from bnexp.nn.norm.parameters import add_batch_norm_parameters, check_batch_norm
 
 
 def relaxed_limits(step: int, r_max: float, d_max: float, begin: int, end: int) -> tuple[float, float]:
@@ -38,20 +38,21 @@ def relaxed_limits(step: int, r_max: float, d_max: float, begin: int, end: int) 
     return 1 + (r_max - 1) * progress, d_max * progress
 
 
-class BatchRenorm(gluon.HybridBlock):
+class BatchRenorm(LazyHybridBlock):
     """Batch Renormalization of the channels (axis 1) of 2-D or 4-D input."""
     op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its in-place update)
 
     def __init__(self, in_channels: int, momentum: float = 0.9, epsilon: float = 1e-5,
                  r_max: float = 3.0, d_max: float = 5.0, relax_begin: int = 0, relax_end: int = 0,
-                 impl: str = "centered", gamma_initializer="ones", beta_initializer="zeros",
-                 running_mean_initializer="zeros", running_variance_initializer="ones"):
+                 init: str = "standard"):
         super().__init__()
-        self.channels, self.momentum, self.epsilon, self.impl = in_channels, momentum, epsilon, impl
+        import mxnet as mx
+        import numpy as np
+        from bnexp.nn.norm.moving import TrainingFlag
+        self.channels, self.momentum, self.epsilon = in_channels, momentum, epsilon
         self.r_max, self.d_max, self.relax_begin, self.relax_end = r_max, d_max, relax_begin, relax_end
         with self.name_scope():
-            add_batch_norm_parameters(self, in_channels, gamma_initializer, beta_initializer,
-                                      running_mean_initializer, running_variance_initializer)
+            add_batch_norm_parameters(self, in_channels, init)
             # [r_max, d_max] now: a parameter, so that a hybridized graph reads the current values
             self.limits = self.params.get("limits", shape=(2,), grad_req="null", differentiable=False,
                                           init=mx.init.Constant(np.array(relaxed_limits(
@@ -59,13 +60,14 @@ class BatchRenorm(gluon.HybridBlock):
             self.training = TrainingFlag()
 
     def set_step(self, step: int) -> None:
+        import mxnet as mx
         limits = relaxed_limits(step, self.r_max, self.d_max, self.relax_begin, self.relax_end)
         for data in self.limits.list_data():
             data[:] = mx.nd.array(limits, ctx=data.context)
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var, limits):
         X4 = F.reshape(x, (0, 0, -1, 1))   # (N, C, L, 1)
-        mean_B, var_B, base, offset = batch_statistics(F, X4, self.channels, self.impl)
+        mean_B, var_B, base, offset = batch_statistics(F, X4, self.channels)
         training = self.training(mean_B)
         mu, moving_mean = moving_average(F, running_mean, mean_B, self.momentum, training)
         sigma2, moving_var = moving_average(F, running_var, var_B, self.momentum, training)
@@ -86,9 +88,20 @@ class BatchRenorm(gluon.HybridBlock):
         return F.reshape_like(channel_affine(F, base, scale, shift, self.channels), x)
 
 
-@NORMALIZATIONS.register("renorm", summary="Batch Renormalization from scratch (Ioffe 2017): BN corrected "
-                         "towards the moving statistics", order=20,
-                         settings=("r_max", "d_max", "relax_begin", "relax_end"))
-def renorm(spec: NormSpec, channels: int, layer: int) -> BatchRenorm:
-    return BatchRenorm(channels, spec.momentum, spec.eps, spec.r_max, spec.d_max, spec.relax_begin,
-                       spec.relax_end, spec.impl, **spec.initializers())
+def renorm(channels: int, momentum: float = 0.9, eps: float = 1e-5, r_max: float = 3.0,
+           d_max: float = 5.0, relax_begin: int = 50, relax_end: int = 250,
+           init: str = "standard") -> BatchRenorm:
+    """bn=renorm: Batch Renormalization, relaxed from BN between relax_begin and relax_end."""
+    return BatchRenorm(channels, momentum, eps, r_max, d_max, relax_begin, relax_end, init)
+
+
+def check(network, momentum: float, eps: float, r_max: float, d_max: float, relax_begin: int,
+          relax_end: int, init: str) -> None:
+    check_batch_norm(momentum, eps, init)
+    if not (math.isfinite(r_max) and r_max >= 1):
+        fail("bn.r_max", r_max, "r is clipped to [1/r_max, r_max]: must be >= 1 (1 = BN).")
+    if not (math.isfinite(d_max) and d_max >= 0):
+        fail("bn.d_max", d_max, "d is clipped to [-d_max, d_max]: must be >= 0 (0 = BN).")
+    if not 0 <= relax_begin <= relax_end:
+        fail("bn.relax_end", relax_end, f"the relaxation must end at or after it begins "
+             f"(bn.relax_begin={relax_begin} >= 0), in steps.")

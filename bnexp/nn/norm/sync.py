@@ -13,7 +13,7 @@ handed out round robin), and the engine lets one operator at a time hold a copy:
 devices' SyncBatchNorm backward passes draw the same copy, the first waits in the barrier
 for the second, which waits for the copy. (GPUs have a pool each.) So for bn=sync on
 several CPU contexts bnexp imports MXNet with more copies than one backward pass draws
-(bnexp/run.py: cpu_temp_copies; bnexp/runtime/mxnet_import.py: SYNC_BN_TEMP_COPIES) and
+(bnexp/run.py: cpu_temp_copies reads CPU_TEMP_COPIES here) and
 runs the network op by op on several devices: then the copies
 are drawn in the same order at every step, and distinct ones within a pass. (Hybridized,
 with 64 copies, LeNet still deadlocked at its 7th step on cpu:0,cpu:1; with 1000 it did
@@ -21,18 +21,30 @@ not in 20 steps: measured, not understood, so not relied on.)
 """
 from __future__ import annotations
 
-from mxnet import gluon
+from bnexp.config import fail
+from bnexp.nn.norm.parameters import check_batch_norm, initializers
 
-from bnexp.nn.norm.registry import NORMALIZATIONS, NormSpec
+# Temporary-workspace copies shared by all CPU contexts (MXNet's default is 4). With 4,
+# bn=sync on cpu:0,cpu:1 deadlocks whenever both devices' SyncBatchNorm backward passes
+# draw the same copy (above); copies are handed out round robin, so with more copies than a
+# backward pass draws they never do. Only for bn=sync: with 64, a Python custom operator on
+# cpu:0,cpu:1 with 2 threads deadlocked (bn=scratch had one then; measured), while with 4 it
+# trained.
+CPU_TEMP_COPIES = 64
 
 
-class SyncBatchNorm(gluon.contrib.nn.SyncBatchNorm):
-    op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op
+def sync(channels: int, momentum: float = 0.9, eps: float = 1e-5, init: str = "standard",
+         devices: int = 1):
+    """bn=sync: MXNet's SyncBatchNorm over `devices` devices."""
+    from mxnet import gluon
+    layer = gluon.contrib.nn.SyncBatchNorm(in_channels=channels, num_devices=devices,
+                                           momentum=momentum, epsilon=eps, **initializers(init))
+    layer.op_by_op_on_devices = True  # bnexp/nn/build.py: must_run_op_by_op (its barrier)
+    return layer
 
 
-@NORMALIZATIONS.register("sync", summary="synchronized BN: MXNet's contrib SyncBatchNorm, statistics "
-                         "of the batch over all devices", order=30)
-def sync(spec: NormSpec, channels: int, layer: int) -> SyncBatchNorm:
-    return SyncBatchNorm(in_channels=channels, num_devices=spec.devices,
-                                          momentum=spec.momentum, epsilon=spec.eps,
-                                          **spec.initializers())
+def check(network, momentum: float, eps: float, init: str) -> None:
+    check_batch_norm(momentum, eps, init)
+    if network.devices > 1 and "activations" in network.monitors:
+        fail("monitor", "[activations]", "its probe runs the network on one device in training "
+             "mode, where bn=sync waits for the other devices forever; use one device or drop it.")

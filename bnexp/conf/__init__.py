@@ -1,1 +1,0 @@
-"""Hydra configuration of bnexp (a package so that `pkg://bnexp.conf` finds it in a wheel)."""

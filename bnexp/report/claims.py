@@ -1,0 +1,127 @@
+"""Claims decided by rules written before the run (a preset's `report.claims`).
+
+A claim names what a paper says, the measure that tests it, the phase at which the two
+arms are compared, and the rule that turns the measured interval into a verdict:
+
+    - id: landscape_smoother
+      paper: Santurkar et al. 2018, Fig. 4c
+      says: the loss landscape is smoother with BN (smaller effective beta-smoothness)
+      measure: landscape.beta_smoothness   # a monitor's measurement, or steps_to
+      phase: 0.8          # the matched state: the run's first read of training loss <= 0.8
+      baseline: none      # the bn option of each arm (paired by seed)
+      treated: gluon
+      rule: above         # reproduced if the 95% interval of baseline / treated lies above
+      threshold: 1.0      # the threshold, contradicted if it lies below, else inconclusive
+
+Per seed, the measure's value in each arm at the phase (`values_at`); the ratio baseline /
+treated is the geometric mean of the per-seed ratios, its interval the paired t interval on
+their logs (bnexp/report/stats.py: `log_ratio_interval`, the speedups' interval). A seed
+whose run never reached the phase in either arm is listed, not silently left out, and the
+verdict needs `min_seeds` seeds with both values.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bnexp.report.jobs import Group, Job
+from bnexp.report.stats import log_ratio_interval
+
+MIN_SEEDS = 5
+REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    says: str
+    measure: str            # "<monitor>.<key>" (ics: mean over layers) or "steps_to" (phase = accuracy)
+    phase: float            # training loss level (monitors) or validation accuracy (steps_to)
+    baseline: str           # bn option of the baseline arm
+    treated: str            # bn option of the treated arm
+    rule: str               # above | below
+    threshold: float
+    paper: str = ""
+    min_seeds: int = MIN_SEEDS
+
+    @classmethod
+    def from_config(cls, data: dict) -> Claim:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    ratio: float | None = None
+    ci: tuple[float, float] | None = None
+    seeds: int = 0
+    verdict: str = INCONCLUSIVE
+    missing: list[str] = field(default_factory=list)   # seeds without a value, and why
+
+    def interval_text(self) -> str:
+        if self.ratio is None:
+            return "—"
+        if self.ci is None:
+            return f"{self.ratio:.3g}"
+        return f"{self.ratio:.3g} [{self.ci[0]:.3g}, {self.ci[1]:.3g}]"
+
+
+def phase_value(job: Job, measure: str, phase: float) -> float | None:
+    """The measure in one run at the phase: for a monitor's measure, the mean of its
+    measurements taken for that training-loss level (`phase` in the measurement); for
+    `steps_to`, the step of the first evaluation at or above the accuracy `phase`."""
+    if measure == "steps_to":
+        hit = next((p for p in job.eval_curve if p.acc is not None and p.acc >= phase), None)
+        return float(hit.step) if hit else None
+    monitor, _, key = measure.partition(".")
+    values = [measurement_value(m, key) for m in job.measurements(monitor)
+              if m.get("phase") is not None and math.isclose(m["phase"], phase)]
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def measurement_value(measurement: dict, key: str) -> float | None:
+    """A key of a measurement; for a per-layer monitor (ics) the mean over the layers that
+    have trainable layers before them (the first layer's ICS is 0 by definition)."""
+    if key in measurement:
+        return measurement[key]
+    layers = measurement.get("layers") or {}
+    values = [v[key] for v in list(layers.values())[1:] if isinstance(v, dict) and key in v]
+    return float(np.mean(values)) if values else None
+
+
+def decide(claim: Claim, baseline: Group, treated: Group) -> Verdict:
+    """The claim's verdict from the paired per-seed ratios baseline / treated."""
+    base = {j.seed: phase_value(j, claim.measure, claim.phase) for j in baseline.jobs}
+    mine = {j.seed: phase_value(j, claim.measure, claim.phase) for j in treated.jobs}
+    verdict = Verdict(claim)
+    pairs = []
+    for seed in sorted(set(base) | set(mine), key=str):
+        b, t = base.get(seed), mine.get(seed)
+        if b is None or t is None or b <= 0 or t <= 0:
+            arm = claim.baseline if b is None or b <= 0 else claim.treated
+            verdict.missing.append(f"seed {seed}: bn={arm} has no value at the phase")
+            continue
+        pairs.append((b, t))
+    verdict.seeds = len(pairs)
+    if not pairs:
+        return verdict
+    logs = np.log(np.array(pairs))
+    verdict.ratio = float(np.exp(logs[:, 0].mean() - logs[:, 1].mean()))
+    if len(pairs) >= max(2, claim.min_seeds):
+        low, high = log_ratio_interval(logs[:, 0], logs[:, 1], paired=True)
+        verdict.ci = (float(low), float(high))
+        verdict.verdict = rule_verdict(claim.rule, claim.threshold, verdict.ci)
+    return verdict
+
+
+def rule_verdict(rule: str, threshold: float, ci: tuple[float, float]) -> str:
+    """`above`: reproduced if the interval lies above the threshold, contradicted if it lies
+    below; `below`: the other way round; inconclusive if it holds the threshold."""
+    low, high = ci
+    above, below = low > threshold, high < threshold
+    if rule == "below":
+        above, below = below, above
+    return REPRODUCED if above else CONTRADICTED if below else INCONCLUSIVE
