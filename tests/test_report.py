@@ -124,7 +124,6 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert none["not_reached_0.80_seeds"] == "seed 2: ran its 400 steps without reaching it"
     assert num(none["steps_to_0.70_mean"]) == pytest.approx(800 / 3, rel=1e-5)
     assert none["never_reached_0.85"] == "3" and none["steps_to_0.85_mean"] == ""
-    assert num(none["speedup_steps_0.80"]) == pytest.approx(1.0)
 
     # gluon: the diverged seed counts as diverged, reached 0.70 at step 50, never 0.80
     assert (gluon["seeds"], gluon["completed"], gluon["diverged"]) == ("3", "2", "1")
@@ -135,6 +134,39 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(gluon["steps_to_0.80_std"]) == pytest.approx(35.3553, rel=1e-4)
     assert (gluon["reached_0.80"], gluon["never_reached_0.80"]) == ("2", "1")
     assert gluon["not_reached_0.80_seeds"] == "seed 2: diverged at step 80"
+    # evaluations every 50 steps: gluon crossed 0.80 at 100 (after 50) and 150 (after 100)
+    assert num(gluon["resolution_0.80"]) == pytest.approx(0.5)
+
+    scratch = rows["bn=scratch,lr=0.2"]
+    assert (scratch["seeds"], scratch["completed"], scratch["failed"],
+            scratch["interrupted"]) == ("5", "1", "3", "1")
+    assert num(scratch["steps_to_0.80_mean"]) == pytest.approx(100)
+    assert scratch["steps_to_0.80_std"] == ""  # one seed: no spread
+    assert (scratch["reached_0.80"], scratch["never_reached_0.80"]) == ("1", "4")
+    assert "seed 3: interrupted at step 100" in scratch["not_reached_0.80_seeds"]
+
+    # lr=1.6 rows match the lr=1.6 baseline, which diverged at step 3 (test below)
+    assert rows["bn=none,lr=1.6"]["diverged"] == "1"
+    assert rows["bn=none,lr=1.6"]["final_test_acc_mean"] == ""
+    assert num(rows["bn=gluon,lr=1.6"]["steps_to_0.80_mean"]) == pytest.approx(200)
+
+    md = md_path.read_text()
+    assert md_path == sweep / "summary.md"
+    assert "1 completed, 3 failed, 1 interrupted" in md
+    assert "metrics.json unreadable" in md and "metrics.json missing" in md
+    assert "'eval_curve' is not a list" in md
+    assert "diverged at step 80" in md
+    assert "`bn=gluon,lr=0.2`: not reached by seed 2: diverged at step 80" in md
+    for png in ("convergence.png", "lr_robustness.png"):
+        assert (sweep / png).stat().st_size > 10_000, png
+
+
+def test_synthetic_sweep_speedups(sweep: Path):
+    """Median per-seed speedups where seeds stopped short, never trained or are too few."""
+    md = write_report(sweep).read_text()
+    rows = read_rows(sweep)
+    none, gluon, scratch = (rows[f"bn={bn},lr=0.2"] for bn in ("none", "gluon", "scratch"))
+    assert num(none["speedup_steps_0.80"]) == pytest.approx(1.0)
     # 0.70: every seed of both reached it (gluon's seed 2 too, before diverging): the median
     # of the per-seed ratios 250/50, 250/100, 300/50, without interval (3 seeds: from 5)
     assert num(gluon["speedup_steps_0.70"]) == pytest.approx(5.0)
@@ -147,46 +179,22 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(gluon["speedup_0.80_sample_low"]) == pytest.approx(400 / 150, rel=1e-5)
     assert num(gluon["speedup_0.80_sample_high"]) == pytest.approx(3.5)
     assert "seed 2 stopped before reaching it" in gluon["speedup_0.80_note"]
-    # evaluations every 50 steps: gluon crossed 0.80 at 100 (after 50) and 150 (after 100)
-    assert num(gluon["resolution_0.80"]) == pytest.approx(0.5)
     # 0.85: no bn=none seed got there in 400 steps, gluon's seeds 0 and 1 at 200: ratios of
     # at least 2 (seed 2 unknown), so the median is at least 2 on this sample
     assert gluon["speedup_0.85_bound"] == "lower"
     assert num(gluon["speedup_0.85_sample_low"]) == pytest.approx(2.0)
-
-    scratch = rows["bn=scratch,lr=0.2"]
-    assert (scratch["seeds"], scratch["completed"], scratch["failed"],
-            scratch["interrupted"]) == ("5", "1", "3", "1")
-    assert num(scratch["steps_to_0.80_mean"]) == pytest.approx(100)
-    assert scratch["steps_to_0.80_std"] == ""  # one seed: no spread
-    assert (scratch["reached_0.80"], scratch["never_reached_0.80"]) == ("1", "4")
     # three seeds never trained (corrupt or missing metrics.json): nothing is known of them
     assert scratch["speedup_0.80_bound"] == "undetermined"
     assert "`bn=scratch,lr=0.2` seeds 0, 2, 4 never trained" in scratch["speedup_0.80_note"]
-    assert "seed 3: interrupted at step 100" in scratch["not_reached_0.80_seeds"]
-
-    # lr=1.6 rows match the lr=1.6 baseline, which diverged at step 3: bn=none needed more
-    # than 3 steps, gluon 200 -- a lower bound, from that baseline and not lr=0.2's
-    assert rows["bn=none,lr=1.6"]["diverged"] == "1"
-    assert rows["bn=none,lr=1.6"]["final_test_acc_mean"] == ""
+    # lr=1.6: bn=none needed more than 3 steps, gluon 200 -- a lower bound, from that
+    # baseline and not lr=0.2's
     assert num(rows["bn=gluon,lr=1.6"]["speedup_0.80_sample_low"]) == pytest.approx(3 / 200)
     assert rows["bn=gluon,lr=1.6"]["speedup_0.80_sample_high"] == "inf"
     assert rows["bn=gluon,lr=1.6"]["speedup_0.80_bound"] == "lower"
-    assert num(rows["bn=gluon,lr=1.6"]["steps_to_0.80_mean"]) == pytest.approx(200)
-
-    md = md_path.read_text()
-    assert md_path == sweep / "summary.md"
-    assert "1 completed, 3 failed, 1 interrupted" in md
-    assert "metrics.json unreadable" in md and "metrics.json missing" in md
-    assert "'eval_curve' is not a list" in md
-    assert "diverged at step 80" in md
     assert "5.0× (no interval)" in md and "| undetermined |" in md
     assert "≥ 0.015× (bound on this sample, not a confidence bound)" in md
     assert "2.7× to 3.5× (bounds on this sample, not confidence bounds)" in md
-    assert "`bn=gluon,lr=0.2`: not reached by seed 2: diverged at step 80" in md
     assert "order statistics of the per-seed log step ratios" in md  # the method, and why
-    for png in ("convergence.png", "lr_robustness.png"):
-        assert (sweep / png).stat().st_size > 10_000, png
 
 
 # 5 paired seeds: bn=none reaches 0.80 at these steps, gluon at those (evaluations every 50)

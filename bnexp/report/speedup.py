@@ -187,7 +187,7 @@ def bound_note(kind: str, baseline: Group, base: list[SeedSteps], group: Group,
         for which, did, known in (
                 (stopped, "stopped before reaching it", f"known only from {side}"),
                 (unknown, "never trained or stopped at the run's own targets first",
-                 "unknown (rerun it)")):
+                 "unknown")):
             if which:
                 many = len(which) > 1
                 reasons.append(f"`{label}` seed{'s' if many else ''} {', '.join(which)} {did}: "
