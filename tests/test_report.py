@@ -7,7 +7,6 @@ The interval's coverage is tested in test_stats.py.
 import csv
 import json
 import math
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -88,10 +87,6 @@ def num(value: str) -> float:
     return float(value)
 
 
-def geomean(values: list[float]) -> float:
-    return math.exp(statistics.fmean(math.log(v) for v in values))
-
-
 def test_runs_stopped_at_their_targets_are_counted_and_said(tmp_path: Path):
     """trainer.stop_at_targets: the outcome table gives the steps each run trained and how
     many stopped at the targets; their crossings count as any other."""
@@ -129,7 +124,6 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert none["not_reached_0.80_seeds"] == "seed 2: ran its 400 steps without reaching it"
     assert num(none["steps_to_0.70_mean"]) == pytest.approx(800 / 3, rel=1e-5)
     assert none["never_reached_0.85"] == "3" and none["steps_to_0.85_mean"] == ""
-    assert num(none["speedup_steps_0.80"]) == pytest.approx(1.0)
 
     # gluon: the diverged seed counts as diverged, reached 0.70 at step 50, never 0.80
     assert (gluon["seeds"], gluon["completed"], gluon["diverged"]) == ("3", "2", "1")
@@ -140,18 +134,8 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(gluon["steps_to_0.80_std"]) == pytest.approx(35.3553, rel=1e-4)
     assert (gluon["reached_0.80"], gluon["never_reached_0.80"]) == ("2", "1")
     assert gluon["not_reached_0.80_seeds"] == "seed 2: diverged at step 80"
-    # 0.70: every seed of both reached it (gluon's seed 2 too, before diverging): the ratio
-    # of geometric means, without interval (3 seeds: intervals from stats.MIN_SEEDS)
-    assert num(gluon["speedup_steps_0.70"]) == pytest.approx(
-        geomean([250, 250, 300]) / geomean([50, 100, 50]), rel=1e-5)
-    assert gluon["speedup_0.70_bound"] == "" and gluon["speedup_0.70_ci_low"] == ""
-    assert "3 seed(s)" in gluon["speedup_0.70_note"]
-    # 0.80: bn=none seed 2 never got there in its 400 steps (a lower bound) and gluon's seed 2
-    # diverged at 80 (an upper bound): undetermined, not a speedup from the seeds left over
-    assert gluon["speedup_steps_0.80"] == "" and gluon["speedup_0.80_bound"] == "undetermined"
     # evaluations every 50 steps: gluon crossed 0.80 at 100 (after 50) and 150 (after 100)
     assert num(gluon["resolution_0.80"]) == pytest.approx(0.5)
-    assert gluon["speedup_0.85_bound"] == "undetermined"
 
     scratch = rows["bn=scratch,lr=0.2"]
     assert (scratch["seeds"], scratch["completed"], scratch["failed"],
@@ -159,17 +143,11 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert num(scratch["steps_to_0.80_mean"]) == pytest.approx(100)
     assert scratch["steps_to_0.80_std"] == ""  # one seed: no spread
     assert (scratch["reached_0.80"], scratch["never_reached_0.80"]) == ("1", "4")
-    # three seeds never trained (corrupt or missing metrics.json): nothing is known of them
-    assert scratch["speedup_0.80_bound"] == "undetermined"
-    assert "seed 0" in scratch["speedup_0.80_note"] and "seed 2" in scratch["speedup_0.80_note"]
     assert "seed 3: interrupted at step 100" in scratch["not_reached_0.80_seeds"]
 
-    # lr=1.6 rows match the lr=1.6 baseline, which diverged at step 3: bn=none needed more
-    # than 3 steps, gluon 200 -- a lower bound, from that baseline and not lr=0.2's
+    # lr=1.6 rows match the lr=1.6 baseline, which diverged at step 3 (test below)
     assert rows["bn=none,lr=1.6"]["diverged"] == "1"
     assert rows["bn=none,lr=1.6"]["final_test_acc_mean"] == ""
-    assert num(rows["bn=gluon,lr=1.6"]["speedup_steps_0.80"]) == pytest.approx(3 / 200)
-    assert rows["bn=gluon,lr=1.6"]["speedup_0.80_bound"] == "lower"
     assert num(rows["bn=gluon,lr=1.6"]["steps_to_0.80_mean"]) == pytest.approx(200)
 
     md = md_path.read_text()
@@ -178,17 +156,50 @@ def test_synthetic_sweep_numbers(sweep: Path):
     assert "metrics.json unreadable" in md and "metrics.json missing" in md
     assert "'eval_curve' is not a list" in md
     assert "diverged at step 80" in md
-    assert "4.2× (no interval)" in md and "| undetermined |" in md and "≥ 0.015×" in md
     assert "`bn=gluon,lr=0.2`: not reached by seed 2: diverged at step 80" in md
-    assert "t interval on log step counts" in md  # the method, and why
     for png in ("convergence.png", "lr_robustness.png"):
         assert (sweep / png).stat().st_size > 10_000, png
+
+
+def test_synthetic_sweep_speedups(sweep: Path):
+    """Median per-seed speedups where seeds stopped short, never trained or are too few."""
+    md = write_report(sweep).read_text()
+    rows = read_rows(sweep)
+    none, gluon, scratch = (rows[f"bn={bn},lr=0.2"] for bn in ("none", "gluon", "scratch"))
+    assert num(none["speedup_steps_0.80"]) == pytest.approx(1.0)
+    # 0.70: every seed of both reached it (gluon's seed 2 too, before diverging): the median
+    # of the per-seed ratios 250/50, 250/100, 300/50, without interval (3 seeds: from 5)
+    assert num(gluon["speedup_steps_0.70"]) == pytest.approx(5.0)
+    assert gluon["speedup_0.70_bound"] == "" and gluon["speedup_0.70_ci_low"] == ""
+    assert "3 seed(s)" in gluon["speedup_0.70_note"]
+    # 0.80: seed 0 350/100, seed 1 400/150; seed 2 stopped in both (bn=none ran out at 400,
+    # gluon diverged at 80): its ratio is unknown, so this sample puts the median between
+    # the other two -- bounds on this sample, not a speedup from the seeds left over
+    assert gluon["speedup_steps_0.80"] == "" and gluon["speedup_0.80_bound"] == "between"
+    assert num(gluon["speedup_0.80_sample_low"]) == pytest.approx(400 / 150, rel=1e-5)
+    assert num(gluon["speedup_0.80_sample_high"]) == pytest.approx(3.5)
+    assert "seed 2 stopped before reaching it" in gluon["speedup_0.80_note"]
+    # 0.85: no bn=none seed got there in 400 steps, gluon's seeds 0 and 1 at 200: ratios of
+    # at least 2 (seed 2 unknown), so the median is at least 2 on this sample
+    assert gluon["speedup_0.85_bound"] == "lower"
+    assert num(gluon["speedup_0.85_sample_low"]) == pytest.approx(2.0)
+    # three seeds never trained (corrupt or missing metrics.json): nothing is known of them
+    assert scratch["speedup_0.80_bound"] == "undetermined"
+    assert "`bn=scratch,lr=0.2` seeds 0, 2, 4 never trained" in scratch["speedup_0.80_note"]
+    # lr=1.6: bn=none needed more than 3 steps, gluon 200 -- a lower bound, from that
+    # baseline and not lr=0.2's
+    assert num(rows["bn=gluon,lr=1.6"]["speedup_0.80_sample_low"]) == pytest.approx(3 / 200)
+    assert rows["bn=gluon,lr=1.6"]["speedup_0.80_sample_high"] == "inf"
+    assert rows["bn=gluon,lr=1.6"]["speedup_0.80_bound"] == "lower"
+    assert "5.0× (no interval)" in md and "| undetermined |" in md
+    assert "≥ 0.015× (bound on this sample, not a confidence bound)" in md
+    assert "2.7× to 3.5× (bounds on this sample, not confidence bounds)" in md
+    assert "order statistics of the per-seed log step ratios" in md  # the method, and why
 
 
 # 5 paired seeds: bn=none reaches 0.80 at these steps, gluon at those (evaluations every 50)
 NONE_STEPS = {0: 350, 1: 400, 2: 300, 3: 450, 4: 400}
 GLUON_STEPS = {0: 100, 1: 150, 2: 100, 3: 100, 4: 150}
-T_975_4DF = 2.7764451051977987  # Student t, 97.5th percentile, 4 degrees of freedom (tables)
 
 
 def reaching_at(step: int, length: int = 10) -> list[float]:
@@ -196,92 +207,97 @@ def reaching_at(step: int, length: int = 10) -> list[float]:
     return [0.81 if (i + 1) * EVERY >= step else 0.5 for i in range(length)]
 
 
-def test_speedup_interval_is_the_paired_t_interval_on_log_steps(tmp_path: Path):
+def test_speedup_is_the_median_ratio_with_the_range_of_five_paired_seeds(tmp_path: Path):
     for seed in NONE_STEPS:
         make_job(tmp_path, "none", 0.2, seed, reaching_at(NONE_STEPS[seed]))
         make_job(tmp_path, "gluon", 0.2, seed, reaching_at(GLUON_STEPS[seed]))
     write_report(tmp_path)
     gluon = read_rows(tmp_path)["bn=gluon"]
-    logs = [math.log(NONE_STEPS[s] / GLUON_STEPS[s]) for s in NONE_STEPS]
-    centre, half = statistics.fmean(logs), T_975_4DF * statistics.stdev(logs) / math.sqrt(5)
-    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(math.exp(centre), rel=1e-5)
-    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(math.exp(centre - half), rel=1e-5)
-    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(math.exp(centre + half), rel=1e-5)
-    assert gluon["speedup_0.80_method"] == "paired t" and gluon["speedup_0.80_bound"] == ""
+    # per-seed ratios 3.5, 2.67, 3, 4.5, 2.67: median 3; with 5 seeds the interval is their
+    # range, which covers the median with probability 1 - 2/2^5
+    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(3.0)
+    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(400 / 150, rel=1e-5)
+    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(4.5)
+    assert num(gluon["speedup_0.80_coverage"]) == pytest.approx(0.9375)
+    assert gluon["speedup_0.80_bound"] == "" and gluon["speedup_0.80_note"] == ""
     md = (tmp_path / "summary.md").read_text()
-    assert (f"{math.exp(centre):.1f}× [{math.exp(centre - half):.1f}, "
-            f"{math.exp(centre + half):.1f}]") in md
+    assert "| 3.0× [2.7, 4.5] |" in md
+    assert "5 seeds: order statistics 1 and 5, 93.8%" in md
 
 
-def test_unpaired_seeds_get_welchs_interval(tmp_path: Path):
+def test_unpaired_seeds_get_the_median_over_every_pair_and_no_interval(tmp_path: Path):
     # bn=none ran seeds 0-4, gluon seeds 5-9: nothing to pair
     for seed in NONE_STEPS:
         make_job(tmp_path, "none", 0.2, seed, reaching_at(NONE_STEPS[seed]))
         make_job(tmp_path, "gluon", 0.2, seed + 5, reaching_at(GLUON_STEPS[seed]))
     write_report(tmp_path)
     gluon = read_rows(tmp_path)["bn=gluon"]
-    base = [math.log(v) for v in NONE_STEPS.values()]
-    mine = [math.log(v) for v in GLUON_STEPS.values()]
-    v_base, v_mine = statistics.variance(base) / 5, statistics.variance(mine) / 5
-    df = (v_base + v_mine) ** 2 / (v_base ** 2 / 4 + v_mine ** 2 / 4)
-    from scipy.stats import t
-    half = t.ppf(0.975, df) * math.sqrt(v_base + v_mine)
-    centre = statistics.fmean(base) - statistics.fmean(mine)
-    assert gluon["speedup_0.80_method"] == "Welch t"
-    assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(math.exp(centre - half), rel=1e-5)
-    assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(math.exp(centre + half), rel=1e-5)
+    ratios = sorted(a / b for a in NONE_STEPS.values() for b in GLUON_STEPS.values())
+    assert num(gluon["speedup_steps_0.80"]) == pytest.approx(ratios[12], rel=1e-5)  # the 13th of 25
+    assert gluon["speedup_0.80_ci_low"] == "" and "ran different seeds" in gluon["speedup_0.80_note"]
 
 
-@pytest.mark.parametrize("case", ["diverged", "interrupted", "failed_before_start",
-                                  "never_reached", "baseline_never_reached"])
-def test_every_seed_counts(tmp_path: Path, case: str):
-    """Five paired seeds; seed 4 of one configuration does not reach 0.80. It is censored
-    where it stopped (a bound) or, without a single step, makes the speedup undetermined;
-    summary.csv and summary.md name the seed and why."""
+INF = math.inf
+
+
+@pytest.mark.parametrize("case, config, why, bound, sample, interval", [
+    # ratios of seeds 0-3: 3.5, 2.67, 3, 4.5; seed 4's is only known from one side
+    ("baseline_never_reached", "bn=none", "seed 4: ran its 500 steps without reaching it",
+     "between", (500 / 150, 3.5), (400 / 150, INF)),                      # seed 4: >= 3.33
+    ("diverged", "bn=gluon", "seed 4: diverged at step 70",
+     "between", (3.0, 3.5), (0.0, 400 / 70)),                              # <= 5.71
+    ("interrupted", "bn=gluon", "seed 4: interrupted at step 100",
+     "between", (3.0, 3.5), (0.0, 4.5)),                                   # <= 4
+    ("never_reached", "bn=gluon", "seed 4: ran its 150 steps without reaching it",
+     "", (3.0, 3.0), (0.0, 4.5)),                                          # <= 2.67
+    ("failed_before_start", "bn=gluon", "seed 4: failed before training a step: out of memory",
+     "between", (3.0, 3.5), None),                                         # unknown
+])
+def test_every_seed_counts(tmp_path: Path, case, config, why, bound, sample, interval):
+    """Five paired seeds; seed 4 of one configuration does not reach 0.80. Its ratio is
+    known from one side where it stopped, or not at all if it never trained a step; it
+    counts with what is known. summary.csv and summary.md name the seed and why."""
     for seed in range(4):
         make_job(tmp_path, "none", 0.2, seed, reaching_at(NONE_STEPS[seed]))
         make_job(tmp_path, "gluon", 0.2, seed, reaching_at(GLUON_STEPS[seed]))
-    none_seeds = [NONE_STEPS[s] for s in range(4)]
-    gluon_seeds = [GLUON_STEPS[s] for s in range(4)]
     if case == "baseline_never_reached":
         make_job(tmp_path, "gluon", 0.2, 4, reaching_at(GLUON_STEPS[4]))
         make_job(tmp_path, "none", 0.2, 4, [0.5] * 10)  # 500 steps, completed, never 0.80
-        expected = ("bn=none", "lower", geomean(none_seeds + [500]) / geomean(gluon_seeds + [GLUON_STEPS[4]]),
-                    "seed 4: ran its 500 steps without reaching it")
     else:
         make_job(tmp_path, "none", 0.2, 4, reaching_at(NONE_STEPS[4]))
-        if case == "diverged":
-            make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6], status="diverged", diverged_at=70)
-            stop, why = 70, "seed 4: diverged at step 70"
-        elif case == "interrupted":
-            make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6], status="interrupted")
-            stop, why = 100, "seed 4: interrupted at step 100"
-        elif case == "never_reached":
-            make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6, 0.7])  # completed after 150 steps
-            stop, why = 150, "seed 4: ran its 150 steps without reaching it"
-        else:  # failed before its first step: the record the sweep writes for such a job
-            job_dir = tmp_path / "bn=gluon,lr=0.2,seed=4,trainer.max_steps=400"
-            job_dir.mkdir()
-            record_failure(job_dir, ["bn=gluon", "lr=0.2", "seed=4", "trainer.max_steps=400"],
-                           RuntimeError("out of memory"))
-            stop, why = None, "seed 4: failed before training a step: out of memory"
-        value = (None if stop is None else
-                 geomean(none_seeds + [NONE_STEPS[4]]) / geomean(gluon_seeds + [stop]))
-        expected = ("bn=gluon", "undetermined" if stop is None else "upper", value, why)
-    config, bound, value, why = expected
+    if case == "diverged":
+        make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6], status="diverged", diverged_at=70)
+    elif case == "interrupted":
+        make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6], status="interrupted")
+    elif case == "never_reached":
+        make_job(tmp_path, "gluon", 0.2, 4, [0.5, 0.6, 0.7])  # completed after 150 steps
+    elif case == "failed_before_start":  # the record the sweep writes for such a job
+        job_dir = tmp_path / "bn=gluon,lr=0.2,seed=4,trainer.max_steps=400"
+        job_dir.mkdir()
+        record_failure(job_dir, ["bn=gluon", "lr=0.2", "seed=4", "trainer.max_steps=400"],
+                       RuntimeError("out of memory"))
     write_report(tmp_path)
     rows = read_rows(tmp_path)
     row = rows[config]
     assert row["seeds"] == "5" and row["never_reached_0.80"] == "1"
     assert row["not_reached_0.80_seeds"] == why
     gluon = rows["bn=gluon"]
-    assert gluon["speedup_0.80_bound"] == bound and gluon["speedup_0.80_ci_low"] == ""
-    if value is None:
-        assert gluon["speedup_steps_0.80"] == "" and "seed 4 never trained" in gluon["speedup_0.80_note"]
+    assert gluon["speedup_0.80_bound"] == bound
+    assert num(gluon["speedup_0.80_sample_low"]) == pytest.approx(sample[0], rel=1e-5)
+    assert num(gluon["speedup_0.80_sample_high"]) == pytest.approx(sample[1], rel=1e-5)
+    if interval is None:
+        assert gluon["speedup_0.80_ci_low"] == "" and "both sides" in gluon["speedup_0.80_note"]
     else:
-        assert num(gluon["speedup_steps_0.80"]) == pytest.approx(value, rel=1e-5)
+        assert num(gluon["speedup_0.80_ci_low"]) == pytest.approx(interval[0], rel=1e-5)
+        assert num(gluon["speedup_0.80_ci_high"]) == pytest.approx(interval[1], rel=1e-5)
+    if bound:
+        assert "a bound on this sample, not a confidence bound" in gluon["speedup_0.80_note"]
     md = (tmp_path / "summary.md").read_text()
     assert f"`{config}`: not reached by {why}" in md
+    if case == "diverged":
+        assert "| 3.0× to 3.5× (bounds on this sample, not confidence bounds) (0, 5.7] |" in md
+    if case == "baseline_never_reached":
+        assert "(bounds on this sample, not confidence bounds) [2.7, ∞) |" in md
 
 
 def test_targets_from_the_command_line_are_recomputed_from_the_curves(tmp_path: Path):

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bnexp.report.jobs import COUNTED_STATUSES, Group, Job, common_overrides
-from bnexp.report.stats import (INTERVAL_METHOD, INTERVAL_WHY, MEASURES, MIN_SEEDS,
-                                final_accuracies, find_baseline, mean_std, speedup,
+from bnexp.report.speedup import (INTERVAL_METHOD, LOWER, MIN_SEEDS, UNDETERMINED, UPPER,
+                                  order_k, sign_coverage, speedup)
+from bnexp.report.stats import (MEASURES, final_accuracies, find_baseline, mean_std,
                                 target_label, target_stats)
 
 if TYPE_CHECKING:
@@ -53,8 +55,9 @@ def summary_row(group: Group, groups: list[Group], swept: list[str],
         row[f"resolution_{t}"] = stats["resolution"]
         s = speedup(group, baseline, target)
         row[f"speedup_steps_{t}"], row[f"speedup_{t}_bound"] = s.value, s.bound
+        row[f"speedup_{t}_sample_low"], row[f"speedup_{t}_sample_high"] = s.sample or (None, None)
         row[f"speedup_{t}_ci_low"], row[f"speedup_{t}_ci_high"] = s.ci or (None, None)
-        row[f"speedup_{t}_method"], row[f"speedup_{t}_note"] = s.method, s.note
+        row[f"speedup_{t}_coverage"], row[f"speedup_{t}_note"] = s.coverage, s.note
     return row
 
 
@@ -84,19 +87,35 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 3) -> str:
     return text + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def fmt_speedup(value: float | None, bound: str, low: float | None = None,
-                high: float | None = None, note: str = "") -> str:
-    """`3.0× [2.7, 3.5]`, `≥ 3.1×` (a bound), `3.0× (no interval)` (too few seeds: `note`
-    says so), `1.0×` (the baseline itself), `undetermined` or `—`."""
-    if bound == "undetermined":
-        return "undetermined"
-    if value is None:
+def fmt_speedup(row: dict, t: str) -> str:
+    """The speedup cell of target `t`: the median and its interval, `3.0× [2.7, 3.5]`;
+    an end the censoring leaves open, `3.0× [2.7, ∞)`; what this sample says when it does
+    not determine the median, `≥ 3.1× (bound on this sample, not a confidence bound)`;
+    `3.0× (no interval)`, `1.0×` (the baseline itself), `undetermined` or `—`."""
+    value, bound = row[f"speedup_steps_{t}"], row[f"speedup_{t}_bound"]
+    low, high = row[f"speedup_{t}_sample_low"], row[f"speedup_{t}_sample_high"]
+    if bound == UNDETERMINED:
+        point = "undetermined"
+    elif value is not None:
+        point = times(value)
+    elif low is None:
         return "—"
-    if bound:
-        return f"{'≥' if bound == 'lower' else '≤'} {times(value)}"
-    if low is not None:
-        return f"{times(value)} [{low:.1f}, {high:.1f}]"
-    return times(value) + (" (no interval)" if note.startswith("no interval") else "")
+    elif bound in (LOWER, UPPER):
+        point = (f"{'≥ ' + times(low) if bound == LOWER else '≤ ' + times(high)} "
+                 "(bound on this sample, not a confidence bound)")
+    else:
+        point = f"{times(low)} to {times(high)} (bounds on this sample, not confidence bounds)"
+    ci_low, ci_high = row[f"speedup_{t}_ci_low"], row[f"speedup_{t}_ci_high"]
+    if ci_low is not None:
+        opening = "(0" if ci_low == 0 else f"[{number(ci_low)}"
+        closing = "∞)" if ci_high == math.inf else f"{number(ci_high)}]"
+        return f"{point} {opening}, {closing}"
+    return point + (" (no interval)" if value is not None and row[f"speedup_{t}_note"] else "")
+
+
+def number(value: float) -> str:
+    """An interval's end: one decimal from 1 on, two significant digits below."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
 
 
 def times(value: float) -> str:
@@ -130,17 +149,9 @@ def markdown(report: Report, rows: list[dict], sections: list[list[str]]) -> str
               f"Steps/images/seconds to a target: first evaluation ({split}) at or "
               "above it, mean ± std over the seeds that reached it (seconds = optimizer time, "
               "evaluation excluded); resolution = the largest gap to the evaluation before, as a "
-              "share of the step (the crossing lies in that gap). Speedup = geometric mean of "
-              "the steps of the matching `bn=none` configuration / geometric mean of this one's, "
-              "over every seed of both. A seed that did not reach the target counts with the "
-              "step where it stopped (it needed more; the seeds and why are listed below): the "
-              "speedup is then a bound, `≥` when `bn=none` has such seeds, `≤` when this "
-              "configuration has, undetermined when both have or a seed never trained; a bound "
-              "has no interval. Evaluation time: its share of training plus evaluation time.",
-              "",
-              f"Interval: 95%, {INTERVAL_METHOD}; {INTERVAL_WHY}. With fewer than {MIN_SEEDS} "
-              "seeds per configuration no interval is printed: no method tested reaches 95% "
-              "coverage there.",
+              "share of the step (the crossing lies in that gap). Evaluation time: its share of "
+              "training plus evaluation time.",
+              "", speedup_text(sorted({len(g.jobs) for g in groups})),
               "", "## Outcome", "",
               "| config | seeds | statuses | steps run | final test acc | evaluation time |",
               "|---|---|---|---|---|---|"]
@@ -156,10 +167,36 @@ def markdown(report: Report, rows: list[dict], sections: list[list[str]]) -> str
     return "\n".join(lines) + "\n"
 
 
+def speedup_text(seed_counts: list[int]) -> str:
+    """How the speedup and its interval are computed, with the interval's exact coverage
+    at the seed counts of this sweep."""
+    levels = "; ".join(f"{n} seeds: order statistics {order_k(n)} and {n + 1 - order_k(n)}, "
+                       f"{sign_coverage(n, order_k(n)):.1%}" for n in seed_counts if n >= MIN_SEEDS)
+    return ("Speedup = the median over seeds of the per-seed ratio of steps, the matching "
+            "`bn=none` configuration's / this one's, paired by seed (configurations that ran "
+            "different seeds: the median over every pair of seeds, without interval). A seed "
+            "that did not reach the target needed more than the step where it stopped (the "
+            "seeds and why are listed below), so its ratio is known only from below (a "
+            "`bn=none` seed) or from above (this configuration's); a seed that never trained "
+            "tells nothing. Where such seeds leave the median open, the table gives what this "
+            "sample says of it: `≥`, `≤` or a range, a bound on this sample, not a confidence "
+            f"bound. Interval: {INTERVAL_METHOD}, from the k-th smallest to the k-th largest "
+            "per-seed ratio, a censored seed counting with its known end, so that the interval "
+            "can only be wider than the true ratios' (an end is open, `∞`, once k seeds are "
+            "censored on its side). Whatever the distribution of the ratios and whatever the "
+            "censoring, it covers the median with at least the sign test's probability: "
+            f"{levels or 'no configuration here has enough seeds'}. "
+            f"No interval below {MIN_SEEDS} paired seeds (the range of {MIN_SEEDS - 1} covers "
+            f"{sign_coverage(MIN_SEEDS - 1, 1):.1%}). The t "
+            "interval this report printed before covers under 93% when some `bn=none` seeds "
+            "escape the plateau late (bnexp/report/speedup.py; `python -m bnexp.report.coverage` "
+            "measures both).")
+
+
 def target_table(rows: list[dict], t: str, split: str) -> list[str]:
     """The Markdown table for one target accuracy."""
     lines = ["", f"## Time to {split} accuracy {t}", "",
-             "| config | reached | steps | images | seconds | resolution | speedup (steps) vs bn=none [95% CI] |",
+             "| config | reached | steps | images | seconds | resolution | speedup (steps) vs bn=none [interval] |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         resolution = r[f"resolution_{t}"]
@@ -169,7 +206,7 @@ def target_table(rows: list[dict], t: str, split: str) -> list[str]:
             f"{fmt(r[f'images_to_{t}_mean'], r[f'images_to_{t}_std'], 0)} | "
             f"{fmt(r[f'seconds_to_{t}_mean'], r[f'seconds_to_{t}_std'], 1)} | "
             f"{f'{resolution:.0%}' if resolution is not None else '—'} | "
-            f"{fmt_speedup(r[f'speedup_steps_{t}'], r[f'speedup_{t}_bound'], r[f'speedup_{t}_ci_low'], r[f'speedup_{t}_ci_high'], r[f'speedup_{t}_note'])} |")
+            f"{fmt_speedup(r, t)} |")
     notes = target_notes(rows, t)
     if notes:
         lines += ["", "Seeds that did not reach it, and what that makes of the speedup:", ""] + notes
