@@ -63,12 +63,16 @@ def untrusted_reason(path: Path) -> str | None:
     """Why `path` (a file this process would load state or code from) cannot be trusted,
     or None if it can: it and its folder must belong to this user and be writable by
     nobody else -- whoever else can write either could swap in their own content."""
-    me = os.geteuid()
-    for what, target in (("file", path), ("folder", path.parent)):
-        info = os.stat(target)
-        if info.st_uid != me:
-            return f"the {what} {target} belongs to uid {info.st_uid}, not to this user (uid {me})"
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return (f"the {what} {target} is writable by its group or by others "
-                    f"(mode {stat.filemode(info.st_mode)})")
+    return private_reason(path, "file") or private_reason(path.parent, "folder")
+
+
+def private_reason(path: Path, what: str) -> str | None:
+    """Why `path` is not this user's alone (another owner, or writable by its group or by
+    others), or None if it is."""
+    me, info = os.geteuid(), os.stat(path)
+    if info.st_uid != me:
+        return f"the {what} {path} belongs to uid {info.st_uid}, not to this user (uid {me})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"the {what} {path} is writable by its group or by others "
+                f"(mode {stat.filemode(info.st_mode)})")
     return None
