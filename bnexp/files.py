@@ -59,6 +59,13 @@ def write_json_atomic(path: Path, data: dict) -> None:
             json.dump(data, f, indent=2)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path`, atomically. The rename replaces whatever `path` was,
+    also a link someone planted there, instead of writing through it."""
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def untrusted_reason(path: Path) -> str | None:
     """Why `path` (a file this process would load state or code from) cannot be trusted,
     or None if it can: it and its folder must belong to this user and be writable by

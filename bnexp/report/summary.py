@@ -5,6 +5,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bnexp.files import replaced_atomically
 from bnexp.report.jobs import COUNTED_STATUSES, Group, Job, common_overrides
 from bnexp.report.stats import (INTERVAL_METHOD, INTERVAL_WHY, MEASURES, MIN_SEEDS,
                                 final_accuracies, find_baseline, mean_std, speedup,
@@ -69,7 +70,7 @@ def csv_value(value) -> str:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(c for row in rows for c in row)) or ["config"]
-    with open(path, "w", newline="") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for row in rows:
