@@ -18,10 +18,12 @@ draws no random numbers.
 from __future__ import annotations
 
 import json
+import resource
 from pathlib import Path
 
 import numpy as np
 from mxnet import gluon, nd
+from mxnet.base import MXNetError
 
 from bnexp.errors import UserError
 from bnexp.files import replaced_atomically, untrusted_reason
@@ -126,9 +128,24 @@ def save(run_dir: Path, net: gluon.Block, trainer: gluon.Trainer, state: dict) -
     arrays = {_PARAM + name: param.data() for name, param in saved_params(net).items()}
     arrays[_OPTIMIZER] = _bytes_array(json.dumps(optimizer_state(trainer, arrays)).encode())
     arrays[_STATE] = _bytes_array(json.dumps(state).encode())
-    with replaced_atomically(path) as tmp:
-        nd.save(str(tmp), arrays)
+    try:
+        with replaced_atomically(path) as tmp:
+            nd.save(str(tmp), arrays)
+    except (OSError, MXNetError) as err:
+        raise UserError(f"cannot write the checkpoint {path} ({_why_not_written(err)}); the "
+                        f"previous checkpoint, if any, is intact. Free space or raise the limit, "
+                        f"then continue with resume={run_dir}") from None
     return path
+
+
+def _why_not_written(err: Exception) -> str:
+    """OSError says why; MXNet's writer only that its write stopped short."""
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        return f"the write stopped short: this process may write at most {limit} bytes a file (ulimit -f)"
+    return "the write stopped short: is the disk full?"
 
 
 def _load(path: Path) -> dict:
