@@ -28,6 +28,13 @@ HAVE    = $(if $(wildcard $(STAMP)),$(or $(firstword $(shell cat $(STAMP))),cpu)
 # else detected (once: the first use turns BUILD into a plain value).
 BUILD   = $(eval BUILD := $(or $(FLAVOR),$(HAVE),$(shell $(DETECT))))$(BUILD)
 OTHER_MXNET = $(if $(filter gpu,$(BUILD)),mxnet,mxnet-cu112)
+# Every package is installed from a lock with hashes (requirements/*.txt, `make lock`): pip refuses
+# a file whose hash differs or a requirement without one. No build isolation: the one sdist of the
+# locks (antlr4-python3-runtime) is built with the venv's pinned setuptools, not one fetched unpinned.
+PIP_INSTALL = $(PY) -m pip install -q --require-hashes --no-build-isolation
+# Removes the venv only if it is one (it has pyvenv.cfg): a mistyped VENV=~ or VENV=/ is refused.
+RM_VENV = if [ -f "$(VENV)/pyvenv.cfg" ]; then rm -rf -- "$(VENV)"; elif [ -e "$(VENV)" ]; then \
+	echo "not removing $(VENV): it is not a virtual environment (no pyvenv.cfg); set VENV to one"; exit 1; fi
 
 .DEFAULT_GOAL := help
 .PHONY: help install kernels data run test sweep bench tensorboard doctor figures slurm-up slurm-down lock
@@ -41,24 +48,27 @@ install: ## create .venv and install the pinned packages, GPU build of MXNet if 
 	test -z "$$switch" || echo "switching the venv from the $(HAVE) to the $$want build of MXNet"; \
 	$(MAKE) --no-print-directory $(STAMP) FLAVOR=$$want $$switch
 
-$(STAMP): requirements/cpu.txt requirements/gpu.txt pyproject.toml
+$(STAMP): requirements/build.txt requirements/cpu.txt requirements/gpu.txt pyproject.toml
 	@version=$$($(call VERSION_OF,$(PYTHON))); case "$$version" in 3.11|3.12|3.13) ;; \
 		*) echo "bnexp needs Python 3.11, 3.12 or 3.13; PYTHON=$(PYTHON) is $${version:-not found}." \
 		        "Set PYTHON=python3.11 (or 3.12, 3.13)"; exit 1;; esac; \
 	  venv=$$(test -x $(PY) && $(call VERSION_OF,$(PY))); \
 	  if [ -n "$$venv" ] && [ "$$venv" != "$$version" ]; then \
-		echo "recreating $(VENV) for Python $$version (it held $$venv)"; rm -rf $(VENV); fi
+		echo "recreating $(VENV) for Python $$version (it held $$venv)"; $(RM_VENV); fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) 2>/dev/null || \
-		{ rm -rf $(VENV); echo "installing python3-venv"; apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
-	@echo "installing the $(BUILD) build of MXNet (requirements/$(BUILD).txt)"
-	$(PY) -m pip install -q --upgrade pip
+		{ $(RM_VENV); echo "installing python3-venv (Debian package, for python -m venv)"; \
+		  apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
+	@echo "installing the $(BUILD) build of MXNet (requirements/$(BUILD).txt, hashes required)"
+	$(PIP_INSTALL) -r requirements/build.txt
 	@# never both MXNet builds in one venv: remove the other one (and, for CPU, the CUDA wheels)
 	@if $(PY) -m pip show -q $(OTHER_MXNET) >/dev/null 2>&1; then \
 		echo "$(PY) -m pip uninstall -y -q $(OTHER_MXNET)"; $(PY) -m pip uninstall -y -q $(OTHER_MXNET); fi
 	@if [ $(BUILD) = cpu ]; then cuda=$$($(PY) -m pip freeze 2>/dev/null | grep -io '^nvidia-[a-z0-9-]*-cu11'); \
 		if [ -n "$$cuda" ]; then echo "removing the CUDA 11 wheels:" $$cuda; $(PY) -m pip uninstall -y -q $$cuda; fi; fi
-	$(PY) -m pip install -q -r requirements/$(BUILD).txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PIP_INSTALL) -r requirements/$(BUILD).txt
+	@# bnexp itself, editable: a folder has no hash to check; --no-deps (all pinned above) and no
+	@# build isolation (the pinned setuptools builds it), so this step fetches nothing.
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@$(MAKE) --no-print-directory kernels
 	@echo $(BUILD) $$($(call VERSION_OF,$(PY))) > $@
 
@@ -76,7 +86,12 @@ kernels: ## build the compiled BN operator for this CPU (installs g++ if missing
 doctor: $(STAMP) ## check the installation: versions, GPUs and CUDA libraries, dataset, threads
 	$(PY) -m bnexp.doctor
 
-data: $(STAMP) ## make Fashion-MNIST available (apt package, else official download) and verify it
+data: $(STAMP) ## make Fashion-MNIST available and verify it: Debian's dataset-fashion-mnist (as root), else the official download
+	@$(PY) -m bnexp.data check >/dev/null 2>&1 || \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing the Debian package dataset-fashion-mnist (the four official Fashion-MNIST files)"; \
+			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+			  apt-get install -y -q dataset-fashion-mnist >/dev/null; } || echo "could not install dataset-fashion-mnist"; fi
 	$(PY) -m bnexp.data fetch
 
 run: data ## train with the default config (add ARGS="bn=gluon lr=0.1" for overrides)
@@ -95,14 +110,16 @@ bench: data ## training throughput of none/scratch/gluon against a textbook loop
 	$(PY) -m bnexp.bench $(ARGS)
 
 # One resolution for every supported Python (--universal: a pin differs by version only where it
-# must, e.g. numpy 1.23.5 on 3.11, 1.26.4 on 3.12+); the ranges are pyproject.toml's.
-LOCK = $(PY) -m uv pip compile pyproject.toml --universal --python-version 3.11 --extra dev \
+# must, e.g. numpy 1.23.5 on 3.11, 1.26.4 on 3.12+), every file's sha256 from PyPI beside each pin;
+# the ranges are pyproject.toml's (build tools: requirements/build.in).
+LOCK = $(PY) -m uv pip compile --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" --quiet
-lock: ## regenerate requirements/cpu.txt and gpu.txt from pyproject.toml's ranges (uv, from PyPI)
+lock: ## regenerate requirements/*.txt, with hashes, from pyproject.toml's ranges and build.in (uv, from PyPI)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q uv
-	$(LOCK) --extra cpu -o requirements/cpu.txt
-	$(LOCK) --extra gpu -o requirements/gpu.txt
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PIP_INSTALL) -r requirements/build.txt
+	$(LOCK) requirements/build.in -o requirements/build.txt
+	$(LOCK) pyproject.toml --extra dev --extra cpu -o requirements/cpu.txt
+	$(LOCK) pyproject.toml --extra dev --extra gpu -o requirements/gpu.txt
 
 tensorboard: $(STAMP) ## TensorBoard on outputs/ at http://127.0.0.1:6006 (PORT=... to change)
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)

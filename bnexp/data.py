@@ -4,19 +4,26 @@ The files are read directly (gzip + numpy) instead of through gluon's
 FashionMNIST class, which checks the SHA-1 of the *compressed* files and tries
 to download on a mismatch. Here the *decompressed* content is verified, so any
 faithful copy (Debian's package, the official download, a re-compressed file)
-is accepted and anything else is refused with a message naming the file.
+is accepted and anything else is refused with a message naming the file. No more
+than the official size is ever decompressed (a small file that inflates to
+gigabytes is refused, not read), and the download, over HTTPS only, stops at
+MAX_DOWNLOAD bytes and is verified before it replaces anything.
 
     python -m bnexp.data check [ROOT]   # find and verify, print where
-    python -m bnexp.data fetch          # make the data available (apt, else download)
+    python -m bnexp.data fetch          # make the data available (the official download)
+
+This package never installs anything: `make data` installs Debian's package
+dataset-fashion-mnist first where it can (as root), then runs `fetch`.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import os
-import shutil
-import subprocess
+import ssl
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -54,7 +61,9 @@ FILES = {
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # package dataset-fashion-mnist
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bnexp" / "fashion-mnist"
-OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+# The official files, in Zalando's repository (its S3 website mirror has no HTTPS).
+OFFICIAL_URL = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
+MAX_DOWNLOAD = 64 << 20  # bytes per file; the largest official one is 26 MB
 HOW_TO_GET = ("Get the official files with `make data` (Debian package dataset-fashion-mnist, "
               "else the official download), or set data.root to a folder holding the four "
               ".gz files.")
@@ -80,10 +89,13 @@ class FashionMNIST:
 
 
 def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
-    """Decompress and verify one IDX file; raise DataError naming it if anything is off."""
+    """Decompress and verify one IDX file; raise DataError naming it if anything is off.
+    At most one byte more than the official file's size is decompressed."""
+    header = 16 if spec.magic == 2051 else 8
+    expected_len = header + spec.count * (IMAGE_SIDE * IMAGE_SIDE if spec.magic == 2051 else 1)
     try:
         with gzip.open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read(expected_len + 1)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found. {HOW_TO_GET}") from None
     except PermissionError:
@@ -93,7 +105,9 @@ def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: not a valid gzip file ({err}); it is truncated or corrupt. "
                         f"{HOW_TO_GET}") from None
-    header = 16 if spec.magic == 2051 else 8
+    if len(raw) > expected_len:
+        raise DataError(f"{path}: decompresses to more than the {expected_len} bytes of the "
+                        f"official file (stopped there). {HOW_TO_GET}")
     if len(raw) < header:
         raise DataError(f"{path}: only {len(raw)} bytes, shorter than an IDX header. {HOW_TO_GET}")
     magic, count = int.from_bytes(raw[0:4], "big"), int.from_bytes(raw[4:8], "big")
@@ -108,7 +122,6 @@ def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
         if (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE):
             raise DataError(f"{path}: images are {rows}x{cols}, expected 28x28. {HOW_TO_GET}")
         shape = (count, rows, cols)
-    expected_len = header + int(np.prod(shape))
     if len(raw) != expected_len:
         raise DataError(f"{path}: {len(raw)} bytes after decompression, expected {expected_len}; "
                         f"the file is truncated or padded. {HOW_TO_GET}")
@@ -165,42 +178,62 @@ def validation_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
     return np.setdiff1d(np.arange(len(labels)), val), val
 
 
-def _install_debian_package() -> bool:
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        return False
-    print("installing Debian package dataset-fashion-mnist", flush=True)
-    for cmd in (["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]):
-        if subprocess.run(cmd, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode:
-            return False
-    return True
+class HttpsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to HTTPS addresses only: a download never drops to plain HTTP."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urllib.parse.urlsplit(newurl).scheme != "https":
+            raise urllib.error.URLError(f"redirected to {newurl}, which is not HTTPS")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _download_official(dest: Path) -> bool:
-    dest.mkdir(parents=True, exist_ok=True)
+def download(url: str, dest: Path, limit: int = MAX_DOWNLOAD,
+             context: ssl.SSLContext | None = None) -> None:
+    """Copy `url` (HTTPS only, certificate checked) into `dest`, refusing more than `limit`
+    bytes -- by its Content-Length, and by counting, before anything is decompressed.
+    DataError saying why if not."""
+    if urllib.parse.urlsplit(url).scheme != "https":
+        raise DataError(f"{url}: not an HTTPS address; bnexp downloads over HTTPS only.")
+    opener = urllib.request.build_opener(HttpsOnly, urllib.request.HTTPSHandler(context=context))
     try:
-        for spec in FILES.values():
-            print(f"downloading {OFFICIAL_URL}{spec.name}", flush=True)
-            with urllib.request.urlopen(OFFICIAL_URL + spec.name, timeout=60) as resp, \
-                    replaced_atomically(dest / spec.name) as tmp, open(tmp, "wb") as f:
-                shutil.copyfileobj(resp, f)  # never leaves a half-written file
-    except OSError as err:
-        print(f"download failed: {err}", file=sys.stderr)
-        return False
-    return True
+        with opener.open(url, timeout=60) as resp, open(dest, "wb") as f:
+            if int(resp.headers.get("Content-Length") or 0) > limit:
+                raise DataError(f"{url}: {resp.headers['Content-Length']} bytes, more than the "
+                                f"{limit} a Fashion-MNIST file can be; not downloaded.")
+            copied = 0
+            while chunk := resp.read(1 << 16):
+                copied += len(chunk)
+                if copied > limit:
+                    raise DataError(f"{url}: more than the {limit} bytes a Fashion-MNIST file "
+                                    f"can be; download stopped.")
+                f.write(chunk)
+    except (OSError, ValueError) as err:  # URLError, HTTPError, timeouts, a bad header
+        raise DataError(f"{url}: download failed ({getattr(err, 'reason', err)}).") from None
+
+
+def _download_official(dest: Path) -> None:
+    """The four official files into `dest`, each verified before it replaces anything."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for spec in FILES.values():
+        print(f"downloading {OFFICIAL_URL}{spec.name}", flush=True)
+        with replaced_atomically(dest / spec.name) as tmp:
+            download(OFFICIAL_URL + spec.name, tmp)
+            read_idx(tmp, spec)
 
 
 def fetch() -> Path:
-    """Make verified data available: already there, else apt package, else official download."""
+    """Make verified data available: already there, else the official download."""
     try:
         return load().root
     except DataError as err:
         print(f"{err}", flush=True)
-    if _install_debian_package() or _download_official(CACHE_DIR):
-        return load().root
-    raise DataError(f"Could not install or download Fashion-MNIST. Download the four .gz files "
-                    f"from {OFFICIAL_URL} into {CACHE_DIR} (or any folder, then set "
-                    f"BNEXP_DATA or data.root to it).")
+    try:
+        _download_official(CACHE_DIR)
+    except DataError as err:
+        raise DataError(f"{err} Download the four .gz files from {OFFICIAL_URL} into {CACHE_DIR} "
+                        f"(or any folder, then set BNEXP_DATA or data.root to it); on Debian, "
+                        f"`apt-get install dataset-fashion-mnist` (what `make data` does as root).") from None
+    return load().root
 
 
 def main(argv: list[str]) -> int:

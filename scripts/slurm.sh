@@ -2,22 +2,30 @@
 # A one-node SLURM cluster on this machine, with accounting, for trying and testing
 # bnexp's SLURM sweeps (docs/slurm.md). Needs root and Debian 12 (SLURM 22.05).
 #
-#   scripts/slurm.sh up       install the packages if missing, write the configuration for
+#   scripts/slurm.sh up [--repair-dev-null]
+#                             install the packages if missing, write the configuration for
 #                             this machine, start munged, mariadbd, slurmdbd, slurmctld, slurmd,
 #                             wait until the node is idle (does nothing if already up)
 #   scripts/slurm.sh down     cancel the jobs, stop exactly the daemons `up` started
 #   scripts/slurm.sh status   what runs, and `sinfo`
 #   scripts/slurm.sh env      the line to paste: export SLURM_CONF=... (the clients need it)
 #
-# Everything lives in one state folder, $BNEXP_SLURM_DIR (default /tmp/bnexp-slurm):
-# configuration, spool, logs, the database and `pids` (the daemons this script started).
-# The folder is per machine, not per checkout, because the ports are: 6817-6819 (SLURM)
-# and $BNEXP_SLURM_DB_PORT (MariaDB, default 6830).
+# Everything lives in one state folder, $BNEXP_SLURM_DIR (default /var/lib/bnexp-slurm):
+# configuration, spool, logs and `pids` (the daemons this script started); the database
+# beside it, in $BNEXP_SLURM_DIR-db (its daemon runs as the mysql user). The folder is per
+# machine, not per checkout, because the ports are: 6817-6819 (SLURM) and
+# $BNEXP_SLURM_DB_PORT (MariaDB, default 6830).
 # BNEXP_SLURM_ACCOUNTING=0 leaves out slurmdbd and MariaDB (sacct then fails, and
 # submitit cannot tell that a job died without writing its result).
+#
+# Root's daemons read their configuration, and kill the PIDs listed, from that folder: it
+# must be root's alone (0700, not a link, in a folder others cannot replace it in), or a
+# user who made it first could point slurm.conf at their own Prolog (which root runs) or
+# the PID list at any process. `up` creates it so and refuses anything else, in one line.
 set -euo pipefail
 
-DIR=${BNEXP_SLURM_DIR:-/tmp/bnexp-slurm}
+DIR=${BNEXP_SLURM_DIR:-/var/lib/bnexp-slurm}
+DB_DIR=$DIR-db
 ACCOUNTING=${BNEXP_SLURM_ACCOUNTING:-1}
 DB_PORT=${BNEXP_SLURM_DB_PORT:-6830}
 CLUSTER=bnexp
@@ -25,6 +33,11 @@ PARTITION=debug
 export SLURM_CONF=$DIR/slurm.conf
 PACKAGES=(slurmctld slurmd slurm-client munge)
 DB_PACKAGES=(slurmdbd mariadb-server)
+# apt and invoke-rc.d read only /usr/sbin/policy-rc.d and /dev/null is /dev/null: the variables
+# exist for tests/test_slurm.py, which must not touch the machine's own.
+POLICY_RC=${BNEXP_SLURM_POLICY_RC:-/usr/sbin/policy-rc.d}
+NULL_DEVICE=${BNEXP_SLURM_NULL_DEVICE:-/dev/null}
+REPAIR_DEV_NULL=0
 
 say() { echo "slurm.sh: $*"; }
 die() { echo "slurm.sh: error: $*" >&2; exit 1; }
@@ -51,17 +64,61 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...: poll COMMAND until it succeeds
     done
 }
 
+# ------------------------------------------------------------------------- the state folder
+owned_safely() {  # owned_safely PATH USER: a folder (not a link) of USER, writable by no one else
+    [ ! -L "$1" ] && [ -d "$1" ] && [ "$(stat -c %U "$1")" = "$2" ] &&
+        [ $(( 0$(stat -c %a "$1") & 022 )) = 0 ]
+}
+
+check_folder() {  # check_folder PATH USER: refuse, in one line, a PATH that is not USER's alone
+    local path=$1 user=$2 parent
+    parent=$(dirname "$path")
+    # whoever can write the parent (without its sticky bit) can swap the folder after any check
+    if [ "$(stat -c %u "$parent" 2>/dev/null)" != 0 ] ||
+        { [ $(( 0$(stat -c %a "$parent") & 022 )) != 0 ] && [ ! -k "$parent" ]; }; then
+        die "$parent (holding the state folder $path) must be root's and writable by no one else; set BNEXP_SLURM_DIR to a folder in one that is"
+    fi
+    if [ -L "$path" ]; then
+        die "the state folder $path is a symbolic link (to $(readlink "$path")); refusing it: remove it, or set BNEXP_SLURM_DIR"
+    fi
+    if [ -e "$path" ] && ! owned_safely "$path" "$user"; then
+        die "the state folder $path is not $user's alone (owner $(stat -c %U "$path"), mode $(stat -c %a "$path")); refusing it: someone else may have made it first. Remove it, or set BNEXP_SLURM_DIR"
+    fi
+}
+
+make_state_folder() {  # the folder `up` writes: root's, 0700
+    check_folder "$DIR" root
+    [ -d "$DIR" ] || mkdir -m 0700 "$DIR"
+    chmod 0700 "$DIR"
+    mkdir -p -m 0700 "$DIR"/{state,spool,log}
+}
+
+make_db_folder() {  # the database's folder: the mysql user's, 0700 (its daemon runs as mysql)
+    check_folder "$DB_DIR" mysql
+    [ -d "$DB_DIR" ] || install -d -o mysql -g mysql -m 0700 "$DB_DIR"
+}
+
 check_dev_null() {
     # /dev/null can become a plain file (a program that replaces the file it writes,
     # as MXNet's profiler did when bnexp's bench gave it os.devnull), and munged (as the
-    # munge user) then refuses to start. Put the character device back.
-    if [ ! -c /dev/null ]; then
-        say "/dev/null is not a character device; recreating it"
-        # made aside and renamed over it: a process writing to /dev/null meanwhile would
-        # otherwise recreate the plain file between an rm and the mknod
-        rm -f /dev/null.bnexp && mknod -m 666 /dev/null.bnexp c 1 3 && mv -f /dev/null.bnexp /dev/null
-    fi
+    # munge user) then refuses to start. It must be the character device 1:3; it is
+    # recreated only when asked (--repair-dev-null): it is the whole machine's.
+    [ "$(stat -c '%F %t:%T' "$NULL_DEVICE" 2>/dev/null)" = "character special file 1:3" ] && return
+    local found
+    found=$(stat -c '%F %t:%T' "$NULL_DEVICE" 2>/dev/null || echo missing)
+    [ "$REPAIR_DEV_NULL" = 1 ] ||
+        die "$NULL_DEVICE is not the character device 1:3 (it is: $found); munged cannot start. Run \`$0 up --repair-dev-null\` to recreate it"
+    say "$NULL_DEVICE is not the character device 1:3 ($found); recreating it"
+    # made aside and renamed over it: a process writing to /dev/null meanwhile would
+    # otherwise recreate the plain file between an rm and the mknod
+    rm -f "$NULL_DEVICE.bnexp" && mknod -m 666 "$NULL_DEVICE.bnexp" c 1 3 && mv -f "$NULL_DEVICE.bnexp" "$NULL_DEVICE"
 }
+
+remove_own_policy() {  # our policy-rc.d, if it is still ours (a trap runs this on every exit)
+    [ "$(cat "$POLICY_RC" 2>/dev/null)" = "$POLICY_TEXT" ] && rm -f "$POLICY_RC"
+    return 0
+}
+POLICY_TEXT=$(printf '#!/bin/sh\n# scripts/slurm.sh: no services started while it installs packages\nexit 101')
 
 install_packages() {
     local wanted=("${PACKAGES[@]}") missing=() pkg
@@ -72,21 +129,23 @@ install_packages() {
     [ ${#missing[@]} -eq 0 ] && return
     command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
     say "installing ${missing[*]}"
-    local start=$SECONDS policy=/usr/sbin/policy-rc.d
+    local start=$SECONDS
     # A fresh machine's package list may be empty or stale: update once first.
     apt-get update -q >/dev/null
     # The packages would start their system services (munge, mariadb, slurm*) with the
     # system's configuration, and leave them running; a policy-rc.d that says "no" (101)
-    # keeps them off for the installation. (Only ours, if the machine had none.)
-    local own_policy=0
-    if [ ! -e $policy ]; then
-        printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy && own_policy=1
+    # keeps them off for the installation. (Only ours, if the machine had none.) Left behind,
+    # it would keep every later apt run on this machine from starting its services: a trap
+    # removes it however this script ends (an error, Ctrl-C, SIGTERM).
+    if [ ! -e "$POLICY_RC" ]; then
+        trap remove_own_policy EXIT
+        trap 'remove_own_policy; exit 130' INT TERM HUP
+        echo "$POLICY_TEXT" > "$POLICY_RC" && chmod 755 "$POLICY_RC"
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
-        >/dev/null || { [ $own_policy = 0 ] || rm -f $policy; die "apt-get install ${missing[*]} failed"; }
-    [ $own_policy = 0 ] || rm -f $policy
+        >/dev/null || die "apt-get install ${missing[*]} failed"
+    remove_own_policy
     say "installed in $((SECONDS - start))s"
-    check_dev_null
 }
 
 # --------------------------------------------------------------------------- configuration
@@ -97,7 +156,6 @@ write_config() {
     mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
     # slurmd drains a node that has less memory than configured: leave the OS a tenth.
     real_mb=$((mem_mb * 9 / 10))
-    mkdir -p "$DIR"/{state,spool,log}
     cat > "$DIR/slurm.conf" <<EOF
 # Written by scripts/slurm.sh for $host: one node, $cpus CPUs, ${real_mb} MB for jobs.
 ClusterName=$CLUSTER
@@ -193,10 +251,10 @@ start_database() {
     # A database of its own (own folder, socket and port): a MariaDB of the machine, if
     # any, is left alone. Its folder belongs to the mysql user, who writes the socket,
     # PID file and log there.
-    local db=$DIR/db pid password
+    local db=$DB_DIR pid password
+    make_db_folder
     pid=$(recorded_pid mariadbd)
     if ! alive "$pid" mariadbd; then
-        mkdir -p "$db" && chown mysql:mysql "$db"
         if [ ! -d "$db/data/mysql" ]; then
             mariadb-install-db --user=mysql --datadir="$db/data" --skip-test-db \
                 > "$DIR/log/mariadb-install.log" 2>&1 || die "mariadb-install-db failed (see $DIR/log/mariadb-install.log)"
@@ -208,10 +266,15 @@ start_database() {
         wait_for 60 "mariadbd (log: $db/mariadb.log)" mariadb-admin --socket="$db/mysqld.sock" ping
     fi
     password=$(awk -F= '/^StoragePass=/ {print $2}' "$DIR/slurmdbd.conf")
-    mariadb --socket="$db/mysqld.sock" -e "
-        CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$password';
-        ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$password';
-        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+    # On standard input, not the command line (every user can read a command line in /proc).
+    # No anonymous accounts: a database made before --skip-auth-anonymous-user loses them.
+    mariadb --socket="$db/mysqld.sock" <<EOF
+DELETE FROM mysql.global_priv WHERE User = '';
+FLUSH PRIVILEGES;
+CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$password';
+ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$password';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
+EOF
     start_daemon slurmdbd && wait_for 30 slurmdbd sacctmgr -n list cluster
     # The cluster must be known to the database before slurmctld registers with it.
     sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null 2>&1 || true
@@ -263,6 +326,7 @@ foreign_daemons() {  # SLURM daemons running that this script did not start
 up() {
     [ "$(id -u)" = 0 ] || die "needs root (it installs packages and starts system daemons)"
     local start=$SECONDS foreign
+    make_state_folder
     check_dev_null
     install_packages
     foreign=$(foreign_daemons)
@@ -273,7 +337,6 @@ up() {
         foreign=$(foreign_daemons)
     fi
     [ -z "$foreign" ] || die "SLURM daemons not started by this script are running: $foreign. Stop them first."
-    mkdir -p "$DIR"
     write_config
     start_munged
     [ "$ACCOUNTING" = 1 ] && start_database
@@ -299,6 +362,8 @@ stop_pid() {  # stop_pid NAME PID: TERM, then KILL after 20 s
 }
 
 down() {
+    [ -e "$DIR" ] || { say "nothing to stop (no $DIR)"; return; }
+    check_folder "$DIR" root  # it names the PIDs to kill
     [ -f "$DIR/pids" ] || { say "nothing to stop (no $DIR/pids)"; return; }
     # Jobs first: a running job's slurmstepd would outlive slurmd.
     if alive "$(recorded_pid slurmctld)" slurmctld && [ -n "$(squeue -h -o %i 2>/dev/null)" ]; then
@@ -315,6 +380,7 @@ down() {
 
 status() {
     local name pid running=0
+    [ ! -e "$DIR" ] || check_folder "$DIR" root
     for name in munged mariadbd slurmdbd slurmctld slurmd; do
         pid=$(recorded_pid "$name")
         if alive "$pid" "$name"; then echo "$name: running (pid $pid)"; running=1
@@ -324,10 +390,11 @@ status() {
     node_idle || [ -n "$(squeue -h 2>/dev/null)" ]
 }
 
-case "${1:-}" in
-    up) up ;;
-    down) down ;;
-    status) status ;;
-    env) echo "export SLURM_CONF=$SLURM_CONF" ;;
-    *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+case "${1:-} ${2:-}" in
+    "up ") up ;;
+    "up --repair-dev-null") REPAIR_DEV_NULL=1; up ;;
+    "down ") down ;;
+    "status ") status ;;
+    "env ") echo "export SLURM_CONF=$SLURM_CONF" ;;
+    *) echo "usage: $0 up [--repair-dev-null] | down | status | env" >&2; exit 2 ;;
 esac

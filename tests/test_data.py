@@ -1,5 +1,6 @@
 """The real Fashion-MNIST files, and refusal of every kind of broken copy."""
 import gzip
+import os
 import shutil
 
 import numpy as np
@@ -94,3 +95,120 @@ def test_search_order_prefers_environment_variable(fashion_root, tmp_path, monke
 def test_check_command(fashion_root):
     assert data.main(["check", str(fashion_root)]) == 0
     assert data.main(["bogus"]) == 2
+
+
+# ----------------------------------------------------------------- fetching, safely
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory):
+    """A real HTTPS server on 127.0.0.1 with a self-signed certificate (openssl), and the
+    client context that trusts it. /small: 100 bytes; /big and /big-unsized: one byte over
+    the cap the tests give (with and without Content-Length); /to-http: a redirect to http."""
+    import http.server
+    import ssl
+    import subprocess
+    import threading
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test server's certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/to-http":
+                self.send_response(302)
+                self.send_header("Location", "http://127.0.0.1:9/small")
+                self.end_headers()
+                return
+            size = {"/small": 100, "/big": CAP + 1, "/big-unsized": CAP + 1}[self.path]
+            self.send_response(200)
+            if self.path != "/big-unsized":
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            try:
+                self.wfile.write(b"x" * size)
+            except OSError:  # the client stopped reading: what it should do
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", ssl.create_default_context(cafile=str(cert))
+    server.shutdown()
+
+
+CAP = 4096
+
+
+def test_the_download_is_https_only_and_capped(https_server, tmp_path):
+    base, context = https_server
+    data.download(f"{base}/small", tmp_path / "small", CAP, context)
+    assert (tmp_path / "small").read_bytes() == b"x" * 100
+    for path, said in (("/big", "more than the 4096 a Fashion-MNIST file can be"),
+                       ("/big-unsized", "more than the 4096 bytes a Fashion-MNIST file can be"),
+                       ("/to-http", "which is not HTTPS")):
+        with pytest.raises(DataError, match=said):
+            data.download(base + path, tmp_path / "out", CAP, context)
+    with pytest.raises(DataError, match="not an HTTPS address"):
+        data.download(base.replace("https:", "http:") + "/small", tmp_path / "out", CAP, context)
+    with pytest.raises(DataError, match="download failed .*CERTIFICATE_VERIFY_FAILED"):
+        data.download(f"{base}/small", tmp_path / "out", CAP)  # a certificate nobody vouches for
+    assert data.OFFICIAL_URL.startswith("https://")
+
+
+BOMB = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # decompressing it all ends here
+from pathlib import Path
+from bnexp import data
+try:
+    data.read_idx(Path(sys.argv[1]), data.FILES["test_labels"])
+except data.DataError as err:
+    print(err)
+"""
+
+
+def test_a_file_that_inflates_to_gigabytes_is_refused_unread(tmp_path):
+    """5 MB that decompress to 1 GiB, with the labels file's header: refused after the
+    official size, in a child process whose memory cap a full decompression would hit."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    bomb = tmp_path / data.FILES["test_labels"].name
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        f.write((2049).to_bytes(4, "big") + (10000).to_bytes(4, "big"))
+        zeros = bytes(1 << 20)
+        for _ in range(1024):
+            f.write(zeros)
+    done = subprocess.run([sys.executable, "-c", BOMB, str(bomb)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{bomb}: decompresses to more than the 10008 bytes of the official file" in done.stdout
+
+
+def test_fetch_never_runs_apt_get(tmp_path, monkeypatch, capsys):
+    """Nothing found and no download possible: fetch says what to do, and installs nothing
+    itself (an apt-get first on the PATH would note that it ran)."""
+    fake = tmp_path / "bin" / "apt-get"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ntouch {tmp_path / 'apt-get-ran'}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.delenv("BNEXP_DATA", raising=False)
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-package")
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(data, "OFFICIAL_URL", "https://127.0.0.1:9/")  # nothing listens there
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        data.fetch()
+    assert not (tmp_path / "apt-get-ran").exists()

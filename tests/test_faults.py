@@ -224,7 +224,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint.nd, "save", crash)
-    with pytest.raises(OSError):
+    from bnexp.errors import UserError
+    with pytest.raises(UserError, match="cannot write the checkpoint .* \\(disk full\\); the previous"):
         checkpoint.save(tmp_path, net, trainer, {"step": 2})
     assert (tmp_path / "checkpoint.params").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.params"]

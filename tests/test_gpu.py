@@ -143,10 +143,11 @@ def test_make_install_gpu_path_dry_run():
 
 
 def test_gpu_requirements_pin_cuda11_wheels():
-    # `make lock` writes `name==version ; marker` lines (a marker may hold == itself)
-    pins = dict(line.split(";")[0].strip().split("==", 1)
+    # `make lock` writes `name==version ; marker \` lines (a marker may hold == itself), each
+    # followed by its `--hash=...` lines
+    pins = dict(line.split(";")[0].rstrip(" \\").strip().split("==", 1)
                 for line in (REPO / "requirements" / "gpu.txt").read_text().splitlines()
-                if "==" in line and not line.lstrip().startswith("#"))
+                if "==" in line and not line.lstrip().startswith(("#", "--hash")))
     assert pins["mxnet-cu112"] == "1.9.1"
     assert int(pins["nvidia-cudnn-cu11"].split(".")[0]) == 8  # libcudnn.so.8, never 9
     for name in ("cuda-runtime", "cublas", "cufft", "curand", "cusolver", "cuda-nvrtc", "nvtx", "nccl"):

@@ -1,6 +1,8 @@
 """The compiled BN formulation (bnexp/nn/norm/kernels/): where it cannot be built, `auto`
 goes on without it and asking for it by name is one clear line. (That it equals gluon's
 BatchNorm, hybridized or not, is tests/test_bn.py's, with the other formulations.)"""
+import os
+import shutil
 import subprocess
 import sys
 
@@ -74,3 +76,81 @@ def test_doctor_says_whether_it_is_built(tmp_path):
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("[warn] compiled BN") and "needs a C++ compiler" in done.stdout
+
+
+PLANTED = r"""
+#include <stdio.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen(MARKER, "w");
+    if (f) fclose(f);
+}
+"""
+
+
+def plant(path, marker, tmp_path) -> None:
+    """A shared library that creates `marker` as soon as it is loaded."""
+    cc = shutil.which("gcc") or shutil.which("g++")
+    if cc is None:
+        pytest.skip("no C compiler to build the planted library with")
+    source = tmp_path / "planted.c"
+    source.write_text(PLANTED)
+    subprocess.run([cc, "-x", "c", "-shared", "-fPIC", f'-DMARKER="{marker}"', str(source),
+                    "-o", str(path)], check=True, capture_output=True, timeout=60)
+
+
+def test_a_library_planted_in_a_shared_folder_is_never_loaded(tmp_path):
+    """BNEXP_KERNEL_DIR writable by others (the shared folder the docs once suggested): a
+    library under the predictable name there is not loaded; the private folder's is."""
+    from bnexp.nn.norm import kernels
+
+    built = kernels.library()
+    shared, private = tmp_path / "shared", tmp_path / "cache" / "bnexp" / "kernels"
+    shared.mkdir()
+    shared.chmod(0o777)
+    marker = tmp_path / "planted-code-ran"
+    plant(shared / built.name, marker, tmp_path)
+    private.mkdir(parents=True)
+    shutil.copy(built, private / built.name)  # this user's own build: nothing to compile
+    code = "from bnexp.nn.norm import kernels; kernels.load(); print(kernels.library())"
+    env = {**os.environ, "BNEXP_KERNEL_DIR": str(shared), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           **NO_COMPILER}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+    assert done.stdout.strip() == str(private / built.name)
+    assert f"the kernel folder {shared} is writable by its group or by others" in done.stderr
+
+
+@pytest.fixture
+def fresh_library(monkeypatch):
+    """kernels.library() computed again in this process (it is cached per process)."""
+    from bnexp.nn.norm import kernels
+
+    kernels.library.cache_clear()
+    yield kernels
+    monkeypatch.undo()
+    kernels.library.cache_clear()
+
+
+def test_a_cached_library_others_can_write_is_built_again(tmp_path, monkeypatch, fresh_library):
+    """In a folder of this user's, a library file writable by others (or, for root, of
+    another owner) is not used: it is built again -- here, without a compiler, refused."""
+    kernels = fresh_library
+    name = kernels.library().name
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    plant(own / name, tmp_path / "planted-code-ran", tmp_path)
+    (own / name).chmod(0o777)
+    monkeypatch.setenv("BNEXP_KERNEL_DIR", str(own))
+    monkeypatch.setenv("CXX", NO_COMPILER["CXX"])
+    kernels.library.cache_clear()
+    with pytest.raises(kernels.KernelUnavailable, match="needs a C\\+\\+ compiler"):
+        kernels.library()
+    if os.geteuid() == 0:
+        (own / name).chmod(0o755)
+        os.chown(own / name, 65534, 65534)
+        kernels.library.cache_clear()
+        with pytest.raises(kernels.KernelUnavailable, match="needs a C\\+\\+ compiler"):
+            kernels.library()
+    assert not (tmp_path / "planted-code-ran").exists()

@@ -8,9 +8,13 @@ the report is still built from the job folders at the end of the sweep.
 Each job logs "threads: <OpenMP threads>, pid <pid>" (bnexp/experiment.py).
 """
 import csv
+import fcntl
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +23,7 @@ from omegaconf import OmegaConf
 from bnexp.runtime.threads import BUDGET_VAR, available_cores, threads_per_job
 from bnexp.sweep import naming
 from bnexp.sweep.callbacks import JOBLIB_LAUNCHER, ThreadBudgetCallback
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 THREAD_VARS = (BUDGET_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -210,3 +214,45 @@ def test_job_folder_claims(tmp_path: Path, monkeypatch, launch_var: bool):
         assert renamed == ["seed=2", "seed=1", "seed=1~2"]
     else:  # seed=2 was job 2, seed=1's job 1 held seed=1~2: each number keeps its claim
         assert renamed == ["seed=2~2", "seed=1~2", "seed=1~3"]
+    naming.release_held()
+
+
+def test_a_held_job_folder_is_refused_to_another_process_until_released(tmp_path, monkeypatch):
+    """The folder's lock is an flock on its claim file: another open file (as another
+    process has) cannot take it while the job holds it, and can once the job ended."""
+    monkeypatch.setenv(naming.LAUNCH_VAR, "first")
+    assert naming.job_name(["seed=1"], str(tmp_path), 0, naming.UNNAMED_KEYS) == "seed=1"
+    with open(tmp_path / "seed=1" / naming.CLAIM_FILE) as other:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        naming.release_held()  # the job ended (SweepNamingCallback.on_job_end)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.slow
+def test_a_second_launch_never_trains_into_a_running_jobs_folder(tmp_path):
+    """The same sweep started twice on one folder (~10 s): while the first launch trains,
+    the second stops in one line, exit 2, and never touches the job's folder."""
+    args = ["--multirun", "bn=gluon", "seed=1", "trainer.max_steps=200", "trainer.eval_every_steps=100",
+            "data.test_subset=256", "trainer.progress=log", "perf.threads=1", "perf.pool=native",
+            f"hydra.sweep.dir={tmp_path}"]
+    first = subprocess.Popen([sys.executable, "-m", "bnexp.run", *args], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in first.stdout:
+        if "step 10/" in line:
+            break
+    second = run_cli(*args, timeout=120)
+    first.send_signal(signal.SIGINT)  # enough: the first launch need not finish
+    rest = first.communicate(timeout=120)[0]
+    assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+    job, = (p for p in tmp_path.iterdir() if p.is_dir())
+    error = second.stderr.strip()
+    assert error == f"error: {job}: job 0 of another launch of this sweep (launch " \
+                    f"{job.joinpath(naming.CLAIM_FILE).read_text().split()[0]}) is running in " \
+                    "this folder now; wait until it ends, or give this launch its own " \
+                    "hydra.sweep.dir=...", second.stderr[-2000:]
+    assert first.returncode == 130, rest[-2000:]
+    log = (job / "run.log").read_text()
+    assert log.count("threads: 1, pid") == 1  # one process trained here: the first
+    assert json.loads((job / "metrics.json").read_text())["status"] == "interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [job.name]

@@ -72,3 +72,36 @@ def test_wheel_installs_and_trains_from_another_folder(wheel, tmp_path, fashion_
                   "hydra.run.dir=run", cwd=work, env=env, timeout=300)
     assert (work / "run" / "metrics.json").exists(), trained.stderr[-2000:]
     assert '"status": "completed"' in (work / "run" / "metrics.json").read_text()
+
+
+def test_every_pin_of_the_locks_carries_a_hash():
+    """`make install` installs with --require-hashes: a pin without its sha256 would stop
+    it, and a lock without hashes would not protect anything."""
+    import re
+    for lock in ("build.txt", "cpu.txt", "gpu.txt"):
+        text = (REPO / "requirements" / lock).read_text()
+        entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2].strip())
+        assert len(entries) >= 3, lock
+        for entry in entries:
+            assert "==" in entry.split()[0] and "--hash=sha256:" in entry, f"{lock}: {entry[:80]}"
+    makefile = (REPO / "Makefile").read_text()
+    assert "PIP_INSTALL = $(PY) -m pip install -q --require-hashes --no-build-isolation" in makefile
+
+
+def test_make_removes_the_venv_only_if_it_is_one(tmp_path):
+    """VENV pointing at a folder that is not a virtual environment (here one whose
+    bin/python answers another Python version, which makes `make install` recreate it):
+    the folder is left alone, one line says why, and make fails."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    folder = tmp_path / "notavenv"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "python").write_text("#!/bin/sh\necho 3.12\n")
+    (folder / "bin" / "python").chmod(0o755)
+    (folder / "precious.txt").write_text("keep me")
+    done = subprocess.run(["make", "--no-print-directory", "install", f"VENV={folder}", "GPU=0",
+                           f"PYTHON={sys.executable}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert f"not removing {folder}: it is not a virtual environment (no pyvenv.cfg)" in done.stdout
+    assert (folder / "precious.txt").read_text() == "keep me"

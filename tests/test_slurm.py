@@ -3,7 +3,7 @@
 Needs a running cluster: `make slurm-up` (scripts/slurm.sh) starts a one-node cluster on
 this machine, and CI starts one before the tests; without one these tests are skipped,
 saying why. The clients find it through SLURM_CONF, else $BNEXP_SLURM_DIR/slurm.conf
-(default /tmp/bnexp-slurm/slurm.conf).
+(default /var/lib/bnexp-slurm/slurm.conf).
 
 Preemption and time limits are caused as SLURM causes them, without waiting for them:
 `scontrol requeue` (what a preempting scheduler does: SIGTERM, then the job runs again)
@@ -11,6 +11,13 @@ and `scancel --signal=USR2` (what SLURM sends `signal_delay_s` before the time l
 submitit's own `SlurmJob._interrupt(timeout=True)` does the same). Every job runs on one
 CPU (`cpus_per_task=1`), so every job trains with one OpenMP thread and interrupted runs
 can be compared number for number with an uninterrupted one (README, "Reproducibility").
+
+The script itself (scripts/slurm.sh, as root): a state folder someone else made, or a link,
+is refused before anything runs; its policy-rc.d goes however it ends; /dev/null is checked
+for 1:3 and repaired only when asked. These need root, not a running cluster: they run the
+script with a PATH whose `dpkg-query` and `apt-get` stand in for a machine without the
+packages, and point its policy-rc.d and /dev/null at files of the test
+(BNEXP_SLURM_POLICY_RC, BNEXP_SLURM_NULL_DEVICE), never at the machine's own.
 """
 from __future__ import annotations
 
@@ -32,7 +39,8 @@ from conftest import QUICK, REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-SLURM_DIR = Path(os.environ.get("BNEXP_SLURM_DIR", "/tmp/bnexp-slurm"))
+SLURM_DIR = Path(os.environ.get("BNEXP_SLURM_DIR", "/var/lib/bnexp-slurm"))
+SCRIPT = REPO / "scripts" / "slurm.sh"
 JOB_NAME = f"bnexp-test-{uuid.uuid4().hex[:6]}"  # `scancel --name` cleans up after a failure
 THREADS_PID = re.compile(r"threads: \S+, pid (\d+)")  # a job's first line (bnexp/experiment.py)
 WAIT = 300  # seconds: a guard against hanging, never a measure of speed
@@ -214,3 +222,131 @@ def test_killed_jobs_are_reported_and_continue_on_rerun(slurm, tmp_path):
     report = (sweep / "summary.md").read_text()
     assert "- `lr=-1`: failed" in report  # the one job that cannot complete, and only it
     assert "- `lr=0.1`: interrupted" not in report and "- `lr=0.05`: failed" not in report
+
+
+# ------------------------------------------------------------------- the script, as root
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("stat") is None,
+                                reason="scripts/slurm.sh runs as root")
+
+
+def fake_machine(tmp_path: Path, install: str) -> dict[str, str]:
+    """The environment of a run of the script on a machine without the packages: state in
+    tmp_path/state, dpkg-query finding nothing, apt-get update succeeding and apt-get
+    install doing `install` (shell); policy-rc.d and /dev/null are the test's files."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("dpkg-query", "exit 1"),
+                       ("apt-get", f'[ "$1" = install ] || exit 0\n{install}')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    null = tmp_path / "null"
+    subprocess.run(["mknod", "-m", "666", str(null), "c", "1", "3"], check=True)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "BNEXP_SLURM_DIR": str(tmp_path / "state"),
+            "BNEXP_SLURM_POLICY_RC": str(tmp_path / "policy-rc.d"),
+            "BNEXP_SLURM_NULL_DEVICE": str(null)}
+
+
+def script(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@needs_root
+@pytest.mark.parametrize("made", ["by another user", "writable by all", "as a link"])
+def test_a_state_folder_someone_else_made_is_refused(tmp_path, made):
+    """A user who makes the state folder first (the old default was /tmp/bnexp-slurm) could
+    point root's slurm.conf and PID list anywhere: `up` and `down` refuse it, one line,
+    before anything is installed or started."""
+    env = fake_machine(tmp_path, install="touch $0.ran; exit 1")
+    state = tmp_path / "state"
+    if made == "as a link":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        state.symlink_to(tmp_path / "elsewhere")
+    else:
+        state.mkdir(mode=0o700)
+        if made == "by another user":
+            os.chown(state, 65534, 65534)
+        else:
+            state.chmod(0o777)
+    (state / "pids").write_text("slurmd 1\n")
+    for command in ("up", "down"):
+        done = script(env, command)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.startswith(f"slurm.sh: error: the state folder {state} ") and \
+            "refusing it" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "bin" / "apt-get.ran").exists()
+    assert not (state / "slurm.conf").exists()
+
+
+@needs_root
+@pytest.mark.parametrize("ending", ["install fails", "Ctrl-C during install"])
+def test_policy_rc_d_is_removed_however_the_install_ends(tmp_path, ending):
+    """The policy-rc.d that keeps services off while installing must not outlive the script:
+    left behind, later apt runs on the machine start no services, silently."""
+    env = fake_machine(tmp_path, install="exit 100" if ending == "install fails" else "sleep 60")
+    policy = tmp_path / "policy-rc.d"
+    proc = subprocess.Popen([str(SCRIPT), "up"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    if ending != "install fails":
+        deadline = time.monotonic() + 60
+        while not policy.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == (1 if ending == "install fails" else 130), output
+    assert not policy.exists(), output
+
+
+@needs_root
+@pytest.mark.parametrize("null", ["plain file", "device 1:5"])
+def test_dev_null_is_checked_for_1_3_and_repaired_only_when_asked(tmp_path, null):
+    env = fake_machine(tmp_path, install="exit 100")
+    device = Path(env["BNEXP_SLURM_NULL_DEVICE"])
+    device.unlink()
+    if null == "plain file":
+        device.write_text("")
+    else:
+        subprocess.run(["mknod", str(device), "c", "1", "5"], check=True)  # /dev/zero's numbers
+    found = subprocess.run(["stat", "-c", "%F %t:%T", str(device)], capture_output=True,
+                           text=True).stdout.strip()
+    done = script(env, "up")
+    assert done.returncode == 1
+    assert done.stderr == (f"slurm.sh: error: {device} is not the character device 1:3 (it is: "
+                           f"{found}); munged cannot start. Run `{SCRIPT} up --repair-dev-null` "
+                           "to recreate it\n")
+    assert subprocess.run(["stat", "-c", "%F %t:%T", str(device)], capture_output=True,
+                          text=True).stdout.strip() == found  # untouched
+    repaired = script(env, "up", "--repair-dev-null")  # then the (fake) install fails
+    assert f"{device} is not the character device 1:3 ({found}); recreating it" in repaired.stdout
+    assert subprocess.run(["stat", "-c", "%F %t:%T", str(device)], capture_output=True,
+                          text=True).stdout.strip() == "character special file 1:3"
+
+
+@needs_root
+def test_the_database_has_no_anonymous_users_and_no_password_on_a_command_line(slurm):
+    """On the running cluster: `up` again (it does nothing but set the database user's
+    password) under strace: no program it starts sees the password in its arguments; and
+    the database has no account without a name."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is needed to see the command lines `up` runs")
+    conf = Path(slurm["SLURM_CONF"]).parent / "slurmdbd.conf"
+    if not conf.is_file():
+        pytest.skip(f"no {conf}: this cluster runs without accounting")
+    password = next(line.split("=", 1)[1] for line in conf.read_text().splitlines()
+                    if line.startswith("StoragePass="))
+    trace = Path(slurm["SLURM_CONF"]).parent / "log" / "strace-up.log"
+    done = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-s", "65536", "-o",
+                           str(trace), str(SCRIPT), "up"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **slurm})
+    assert done.returncode == 0, done.stderr
+    execs = trace.read_text()
+    trace.unlink()
+    assert "mariadb" in execs and password not in execs
+    socket = Path(str(SLURM_DIR) + "-db") / "mysqld.sock"
+    users = subprocess.run(["mariadb", f"--socket={socket}", "-N", "-e",
+                            "SELECT COUNT(*) FROM mysql.user WHERE User = ''"],
+                           capture_output=True, text=True, timeout=30)
+    assert users.stdout.strip() == "0", users.stderr

@@ -190,3 +190,100 @@ def test_far_slower_options_leave_the_race():
     racing = set(samples)
     assert still_racing(samples, racing, OUT_AFTER - 1) == racing
     assert still_racing(samples, racing, OUT_AFTER) == racing - {(2, "folded/centered")}
+
+
+CHATTY = """
+import json, sys
+for _ in range(1024):  # 1 MiB of log lines: 16 times what a pipe holds
+    sys.stderr.write("x" * 1023 + "\\n")
+sys.stderr.flush()
+print(json.dumps({"ready": True}), flush=True)
+sys.stdin.readline()
+sys.stderr.write("y" * 100000 + "\\n")
+raise RuntimeError("the last line")
+"""
+
+
+def test_a_chatty_worker_does_not_block_and_its_last_error_is_reported(tmp_path, monkeypatch):
+    """A worker that logs 1 MiB before answering answers at once (its stderr goes to a
+    file, not a pipe nobody reads); when it dies, its last error line is the message."""
+    import time
+
+    from bnexp.runtime.worker import Worker
+    (tmp_path / "chatty_worker.py").write_text(CHATTY)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    worker = Worker("chatty_worker", [], 1)
+    try:
+        start = time.monotonic()
+        assert worker.read(timeout=20) == {"ready": True}
+        assert time.monotonic() - start < 10
+        with pytest.raises(ValueError, match="^RuntimeError: the last line$"):
+            worker.ask("go", timeout=20)
+    finally:
+        worker.close()
+
+
+def test_a_failed_probe_is_remembered_for_a_while(cache, monkeypatch):
+    """A probe that failed (measure returns nothing, as on a worker's error) is not run
+    again by the next run: it takes the defaults at once, until FAILED_PROBE_SECONDS."""
+    calls = []
+    monkeypatch.setattr(tuning, "measure", lambda *args: calls.append(1) or {})
+    cfg = config("bn=gluon", SMALL, "ctx=cpu", BRIEF)
+    for _ in range(2):
+        choice = tuning.choose(cfg, FREE)
+        assert choice.source["pool"] == "default" and choice.pool == "native"
+    assert len(calls) == 1
+    data = json.loads(cache.read_text())
+    key = machine.setting_key(machine.setting_of(cfg))
+    assert data["entries"] == {} and key in data["failed"]
+    data["failed"][key] -= tuning_cache.FAILED_PROBE_SECONDS + 1  # an hour and more ago
+    cache.write_text(json.dumps(data))
+    tuning.choose(cfg, FREE)
+    assert len(calls) == 2
+
+
+MARK_STALE = """
+import sys, time
+from bnexp.tuning import cache
+start = time.monotonic()
+print(cache.mark_stale(sys.argv[1]), round(time.monotonic() - start, 1))
+"""
+
+
+def test_marking_stale_from_training_never_waits_for_the_lock(cache, tmp_path):
+    """Another process holds the cache's lock (probing): mark_stale, called from inside the
+    training loop, gives up at once instead of waiting for it."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"entries": {"k": {"setting": {}, "timings": {}}}}))
+    with open(cache.parent / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = subprocess.run([sys.executable, "-c", MARK_STALE, "k"], cwd=REPO, text=True,
+                              capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    answer, seconds = done.stdout.split()
+    assert answer == "False" and float(seconds) < 1.0
+    assert "k" in json.loads(cache.read_text())["entries"]  # left for a later run to mark
+
+
+def test_no_locks_on_the_file_system_means_no_lock_not_busy(cache, monkeypatch):
+    """ENOLCK (an NFS mount without a lock daemon; injected here: no such mount on this
+    machine): the cache is used without a lock at once, not waited for as if busy."""
+    import errno
+    import time
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(tuning_cache, "LOCK_TIMEOUT", 2.0)  # a busy lock would cost this long
+    monkeypatch.setattr(tuning_cache.fcntl, "flock", no_locks)
+    start = time.monotonic()
+    with tuning_cache.cache_lock() as locked:
+        assert locked is True
+        tuning_cache.store("k", {"setting": {}, "timings": {}})  # what a probe then does
+    assert time.monotonic() - start < 1.0
+    assert list(json.loads(cache.read_text())["entries"]) == ["k"]

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from bnexp.command_name import invoked_as
+from bnexp.files import write_text_atomic
 from bnexp.record import TARGETS
 from bnexp.report.curves import CURVES_CSV, write_curves
 from bnexp.report.html import HTML_FILE, write_html
@@ -53,9 +54,9 @@ def write_report(sweep_dir: str | Path, targets: tuple[float, ...] = TARGETS) ->
     parts = [lines for _, _, section in sections() if (lines := section(report))]
     md_path = sweep_dir / SUMMARY_MD
     text = markdown(report, rows, parts)
-    md_path.write_text(text)
+    write_text_atomic(md_path, text)
     write_curves(sweep_dir / CURVES_CSV, groups, report.swept)
-    write_html(sweep_dir, text, jobs, report.swept)
+    write_html(sweep_dir, text, jobs, report.swept, frozenset(report.figures))
     return md_path
 
 

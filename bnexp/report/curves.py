@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from bnexp.files import replaced_atomically
 from bnexp.report.jobs import Group
 
 CURVES_CSV = "curves.csv"
@@ -52,7 +53,7 @@ def write_curves(path: Path, groups: list[Group], swept: list[str]) -> int:
     columns = ["job", "config", *[k for k in swept if k != "seed"], "seed", "status", "metric",
                "step", "images", "train_seconds", "value"]
     count = 0
-    with open(path, "w", newline="") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
         for row in curve_rows(groups, swept):

@@ -6,18 +6,28 @@ every figure inline as a base64 PNG, and what a reader elsewhere needs to judge 
 numbers: the sweep's configuration (swept and fixed overrides, the settings every job
 shared) and the versions and machine. No script, no external file, no network: it reads
 the same offline in any browser.
+
+Text in a report comes from job folders, which are data from wherever they came from
+(another user's sweep, a copied folder): an error message or a label can hold anything.
+So it is HTML-escaped, and an image is embedded only by the bare name of a PNG this
+report wrote (`figures`), read as a regular file, never through a link; any other
+`![...](...)` stays text. A figure path of `/etc/hostname` or `/dev/zero` is printed, not
+read.
 """
 from __future__ import annotations
 
 import base64
 import html
 import importlib.metadata
+import os
 import platform
 import re
+import stat
 import sys
 from pathlib import Path
 
-from bnexp.report.jobs import Job
+from bnexp.files import write_text_atomic
+from bnexp.report.jobs import MAX_YAML, Job, read_job_file
 
 HTML_FILE = "report.html"
 PACKAGES = ("bnexp", "mxnet", "mxnet-cu112", "hydra-core", "omegaconf", "numpy", "scipy",
@@ -33,37 +43,57 @@ code { background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; }
 img { max-width: 100%; height: auto; display: block; margin: 0.8em 0; }
 .missing { color: #a00; }
 """
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_FIGURE = 64 << 20  # bytes; the report's figures are well below 1 MB
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 
 
-def inline(text: str, folder: Path) -> str:
-    """One line of the Markdown subset as HTML; `![alt](file.png)` becomes the PNG itself."""
+def inline(text: str, folder: Path, figures: frozenset[str]) -> str:
+    """One line of the Markdown subset as HTML; `![alt](name.png)` becomes the PNG itself
+    if `name.png` is one of `figures` (module docstring), else it stays text."""
     parts = re.split(r"(`[^`]*`)", text)
     out = []
     for part in parts:
         if part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(f"<code>{html.escape(part[1:-1])}</code>")
             continue
-        escaped = html.escape(part, quote=False)
-        escaped = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", lambda m: image(m.group(1), folder / m.group(2)),
-                         escaped)
-        escaped = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
-        out.append(escaped)
+        pieces = IMAGE.split(part)  # text, alt, name, text, alt, name, ..., text
+        for i in range(0, len(pieces), 3):
+            escaped = html.escape(pieces[i], quote=False)
+            out.append(re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped))
+            if i + 2 < len(pieces):
+                alt, name = pieces[i + 1], pieces[i + 2]
+                out.append(image(alt, folder, name) if name in figures
+                           else html.escape(f"![{alt}]({name})", quote=False))
     return "".join(out)
 
 
-def image(alt: str, path: Path) -> str:
+def image(alt: str, folder: Path, name: str) -> str:
+    """The figure `name` of `folder` inline; a line saying so if it is missing or not a PNG."""
     try:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-    except OSError:
-        return f'<p class="missing">figure {html.escape(path.name)} is missing</p>'
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        data = read_figure(folder / name)
+    except (OSError, ValueError) as err:
+        return f'<p class="missing">figure {html.escape(name)} is missing ({html.escape(str(err))})</p>'
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def read_figure(path: Path) -> bytes:
+    """A PNG the report wrote: a regular file, not a link, at most MAX_FIGURE bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(MAX_FIGURE + 1)
+    if len(data) > MAX_FIGURE or not data.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG the report wrote")
+    return data
 
 
 def table_row(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def markdown_to_html(text: str, folder: Path) -> str:
+def markdown_to_html(text: str, folder: Path, figures: frozenset[str] = frozenset()) -> str:
     """The report's Markdown (summary.md) as HTML body elements."""
     out: list[str] = []
     lines = text.splitlines()
@@ -74,7 +104,7 @@ def markdown_to_html(text: str, folder: Path) -> str:
             i += 1
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{inline(line[level:].strip(), folder)}</h{level}>")
+            out.append(f"<h{level}>{inline(line[level:].strip(), folder, figures)}</h{level}>")
             i += 1
         elif line.startswith("|"):
             rows = []
@@ -82,20 +112,20 @@ def markdown_to_html(text: str, folder: Path) -> str:
                 rows.append(table_row(lines[i]))
                 i += 1
             body = [r for r in rows[1:] if not all(set(c) <= set("-: ") for c in r)]
-            out.append("<table><thead><tr>" + "".join(f"<th>{inline(c, folder)}</th>" for c in rows[0])
+            out.append("<table><thead><tr>" + "".join(f"<th>{inline(c, folder, figures)}</th>" for c in rows[0])
                        + "</tr></thead><tbody>" + "".join(
-                           "<tr>" + "".join(f"<td>{inline(c, folder)}</td>" for c in r) + "</tr>"
+                           "<tr>" + "".join(f"<td>{inline(c, folder, figures)}</td>" for c in r) + "</tr>"
                            for r in body) + "</tbody></table>")
         elif line.startswith("- "):
             items = []
             while i < len(lines) and lines[i].startswith("- "):
-                items.append(f"<li>{inline(lines[i][2:], folder)}</li>")
+                items.append(f"<li>{inline(lines[i][2:], folder, figures)}</li>")
                 i += 1
             out.append("<ul>" + "".join(items) + "</ul>")
         else:
             paragraph = []
             while i < len(lines) and lines[i].strip() and not lines[i].startswith(("#", "|", "- ")):
-                paragraph.append(inline(lines[i], folder))
+                paragraph.append(inline(lines[i], folder, figures))
                 i += 1
             out.append("<p>" + "\n".join(paragraph) + "</p>")
     return "\n".join(out)
@@ -116,9 +146,11 @@ def configuration(jobs: list[Job], swept: list[str], sweep_dir: Path) -> str:
                 shared.append((key, str(value)))
     varied = sorted({k for c in configs for k in c if any(c.get(k) != d.get(k) for d in configs)})
     parts = ["<h2>Configuration</h2>"]
-    sweep_file = sweep_dir / "sweep.yaml"
-    if sweep_file.exists():
-        parts.append(f"<p>The sweep (<code>sweep.yaml</code>):</p><pre>{html.escape(sweep_file.read_text())}</pre>")
+    try:
+        sweep_text = read_job_file(sweep_dir / "sweep.yaml", MAX_YAML)
+        parts.append(f"<p>The sweep (<code>sweep.yaml</code>):</p><pre>{html.escape(sweep_text)}</pre>")
+    except (OSError, ValueError):  # none, or not a plain text file
+        pass
     parts.append(f"<p>Swept (grouping the jobs): {', '.join(f'<code>{html.escape(k)}</code>' for k in swept) or 'nothing'}; "
                  f"differing between jobs: {', '.join(f'<code>{html.escape(k)}</code>' for k in varied) or 'nothing'}.</p>")
     if shared:
@@ -151,16 +183,17 @@ def environment(jobs: list[Job]) -> str:
             "(where the sweep ran, unless the report was rebuilt elsewhere):</p>" + key_value_table(rows))
 
 
-def write_html(sweep_dir: Path, markdown_text: str, jobs: list[Job], swept: list[str]) -> Path:
-    """report.html beside summary.md; returns its path."""
+def write_html(sweep_dir: Path, markdown_text: str, jobs: list[Job], swept: list[str],
+               figures: frozenset[str]) -> Path:
+    """report.html beside summary.md, with the `figures` this report wrote; returns its path."""
     title = f"bnexp sweep report: {sweep_dir.name}"
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-            markdown_to_html(markdown_text, sweep_dir),
+            markdown_to_html(markdown_text, sweep_dir, figures),
             configuration(jobs, swept, sweep_dir), environment(jobs),
             "<p><small>Also in this folder: summary.csv (one row per configuration), "
             "curves.csv (every curve, long format) and the figures as PNG files.</small></p>",
             "</body></html>"]
     path = sweep_dir / HTML_FILE
-    path.write_text("\n".join(page), encoding="utf-8")
+    write_text_atomic(path, "\n".join(page))
     return path

@@ -3,15 +3,22 @@
 A job folder holds the job's metrics.json, read through `bnexp.record.RunRecord`; a job
 whose metrics.json is missing or unreadable counts as failed and never stops the report.
 Jobs with the same overrides except `seed` (and `resume`) are one configuration.
+
+A job folder is data from wherever it came from, never trusted: its files are read only
+if they are regular files of a bounded size (a FIFO or a link to /dev/zero would hang the
+report), and Hydra's `.hydra/overrides.yaml` with a plain safe YAML loader -- never through
+OmegaConf, whose resolvers would put `${oc.env:SECRET}` into the report.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+import yaml
 
 from bnexp.record import METRICS_FILE, EvalPoint, RunRecord
 
@@ -22,6 +29,30 @@ IGNORED_KEYS = (SEED_KEY, "resume")
 BN_KEY = "bn"
 BASELINE = "none"
 COUNTED_STATUSES = ("completed", "diverged", "failed", "interrupted", "running")
+MAX_METRICS = 1 << 30  # bytes: far above any run's metrics.json, far below what hangs
+MAX_YAML = 1 << 20     # bytes: Hydra's and the sweeper's small YAML files
+
+
+def read_job_file(path: Path, limit: int = MAX_METRICS) -> str:
+    """The text of a file of a job (or sweep) folder if it is a regular file of at most
+    `limit` bytes; OSError or ValueError (saying which) if not."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data.decode("utf-8")
+
+
+def read_yaml(path: Path):
+    """A small YAML file of a job or sweep folder as plain Python values: no tags, no
+    interpolation. OSError or ValueError if it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(read_job_file(path, MAX_YAML))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path.name} is not YAML: {err}") from None
 
 
 @dataclass
@@ -92,11 +123,13 @@ def overrides_from_dirname(name: str) -> dict[str, str]:
 
 def fallback_overrides(job_dir: Path) -> dict[str, str]:
     """Overrides of a job without a usable metrics.json: Hydra's record, else the folder name."""
-    hydra_file = job_dir / ".hydra" / "overrides.yaml"
     try:
-        return parse_overrides(list(OmegaConf.load(hydra_file)))
-    except Exception:
+        items = read_yaml(job_dir / ".hydra" / "overrides.yaml")
+    except (OSError, ValueError):
+        items = None
+    if not isinstance(items, list):
         return overrides_from_dirname(job_dir.name)
+    return parse_overrides([str(item) for item in items])
 
 
 def parse_record(data) -> RunRecord:
@@ -124,7 +157,7 @@ def load_job(job_dir: Path) -> Job:
     """Read one job folder; a missing or unreadable metrics.json gives a failed job."""
     path = job_dir / METRICS_FILE
     try:
-        record = parse_record(json.loads(path.read_text()))
+        record = parse_record(json.loads(read_job_file(path)))
     except (OSError, ValueError) as err:
         reason = "metrics.json missing" if not path.exists() else f"metrics.json unreadable: {err}"
         return Job(job_dir.name, "failed", fallback_overrides(job_dir), None, reason)

@@ -2,14 +2,18 @@
 configuration, a mean line with a min..max band over seeds, saving."""
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
+from bnexp.files import replaced_atomically  # noqa: E402
 from bnexp.report.stats import band  # noqa: E402
+
+if TYPE_CHECKING:
+    from bnexp.report.studies import Report
 
 
 def colors(count: int):
@@ -37,8 +41,10 @@ def plot_band(ax, series: list[list[tuple[int, float]]], color, label: str,
     return True
 
 
-def finish(fig, axes, path: Path) -> None:
-    """Grid and legend on every axis ("no data" where nothing was drawn), then save."""
+def finish(fig, axes, report: Report, name: str) -> None:
+    """Grid and legend on every axis ("no data" where nothing was drawn), then save as
+    `name` in the sweep folder -- by rename, so a link planted under that name is replaced,
+    not written through -- and note it among the figures report.html may embed."""
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -46,5 +52,7 @@ def finish(fig, axes, path: Path) -> None:
         elif not ax.lines:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replaced_atomically(report.sweep_dir / name) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    report.figures.add(name)

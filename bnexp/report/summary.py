@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bnexp.files import replaced_atomically
 from bnexp.report.jobs import COUNTED_STATUSES, Group, Job, common_overrides
 from bnexp.report.speedup import (INTERVAL_METHOD, LOWER, MIN_SEEDS, UNDETERMINED, UPPER,
                                   order_k, sign_coverage, speedup)
@@ -72,7 +73,7 @@ def csv_value(value) -> str:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(c for row in rows for c in row)) or ["config"]
-    with open(path, "w", newline="") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for row in rows:

@@ -2,12 +2,19 @@
 `bn=none,seed=1`; the overrides a sweep keeps fixed are written once, to
 `<sweep dir>/sweep.yaml`. The keys, and an id of this launch of the sweep, travel to the
 jobs in environment variables (the joblib and submitit workers are child processes that
-inherit them); run.py's `bnexp_job_name` resolver reads them."""
+inherit them); run.py's `bnexp_job_name` resolver reads them.
+
+A job holds its folder for its whole life: an flock on the folder's claim file, taken when
+the folder is named and released when the job ends (`on_job_end`, or by the kernel when
+the process dies). A second launch on the same sweep folder -- the same command started
+twice, resume=auto while the first still runs -- finds the folder held and stops with one
+line, instead of training into it beside the first."""
 from __future__ import annotations
 
 import fcntl
 import os
 import secrets
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,12 +22,21 @@ from typing import Any, Iterator
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from bnexp.errors import UserError
+
 SWEPT_KEYS_VAR = "BNEXP_SWEPT_KEYS"  # the keys a sweep varies, for naming its job folders
 LAUNCH_VAR = "BNEXP_SWEEP_LAUNCH"    # this launch of the sweep (a random id), for claiming them
 SWEEP_FILE = "sweep.yaml"
 CLAIM_FILE = ".bnexp_job"        # in a job folder: "<launch id> <job number>" of the job that holds it
 LOCK_FILE = ".bnexp_naming.lock"  # in the sweep folder: one job names its folder at a time
 UNNAMED_KEYS = ("data.root", "experiment", "resume")  # overrides that never name a job folder
+# The job folders this process holds (their claim files, open and flocked) until its job ends:
+# Hydra runs one job at a time in a process.
+_held: dict[Path, object] = {}
+
+
+class FolderBusy(UserError):
+    """Another process runs a job in this folder now."""
 
 
 def swept_and_fixed(task_overrides: list[str], sweeper_params: dict | None) -> tuple[list[str], list[str]]:
@@ -55,6 +71,9 @@ class SweepNamingCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create({"swept": swept, "fixed": fixed}), sweep_dir / SWEEP_FILE)
 
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release_held()
+
 
 def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[str, ...]) -> str:
     """A job's folder name: its swept overrides (all of them if the sweep's keys are not
@@ -62,27 +81,62 @@ def job_name(overrides: list[str], sweep_dir: str, job_num: int, ignored: tuple[
     number). A folder another job of this launch holds (a repeated value, seed=1,1) is not
     shared: the name gets `~2`, `~3`, ... A folder an earlier launch ran is this job's own
     to continue (resume=auto), whatever its number was then: the job order changes when a
-    list of values grows or is reordered."""
+    list of values grows or is reordered -- unless that launch's job still runs in it: then
+    this launch stops here, one line, exit 2 (module docstring)."""
     swept = set(filter(None, os.environ.get(SWEPT_KEYS_VAR, "").split(",")))
 
     def key(override: str) -> str:
         return override.split("=", 1)[0].lstrip("+~")
 
     named = sorted(o for o in overrides if key(o) not in ignored and (not swept or key(o) in swept))
-    name = ",".join(named) or "default"
-    launch = current_launch()
-    with _naming_lock(Path(sweep_dir)):
+    try:
+        return _claim(",".join(named) or "default", Path(sweep_dir), current_launch(), int(job_num))
+    except FolderBusy as err:  # raised inside Hydra's resolver, it would become a traceback
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _claim(name: str, sweep_dir: Path, launch: str, job_num: int) -> str:
+    """The folder `name` (or `name~2`, ...) this job of `launch` holds (job_name)."""
+    with _naming_lock(sweep_dir):
         for attempt in range(1, 1000):
             candidate = name if attempt == 1 else f"{name}~{attempt}"
-            claim = Path(sweep_dir) / candidate / CLAIM_FILE
+            claim = sweep_dir / candidate / CLAIM_FILE
             holder = _read_claim(claim)
-            if holder == (launch, int(job_num)):  # Hydra resolves a job's folder more than once
+            if holder == (launch, job_num):  # Hydra resolves a job's folder more than once
+                _hold(claim, holder)
                 return candidate
             if holder is None or holder[0] != launch:
-                claim.parent.mkdir(parents=True, exist_ok=True)
-                claim.write_text(f"{launch} {int(job_num)}\n")
+                _hold(claim, holder)
+                claim.write_text(f"{launch} {job_num}\n")
                 return candidate
     return name
+
+
+def _hold(claim: Path, holder: tuple[str, int] | None) -> None:
+    """Take the folder's lock for this job's life (`release_held`), or raise FolderBusy if
+    another process holds it. Where the file system has no flock, go on without."""
+    if claim in _held:
+        return
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(claim, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        launch, num = holder or ("?", -1)
+        raise FolderBusy(f"{claim.parent}: job {num} of another launch of this sweep (launch "
+                         f"{launch}) is running in this folder now; wait until it ends, or give "
+                         f"this launch its own hydra.sweep.dir=...") from None
+    except OSError:  # no locks on this file system (some NFS, Lustre)
+        pass
+    _held[claim] = handle
+
+
+def release_held() -> None:
+    """Let go of the job folders this process holds (its job ended)."""
+    while _held:
+        _held.popitem()[1].close()  # closing the file releases its flock
 
 
 def current_launch() -> str:

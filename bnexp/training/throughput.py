@@ -2,7 +2,8 @@
 step over the first epoch (training time only: evaluations, checkpoints and monitors are
 off the clock), against what the tuning probe measured for the chosen settings. Far
 slower -- another load on the machine, or a probe fooled by one -- says so in one line and
-has the setting measured again by the next run (bnexp/tuning/cache.py)."""
+has the setting measured again by the next run (bnexp/tuning/cache.py): off the
+training clock, and without waiting for the cache's lock (training never waits on it)."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,8 @@ MIN_STEPS = 50        # fewer steps say too little
 class ThroughputCheck(Callback):
     def __init__(self, record: RunRecord, promised_ms: float | None, cache_key: str | None,
                  mark_stale=None):
-        """`mark_stale(cache_key)`: asks for a new measurement (None: nothing to ask)."""
+        """`mark_stale(cache_key)`: asks for a new measurement, True if it will be (None:
+        nothing to ask); it must not block (bnexp.tuning.cache.mark_stale)."""
         self.record, self.promised, self.cache_key = record, promised_ms, cache_key
         self.mark_stale = mark_stale
         self.seconds, self.steps, self.done = 0.0, 0, False
@@ -33,13 +35,13 @@ class ThroughputCheck(Callback):
         self.seconds += metrics.seconds
         self.steps += len(metrics.losses)
         if state.step >= min(state.steps_per_epoch, state.total_steps):
-            self.conclude()
+            self.conclude(state)
 
     def on_fit_end(self, state) -> None:
         if not self.done:
-            self.conclude()
+            self.conclude(state)
 
-    def conclude(self) -> None:
+    def conclude(self, state) -> None:
         self.done = True
         if self.steps < MIN_STEPS:
             return
@@ -47,7 +49,8 @@ class ThroughputCheck(Callback):
         self.record.perf["sustained_ms_per_step"] = round(sustained, 3)
         self.record.perf["sustained_steps"] = self.steps
         if self.promised and sustained > SLOWER * self.promised:
-            again = bool(self.mark_stale and self.cache_key and self.mark_stale(self.cache_key))
+            with state.aside():  # a file write, not training
+                again = bool(self.mark_stale and self.cache_key and self.mark_stale(self.cache_key))
             log.warning("training ran at %.1f ms/step over its first %d steps, %.1fx slower than "
                         "the %.1f ms the speed settings were chosen on (other load on the "
                         "machine?)%s", sustained, self.steps, sustained / self.promised,

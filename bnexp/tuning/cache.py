@@ -1,6 +1,13 @@
 """The timings cache: ~/.cache/bnexp/tuning.json (or $BNEXP_CACHE_DIR), one entry per
 setting (bnexp/tuning/machine.py), shared by concurrent runs under a file lock.
-A missing, corrupt or outdated file is ignored and rebuilt; it never stops a run."""
+A missing, corrupt or outdated file is ignored and rebuilt; it never stops a run.
+
+The lock is waited for only where a run is about to probe (one probe at a time, the others
+then find its timings); from inside training (`mark_stale`) it is tried once and never
+waited for. A file system without locks (ENOLCK on some NFS mounts) means "no lock": the
+cache is used without one (its writes are atomic), not waited for as if busy. A probe that
+failed is remembered for FAILED_PROBE_SECONDS: the runs meanwhile take the defaults at
+once instead of failing the same probe again."""
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "tuning.json"
 LOCK_TIMEOUT = 600         # seconds to wait for another process probing the same machine
+FAILED_PROBE_SECONDS = 3600  # a failed probe is not tried again for this long
 
 
 def cache_dir() -> Path:
@@ -27,19 +35,35 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp"
 
 
-def read_cache() -> dict[str, dict]:
-    """Entries by setting key; {} if the file is missing, unreadable or malformed."""
+def read_file() -> dict:
+    """The cache file's content: {"entries": {...}, "failed": {...}}, both empty if the file
+    is missing, unreadable or malformed."""
     path = cache_dir() / CACHE_FILE
     try:
         data = json.loads(path.read_text())
-        entries = data["entries"]
-        if not isinstance(entries, dict):
-            raise ValueError("entries is not an object")
+        if not isinstance(data["entries"], dict) or not isinstance(data.get("failed", {}), dict):
+            raise ValueError("entries or failed is not an object")
     except FileNotFoundError:
-        return {}
+        return {"entries": {}, "failed": {}}
     except (OSError, ValueError, KeyError, TypeError) as err:
         log.warning("tuning cache %s is unreadable (%s); ignoring it and measuring again", path, err)
-        return {}
+        return {"entries": {}, "failed": {}}
+    return {"entries": data["entries"], "failed": data.get("failed", {})}
+
+
+def write_file(data: dict) -> bool:
+    """Replace the cache file (call it holding `cache_lock`); False if it cannot be written."""
+    try:
+        write_json_atomic(cache_dir() / CACHE_FILE, data)
+    except OSError as err:
+        log.warning("could not write the tuning cache in %s (%s)", cache_dir(), err)
+        return False
+    return True
+
+
+def read_cache() -> dict[str, dict]:
+    """Entries by setting key; {} if the file is missing, unreadable or malformed."""
+    entries = read_file()["entries"]
     return {key: entry for key, entry in entries.items() if valid_entry(entry)}
 
 
@@ -53,9 +77,11 @@ def valid_entry(entry) -> bool:
 
 
 @contextlib.contextmanager
-def cache_lock() -> Iterator[bool]:
-    """Only one process probes at a time (others wait, then find the timings cached).
-    Yields False if the lock could not be had; the caller then goes on without it."""
+def cache_lock(wait: float = LOCK_TIMEOUT) -> Iterator[bool]:
+    """Only one process probes at a time (others wait up to `wait` seconds, then find the
+    timings cached). Yields True holding the lock -- or where the file system has none --
+    and False if it stayed busy or the folder is not writable; the caller then goes on
+    without it."""
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -65,30 +91,51 @@ def cache_lock() -> Iterator[bool]:
         yield False
         return
     with handle:
-        deadline = time.monotonic() + LOCK_TIMEOUT
+        deadline = time.monotonic() + wait
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
                 break
-            except OSError:
-                if time.monotonic() > deadline:
+            except BlockingIOError:  # another process holds it
+                if time.monotonic() >= deadline:
                     yield False
                     return
                 time.sleep(0.2)
+            except OSError as err:  # ENOLCK, EINVAL...: no locks here, not a busy lock
+                log.info("tuning cache %s: no file locks on this file system (%s); going on "
+                         "without", folder, err.strerror)
+                locked = False
+                break
         try:
             yield True
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def store(key: str, entry: dict) -> None:
-    """Write one setting's entry (call it holding `cache_lock`)."""
-    entries = read_cache()
-    entries[key] = entry
-    try:
-        write_json_atomic(cache_dir() / CACHE_FILE, {"entries": entries})
-    except OSError as err:
-        log.warning("could not write the tuning cache in %s (%s)", cache_dir(), err)
+    """Write one setting's entry (call it holding `cache_lock`); it replaces a failure."""
+    data = read_file()
+    data["entries"][key] = entry
+    data["failed"].pop(key, None)
+    write_file(data)
+
+
+def remember_failure(key: str) -> None:
+    """Note that probing setting `key` failed now (call it holding `cache_lock`)."""
+    data = read_file()
+    data["failed"][key] = time.time()
+    write_file(data)
+
+
+def recent_failure(key: str) -> float | None:
+    """How many seconds ago probing `key` failed, if within FAILED_PROBE_SECONDS; else None."""
+    when = read_file()["failed"].get(key)
+    if not isinstance(when, (int, float)):
+        return None
+    ago = time.time() - when
+    return ago if 0 <= ago < FAILED_PROBE_SECONDS else None
 
 
 def entries_for_this_machine() -> list[dict]:
@@ -99,15 +146,11 @@ def entries_for_this_machine() -> list[dict]:
 
 def mark_stale(key: str) -> bool:
     """Have the setting measured again by the next run that needs it (a run found itself
-    much slower than its timings promised). False if there was no such entry."""
-    with cache_lock() as locked:
-        entries = read_cache()
-        if not locked or key not in entries:
+    much slower than its timings promised). Called from inside training: the lock is tried
+    once, never waited for. False if there was no such entry or the lock was busy."""
+    with cache_lock(wait=0) as locked:
+        data = read_file()
+        if not locked or key not in data["entries"]:
             return False
-        del entries[key]
-        try:
-            write_json_atomic(cache_dir() / CACHE_FILE, {"entries": entries})
-        except OSError as err:
-            log.warning("could not write the tuning cache in %s (%s)", cache_dir(), err)
-            return False
-    return True
+        del data["entries"][key]
+        return write_file(data)

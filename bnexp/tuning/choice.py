@@ -135,13 +135,15 @@ def timings_for(setting: dict, candidates: list[int], wanted: list[Layout],
                 if not all(layout.key in timings.get(str(t), {}) for layout in wanted)]
 
     timings = cached()
-    if not missing(timings):
+    if not missing(timings) or failed_lately(key):
         return timings, False
     measured_now = False
     with cache.cache_lock() as locked:
         if locked:
             timings = cached()  # another process may have measured while we waited
         todo = missing(timings)
+        if todo and locked and failed_lately(key):  # ...or failed to
+            return timings, False
         if todo:
             log.info("tuning: measuring %s for this machine (%s thread(s); once, then cached in %s)",
                      ", ".join(k for k, v in source.items() if v == "probe"),
@@ -153,7 +155,19 @@ def timings_for(setting: dict, candidates: list[int], wanted: list[Layout],
         if measured_now and locked:
             cache.store(key, {"setting": setting, "timings": timings,
                               "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        elif todo and locked:
+            cache.remember_failure(key)
     return timings, measured_now
+
+
+def failed_lately(key: str) -> bool:
+    """Whether probing `key` failed within cache.FAILED_PROBE_SECONDS (then not again yet)."""
+    ago = cache.recent_failure(key)
+    if ago is not None:
+        log.info("tuning: the probe for this setting failed %.0f min ago; the defaults until it "
+                 "is retried in %.0f min (or delete %s to retry now)", ago / 60,
+                 (cache.FAILED_PROBE_SECONDS - ago) / 60, cache.cache_dir() / cache.CACHE_FILE)
+    return ago is not None
 
 
 def summaries(entries: list[dict]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,11 +20,13 @@ from bnexp.report.jobs import Group
 @dataclass(frozen=True)
 class Report:
     """What every study reads: the sweep folder, its configurations, the override keys
-    that differ between them and the target accuracies of the report."""
+    that differ between them and the target accuracies of the report; and the figures the
+    studies wrote (bnexp.report.plotting.finish: the only images report.html embeds)."""
     sweep_dir: Path
     groups: list[Group]
     swept: list[str]
     targets: tuple[float, ...]
+    figures: set[str] = field(default_factory=set)
 
 
 Section = Callable[[Report], list[str]]

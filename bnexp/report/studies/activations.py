@@ -69,7 +69,7 @@ def section(report: Report) -> list[str]:
             ax.set_title(f"{group.label}: input to {layer}'s activation", fontsize="small")
             if row == len(layers) - 1:
                 ax.set_xlabel("optimizer steps")
-    finish(fig, [ax for row in axes for ax in row], report.sweep_dir / PNG)
+    finish(fig, [ax for row in axes for ax in row], report, PNG)
     lines = ["## Activation distributions (Ioffe & Szegedy Fig. 1)", "",
              f"![activation percentiles]({PNG})", "",
              "Drift of the median over training, in units of the distribution's width "

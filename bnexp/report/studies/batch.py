@@ -70,7 +70,7 @@ def section(report: Report) -> list[str]:
         ax.set(title=f"{title} to {target_label(target)}", xlabel="batch size", xscale="log",
                yscale="log")
         ax.set_xscale("log", base=2)
-    finish(fig, list(axes), report.sweep_dir / PNG)
+    finish(fig, list(axes), report, PNG)
     head = ["bn", "batch", "lr"] + [f"{measure} to {target_label(t)}" for t in report.targets
                                     for measure in ("steps", "images", "seconds")] + ["final test acc"]
     lines = ["## Batch size", "", f"![batch size]({PNG})", "",

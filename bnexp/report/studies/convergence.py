@@ -30,5 +30,5 @@ def section(report: Report) -> list[str]:
                xlabel="optimizer steps", ylabel=f"{split} accuracy")
     loss_ax.set(title="Training loss (mean over seeds, band = min..max)",
                 xlabel="optimizer steps", ylabel="training loss")
-    finish(fig, (acc_ax, loss_ax), report.sweep_dir / PNG)
+    finish(fig, (acc_ax, loss_ax), report, PNG)
     return ["## Convergence", "", f"![convergence]({PNG})"]

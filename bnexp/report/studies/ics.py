@@ -52,7 +52,7 @@ def section(report: Report) -> list[str]:
         axes[0][col].set_title(f"{layer}: ||G - G'||", fontsize="small")
         axes[1][col].set_title(f"{layer}: cos(G, G')", fontsize="small")
         axes[1][col].set_xlabel("optimizer steps")
-    finish(fig, [ax for row in axes for ax in row], report.sweep_dir / PNG)
+    finish(fig, [ax for row in axes for ax in row], report, PNG)
     lines = ["## Internal covariate shift (Santurkar et al. Fig. 3)", "", f"![ics]({PNG})", ""]
     for second_half, title in ((False, "whole run"), (True, "second half of the run")):
         lines += [f"Average over the {title}, mean over seeds (l2 / cosine):", "",

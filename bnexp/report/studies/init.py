@@ -35,7 +35,7 @@ def section(report: Report) -> list[str]:
                   color, f"{group.label} (n={len(group.jobs)})")
     ax.set(title="Evaluated accuracy: standard against the source's initialization",
            xlabel="optimizer steps", xscale="log", ylim=(0, 1))
-    finish(fig, [ax], report.sweep_dir / PNG)
+    finish(fig, [ax], report, PNG)
     early = evaluated_steps_near([j for g in groups for j in g.jobs], EARLY_STEPS)
     head = ["config"] + [f"acc, step {s}" for s in early] + [
         f"steps to {target_label(t)}" for t in report.targets] + ["final test acc"]

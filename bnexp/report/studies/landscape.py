@@ -45,7 +45,7 @@ def section(report: Report) -> list[str]:
                       color, f"{group.label} (n={len(group.jobs)})")
     for ax, title in zip(axes[0], MEASURES.values()):
         ax.set(title=title, xlabel="optimizer steps", yscale="log")
-    finish(fig, list(axes[0]), report.sweep_dir / PNG)
+    finish(fig, list(axes[0]), report, PNG)
     baselines = {g.label: base.label for g in shown
                  if (base := find_baseline(g, groups)) is not None and base in shown}
     lines = ["## Loss landscape along the gradient (Santurkar et al. Fig. 4)", "",

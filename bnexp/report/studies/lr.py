@@ -67,5 +67,5 @@ def section(report: Report) -> list[str]:
     ax.set_ylim(-0.05, 1.0)
     ax.set(title="Final test accuracy vs learning rate (× = diverged)",
            xlabel="learning rate (log2 scale)", ylabel="final test accuracy (completed seeds)")
-    finish(fig, [ax], report.sweep_dir / PNG)
+    finish(fig, [ax], report, PNG)
     return ["## Learning rate", "", f"![lr robustness]({PNG})"]

@@ -67,7 +67,7 @@ def section(report: Report) -> list[str]:
                xscale="log", ylim=(0, 1))
     gap_ax.set(title="(b) training minus evaluated accuracy", xlabel="optimizer steps", xscale="log")
     loss_ax.set(title=f"(c) training loss (momentum {usual:g})", xlabel="optimizer steps")
-    finish(fig, (acc_ax, gap_ax, loss_ax), report.sweep_dir / PNG)
+    finish(fig, (acc_ax, gap_ax, loss_ax), report, PNG)
 
     early = evaluated_steps_near([j for g in groups for j in g.jobs], EARLY_STEPS)
     head = ["momentum", "eps"] + [f"eval acc, step {s}" for s in early] + [

@@ -131,7 +131,7 @@ def section(report: Report) -> list[str]:
         ax.set(title=f"model={model}", xlabel="batch size (per device)", ylabel="final validation error",
                ylim=(0, 1))  # an error; a t interval over 2 seeds reaches far past both ends
         ax.set_xscale("log", base=2)
-    finish(fig, list(axes[0]), report.sweep_dir / PNG)
+    finish(fig, list(axes[0]), report, PNG)
     lines_out = ["## Small batches: the normalization family", "", f"![small batch]({PNG})", "",
                  "Final validation error after the same number of training images (mean ± 95% t "
                  "half width over the seeds), and steps to "

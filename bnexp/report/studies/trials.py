@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import math
 
-from omegaconf import OmegaConf
-
 from bnexp.record import objective
-from bnexp.report.jobs import Job
+from bnexp.report.jobs import Job, read_yaml
 from bnexp.report.plotting import finish, plt
 from bnexp.report.studies import Report
 from bnexp.report.summary import fmt
@@ -29,8 +27,8 @@ RESULTS_FILE = "optimization_results.yaml"  # written by hydra-optuna-sweeper at
 def trial_number(job: Job, sweep_dir) -> int | None:
     """Hydra's job number of the trial (the order the sweeper ran them in)."""
     try:
-        return int(OmegaConf.load(sweep_dir / job.name / ".hydra" / "hydra.yaml").hydra.job.num)
-    except Exception:  # noqa: BLE001 -- a job without Hydra's record: order unknown
+        return int(read_yaml(sweep_dir / job.name / ".hydra" / "hydra.yaml")["hydra"]["job"]["num"])
+    except (OSError, ValueError, KeyError, TypeError):  # no Hydra record: order unknown
         return None
 
 
@@ -43,10 +41,12 @@ def as_number(text: str | None) -> float | None:
 
 
 def section(report: Report) -> list[str]:
-    results_path = report.sweep_dir / RESULTS_FILE
-    if not results_path.exists():
+    try:
+        results = read_yaml(report.sweep_dir / RESULTS_FILE)
+    except (OSError, ValueError):
         return []
-    results = OmegaConf.to_container(OmegaConf.load(results_path))
+    if not isinstance(results, dict):
+        return []
     jobs = [j for g in report.groups for j in g.jobs]
     params = [k for k in report.swept if k != "seed"] or sorted(results.get("best_params", {}))
     rows = []
@@ -75,7 +75,7 @@ def section(report: Report) -> list[str]:
                 ax.set_xscale("log")
             ax.set(title=f"{len(points)} trials (color = trial order)", xlabel=key,
                    ylabel=objective_name, ylim=(0, 1))
-        finish(fig, axes[0], report.sweep_dir / PNG)
+        finish(fig, axes[0], report, PNG)
 
     lines = ["## Search (the sweeper's trials)", ""]
     if numeric:

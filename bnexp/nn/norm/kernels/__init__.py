@@ -9,6 +9,11 @@ taken to another kind of CPU: it is cached under a key of the sources, the flags
 CPU, in ~/.cache/bnexp/kernels (or $BNEXP_KERNEL_DIR). `make install`
 builds it; a machine without a C++ compiler runs the scratch layer's other formulations.
 
+A library is code every training process runs, and its name is predictable: it is loaded
+only if it and its folder belong to this user and nobody else can write them. A cached
+file that fails this is built again; a folder that fails it (a shared, group-writable
+BNEXP_KERNEL_DIR) is passed over for ~/.cache/bnexp/kernels, else a fresh private folder.
+
     python -m bnexp.nn.norm.kernels     # build (if needed) and print the library's path
 """
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 
 from bnexp.cpu import IDENTITY_FIELDS, cpuinfo
 from bnexp.errors import UserError
+from bnexp.files import private_reason, untrusted_reason
 
 SOURCE = Path(__file__).resolve().parent / "batch_norm.cc"
 OPERATOR = "bnexp_batch_norm"
@@ -52,10 +58,33 @@ def mxnet_dir() -> Path | None:
     return Path(spec.origin).parent if spec and spec.origin else None
 
 
+def default_kernel_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp" / "kernels"
+
+
 def kernel_dir() -> Path:
     if os.environ.get("BNEXP_KERNEL_DIR"):
         return Path(os.environ["BNEXP_KERNEL_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp" / "kernels"
+    return default_kernel_dir()
+
+
+def private_kernel_dir() -> Path:
+    """kernel_dir() if it is this user's alone (made 0700 if missing), else the default
+    folder if that is, else a fresh private folder (the library is then built per process)."""
+    for folder in dict.fromkeys([kernel_dir(), default_kernel_dir()]):
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            reason = private_reason(folder, "kernel folder")
+        except OSError as err:
+            reason = f"the kernel folder {folder} cannot be made ({err.strerror})"
+        if reason is None:
+            return folder
+        log.warning("compiled BN: %s; not loading or building there", reason)
+    try:
+        return Path(tempfile.mkdtemp(prefix="bnexp-kernels-"))
+    except OSError as err:
+        raise KernelUnavailable(f"perf.bn_impl=compiled: no private folder to build in "
+                                f"({err.strerror}); set BNEXP_KERNEL_DIR to a folder of yours.") from None
 
 
 def source_digest() -> str:
@@ -73,10 +102,11 @@ def cpu_identity() -> str:
 
 @lru_cache(maxsize=1)
 def library() -> Path:
-    """The compiled library for this machine, built now if not cached yet; raises
-    KernelUnavailable saying why it cannot be. The cache key is what the library's code
-    depends on -- the sources, the flags and the CPU -- so a node without a compiler uses
-    a library built for its kind of CPU elsewhere (a shared home on a cluster)."""
+    """The compiled library for this machine, built now if not cached yet (or if the cached
+    one is not this user's alone); raises KernelUnavailable saying why it cannot be. The cache
+    key is what the library's code depends on -- the sources, the flags and the CPU -- so a
+    node without a compiler uses a library built for its kind of CPU elsewhere (the user's
+    home, shared by the nodes of a cluster)."""
     mxnet = mxnet_dir()
     if mxnet is None:
         raise KernelUnavailable("perf.bn_impl=compiled: MXNet is not installed; run `make install`.")
@@ -87,9 +117,19 @@ def library() -> Path:
                                 f"{header.name} (MXNet 1.9's wheel ships them); choose perf.bn_impl=auto.")
     identity = "\n".join([SOURCE.read_text(), lib_api.read_text(), header.read_text(),
                           " ".join(FLAGS), cpu_identity()])
-    out = kernel_dir() / f"libbnexp_kernels_{hashlib.sha256(identity.encode()).hexdigest()[:16]}.so"
+    name = f"libbnexp_kernels_{hashlib.sha256(identity.encode()).hexdigest()[:16]}.so"
+    out = private_kernel_dir() / name
     if out.is_file():
-        return out
+        reason = untrusted_reason(out)
+        if reason is None:
+            return out
+        log.warning("compiled BN: not loading %s: %s; building it again", out, reason)
+    return build(out, mxnet, lib_api)
+
+
+def build(out: Path, mxnet: Path, lib_api: Path) -> Path:
+    """Compile the operator into `out` (a private folder), atomically: a process building
+    the same library at the same time never loads half of one."""
     cxx = compiler()
     if cxx is None or shutil.which(cxx) is None:
         raise KernelUnavailable(
@@ -97,7 +137,6 @@ def library() -> Path:
             "CPU: install it (Debian: apt-get install g++; `make install` does so when run as "
             "root) or set CXX; or choose perf.bn_impl=auto.")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         handle, partial_name = tempfile.mkstemp(dir=out.parent, suffix=".partial")
         os.close(handle)
     except OSError as err:
@@ -113,23 +152,28 @@ def library() -> Path:
         problem = str(err)
     if problem is None:
         try:
-            partial.replace(out)  # atomic: a process building the same library never loads half
+            partial.replace(out)
         except OSError as err:
             problem = str(err)
     if problem is not None:
         partial.unlink(missing_ok=True)
-        build_log = out.with_suffix(".log")
-        try:
-            build_log.write_text(" ".join(command) + "\n\n" + problem)
-        except OSError:
-            pass
-        first = next((line for line in problem.splitlines() if "error" in line.lower()),
-                     (problem.strip().splitlines() or ["failed"])[0])
-        raise KernelUnavailable(f"perf.bn_impl=compiled: building {SOURCE.name} with {cxx} failed "
-                                f"({first.strip()}; the whole log: {build_log}); choose "
-                                f"perf.bn_impl=auto.")
+        raise build_failed(out, cxx, command, problem)
     log.info("compiled %s for this CPU in %.0f s: %s", SOURCE.name, time.perf_counter() - start, out)
     return out
+
+
+def build_failed(out: Path, cxx: str, command: list[str], problem: str) -> KernelUnavailable:
+    """The one-line error of a failed build; the whole log is kept beside the library."""
+    build_log = out.with_suffix(".log")
+    try:
+        build_log.write_text(" ".join(command) + "\n\n" + problem)
+    except OSError:
+        pass
+    first = next((line for line in problem.splitlines() if "error" in line.lower()),
+                 (problem.strip().splitlines() or ["failed"])[0])
+    return KernelUnavailable(f"perf.bn_impl=compiled: building {SOURCE.name} with {cxx} failed "
+                             f"({first.strip()}; the whole log: {build_log}); choose "
+                             f"perf.bn_impl=auto.")
 
 
 def unavailable_reason() -> str | None:
