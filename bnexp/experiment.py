@@ -3,20 +3,22 @@ built from it; metrics.json and TensorBoard out. Also where a run is resumed fro
 checkpoint, or skipped if already complete."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bnexp import data, options
-from bnexp.config import Config, effective_lr, flat
-from bnexp.errors import ConfigError, UserError
+from bnexp import data, options, resume
+from bnexp.config import TRAIN_SIZE, Config, effective_lr, flat
+from bnexp.errors import UserError
 from bnexp.files import write_json_atomic
 from bnexp.nn.build import build_net
-from bnexp.record import METRICS_FILE, RunRecord, read
+from bnexp.record import METRICS_FILE, RunRecord
 from bnexp.runtime import context, mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
 from bnexp.training import checkpoint
@@ -33,7 +35,7 @@ from bnexp.training.throughput import ThroughputCheck
 from bnexp.training.trainer import Trainer
 from bnexp.tuning import Choice
 from bnexp.tuning import cache as tuning_cache
-from bnexp.validate import check, check_late, label
+from bnexp.validate import check_late, label
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,6 @@ log = logging.getLogger(__name__)
 # short forms `momentum` and `eps` are there as bn.momentum and bn.eps).
 NOT_HPARAM_SECTIONS = ("perf.", "logger.")
 NOT_HPARAM_KEYS = ("trainer.progress", "resume", "data.root", "momentum", "eps")
-# What a resumed run may change: how long it trains, where and how fast it runs.
-RESUMABLE_OVERRIDES = ("trainer.epochs", "trainer.max_steps", "trainer.progress", "ctx",
-                       "perf.threads", "perf.pool", "perf.bn_impl", "perf.probe_seconds", "resume")
-
-
 def hparams(settings: dict, choices: dict[str, str]) -> dict[str, str | int | float | bool]:
     """What tells runs apart, for TensorBoard's HParams tab: the options chosen and every
     setting that can change what a run computes (the options' own settings, the data
@@ -59,22 +56,9 @@ def hparams(settings: dict, choices: dict[str, str]) -> dict[str, str | int | fl
     return out
 
 
-def resumed_config(cfg: Config, state: dict, overrides: list[str]) -> Config:
-    """The saved run's config, with only the overrides a resumed run may change."""
-    saved = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
-    current = OmegaConf.structured(cfg)
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        value = OmegaConf.select(current, key)
-        if key in RESUMABLE_OVERRIDES:
-            OmegaConf.update(saved, key, value)
-        elif OmegaConf.select(saved, key) != value:  # a sweep repeats its own overrides: fine
-            raise ConfigError(f"{override}: a resumed run keeps its saved configuration "
-                              f"({key}={OmegaConf.select(saved, key)}); only "
-                              f"{', '.join(RESUMABLE_OVERRIDES[:-1])} may change.")
-    resumed: Config = OmegaConf.to_object(saved)
-    check(resumed)
-    return resumed
+def steps_per_epoch(cfg: Config) -> int:
+    """Optimizer steps in an epoch of the training split (the last partial batch dropped)."""
+    return (TRAIN_SIZE - cfg.data.val_size) // cfg.trainer.batch_size
 
 
 def total_steps(cfg: Config, steps_per_epoch: int) -> int:
@@ -88,72 +72,58 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
     return steps
 
 
-def saved_state(cfg: Config, run_dir: Path, overrides: list[str]) -> tuple[Config, dict | None, RunRecord | None]:
-    """For `resume`: the config to continue with, the checkpoint's state (None: start
-    afresh), and the finished record if the run is already complete (then nothing runs)."""
-    if cfg.resume is None:
-        return cfg, None, None
-    previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
-    if previous and previous.status == "completed":
-        log.info("%s already completed; skipping (delete it to train again)", run_dir)
-        return cfg, None, previous
-    saved = checkpoint.read_state(run_dir)
-    if saved is None and cfg.resume != "auto":
-        raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
-                          f"give the folder of a run that was interrupted or checkpointed.")
-    return (resumed_config(cfg, saved, overrides) if saved else cfg), saved, None
-
-
 def source_path(module) -> str:
     """A module's file, relative to the folder that holds the package (bnexp/nn/norm/scratch.py)."""
     path = Path(module.__file__)
     return str(path.relative_to(Path(options.__file__).parents[1])) if "bnexp" in path.parts else str(path)
 
 
-def write_record(path: Path, record: RunRecord) -> None:
-    """metrics.json, or one line saying why it cannot be written."""
+def write_record(path: Path, record: RunRecord) -> str | None:
+    """Write metrics.json; if that fails (a full disk, a file-size limit), write at least a
+    small record saying the run failed and why, and return the reason (else None)."""
     try:
         write_json_atomic(path, record.to_json())
+        return None
     except OSError as err:
-        reason = "disk full" if err.errno == errno.ENOSPC else err.strerror
-        raise UserError(f"cannot write {path}: {reason}. Choose another output folder "
-                        f"with hydra.run.dir=... (or hydra.sweep.dir=... for sweeps).") from None
+        why = f"cannot write {path}: {'disk full' if err.errno == errno.ENOSPC else err.strerror}"
+    small = RunRecord(status="failed", config=record.config, overrides=record.overrides,
+                      choices=record.choices, steps=record.steps,
+                      error="; ".join(filter(None, [record.error, why])))
+    with contextlib.suppress(OSError):
+        write_json_atomic(path, small.to_json())
+    return why
 
 
 def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
         speed: Choice | None = None, policy: ThreadPolicy | None = None,
         choices: dict[str, str] | None = None) -> RunRecord:
     """Train once as configured; `run_dir/metrics.json` records the outcome, whatever it is.
-    `cfg.resume` continues a checkpointed run ("auto": this job's own dir, if any).
-    `speed`: the threads, pooling layout and formulation bnexp.tuning chose; `policy`: the
-    thread policy they were chosen under (both recorded); `choices`: the option chosen in
-    each config group (bn=scratch, ...), for the record and TensorBoard."""
-    cfg, saved, finished = saved_state(cfg, run_dir, overrides)
-    if finished is not None:
-        return finished
+    `cfg.resume` continues a checkpointed run ("auto": this job's own dir, if any;
+    bnexp/resume.py). `speed`: the threads, pooling layout and formulation bnexp.tuning
+    chose; `policy`: the thread policy they were chosen under (both recorded); `choices`:
+    the option chosen in each config group (bn=scratch, ...)."""
+    resumed = resume.prepare(cfg, run_dir, overrides, lambda c: total_steps(c, steps_per_epoch(c)))
+    if resumed.finished:
+        return resumed.previous
+    cfg, saved = resumed.cfg, resumed.state
     check_late(cfg)
     speed = speed or Choice(None)
-    threads = mxnet_import.threads_in_effect()
-    log.info("threads: %s, pid %d", threads, os.getpid())
-    log.info("speed settings: %s", speed.describe())
-    if speed.bn_impl and speed.bn_impl != "reference":
-        log.info("the normalization trains with its %r formulation, equal to its reference to "
-                 "float rounding; perf.bn_impl=reference trains the reference as written in %s",
-                 speed.bn_impl, source_path(options.module_of(cfg.bn)))
+    log_speed(speed, cfg)
     ctx = context.resolve(cfg.ctx)
     dataset = data.load(cfg.data.root)
-    settings = flat(cfg)
-    record = RunRecord.from_json(saved["record"]) if saved else RunRecord(config=settings)
+    record = resume.continued_record(resumed, flat(cfg), overrides)
     record.choices = dict(choices or record.choices)
     record.targets = list(cfg.report.targets)
-    record.overrides = overrides
-    record.perf = {**speed.to_json(), "threads": threads,
+    record.perf = {**speed.to_json(), "threads": mxnet_import.threads_in_effect(),
                    "policy": policy.to_json() if policy else None}
     metrics_path = run_dir / METRICS_FILE
-    write_record(metrics_path, record)
-    logger = RunLogger(run_dir, hparams(settings, record.choices), cfg.logger.tensorboard,
-                       cfg.logger.flush_secs,
-                       resume_step=saved["step"] if saved else None)
+    problem = write_record(metrics_path, record)
+    if problem:
+        raise UserError(f"{problem}. Choose another output folder with hydra.run.dir=... "
+                        f"(or hydra.sweep.dir=... for sweeps).")
+    logger = RunLogger(run_dir, hparams(record.config, record.choices), cfg.logger.tensorboard,
+                       cfg.logger.flush_secs, resume_step=saved["step"] if saved else None)
+    earlier = resume.earlier_wall_seconds(resumed)
     try:
         with graceful_stop() as stop:
             trainer = make_trainer(cfg, dataset, ctx, record, logger, run_dir, process_start, stop,
@@ -169,14 +139,44 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
         record.status, record.error = "failed", f"{type(err).__name__}: {err}"
         raise
     finally:
-        record.wall_seconds = time.time() - process_start
+        record.wall_seconds = earlier + time.time() - process_start
+        problem = close(logger, record, metrics_path)
+    if problem:
+        raise UserError(f"{problem}; the checkpoint of step {record.steps} is intact: continue "
+                        f"with {command_name()} resume={run_dir}")
+    report_end(record, run_dir, metrics_path, stop)
+    return record
+
+
+def close(logger: RunLogger, record: RunRecord, metrics_path: Path) -> str | None:
+    """End the TensorBoard file and write metrics.json; never raises (an exception on its
+    way must not be hidden): returns why a write failed, if one did."""
+    problems = []
+    try:
         logger.close(record.steps, {
             "hparams/final_test_acc": record.final.get("test_acc", 0.0),
             **{f"hparams/steps_to_{t}": m["step"] or -1 for t, m in record.milestones().items()},
         }, record.status)
-        write_json_atomic(metrics_path, record.to_json())
-    report_end(record, run_dir, metrics_path, stop)
-    return record
+    except OSError as err:
+        problems.append(f"cannot write the TensorBoard events: {err.strerror}")
+    problems.append(write_record(metrics_path, record))
+    return "; ".join(filter(None, problems)) or None
+
+
+def log_speed(speed: Choice, cfg: Config) -> None:
+    """The run's first lines: its threads and speed settings, and which formulation of the
+    normalization trains (and how to train the readable reference instead)."""
+    log.info("threads: %s, pid %d", mxnet_import.threads_in_effect(), os.getpid())
+    log.info("speed settings: %s", speed.describe())
+    if speed.bn_impl and speed.bn_impl != "reference":
+        log.info("the normalization trains with its %r formulation, equal to its reference to "
+                 "float rounding; perf.bn_impl=reference trains the reference as written in %s",
+                 speed.bn_impl, source_path(options.module_of(cfg.bn)))
+
+
+def command_name() -> str:
+    """How the user started bnexp: `bnexp` (the command) or `python -m bnexp.run`."""
+    return "bnexp" if Path(sys.argv[0]).name == "bnexp" else "python -m bnexp.run"
 
 
 def report_end(record: RunRecord, run_dir: Path, metrics_path: Path, stop) -> None:
@@ -187,8 +187,8 @@ def report_end(record: RunRecord, run_dir: Path, metrics_path: Path, stop) -> No
              final.get("train_loss", float("nan")), record.train_seconds, record.wall_seconds)
     log.info("wrote %s", metrics_path)
     if record.status == "interrupted":
-        log.warning("interrupted at step %d; continue with: python -m bnexp.run resume=%s",
-                    record.steps, run_dir)
+        log.warning("interrupted at step %d; continue with: %s resume=%s",
+                    record.steps, command_name(), run_dir)
         stop.deliver_deferred()  # e.g. submitit's checkpoint-and-requeue, now that it is safe
 
 

@@ -198,7 +198,7 @@ def test_resume_errors_are_clear(tmp_path):
     assert code == 130
     proc = run_cli(f"resume={tmp_path / 'r'}", "lr=0.1")
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 2 and "lr=0.1" in out and "saved configuration" in out
+    assert proc.returncode == 2 and "lr=0.1 differs from the run being continued (lr=0.2)" in out
     assert "Traceback" not in out
 
 

@@ -39,8 +39,12 @@ def values(params: dict[str, gluon.Parameter]) -> dict[str, np.ndarray]:
 
 
 def set_values(params: dict[str, gluon.Parameter], new: dict[str, np.ndarray]) -> None:
+    """Write trial values into the parameters on every device, in place: Parameter.set_data
+    would also reset a kvstore that updates on the devices' behalf (several devices), and
+    with it the optimizer's state (momentum, Adam's moments)."""
     for name, value in new.items():
-        params[name].set_data(nd.array(value, dtype=params[name].dtype))
+        for data in params[name].list_data():
+            nd.array(value, dtype=params[name].dtype, ctx=data.context).copyto(data)
 
 
 def loss_and_gradients(net: gluon.Block, images: nd.NDArray, labels: nd.NDArray,

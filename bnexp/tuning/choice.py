@@ -45,6 +45,8 @@ class Choice:
         fixed = {"pool": configured.pool != "auto", "bn_impl": configured.bn_impl != "auto"}
         source = {"threads": policy.fixed_from or "resumed",
                   **{key: "config" if fixed[key] else "resumed" for key in fixed}}
+        if not (perf.get("bn_impl") or fixed["bn_impl"]):
+            source["bn_impl"] = "unused"   # the normalization has one formulation
         return cls(policy.fixed if policy.fixed is not None else perf.get("threads"),
                    configured.pool if fixed["pool"] else perf.get("pool", POOL_LAYOUTS[0]),
                    configured.bn_impl if fixed["bn_impl"] else perf.get("bn_impl", ""), source)

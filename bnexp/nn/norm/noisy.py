@@ -75,9 +75,12 @@ class NoisyBatchNorm(LazyHybridBlock):
     def set_step(self, step: int) -> None:
         import mxnet as mx
         mu, sigma, offset = self.noise_at(step)
-        self.noise_mu.set_data(mx.nd.array(mu))
-        self.noise_sigma.set_data(mx.nd.array(sigma))
-        self.noise_offset.set_data(mx.nd.array([offset]))
+        # in place on every device: Parameter.set_data would reset a kvstore that updates on
+        # the devices' behalf, and with it the optimizer's state
+        for param, value in ((self.noise_mu, mu), (self.noise_sigma, sigma),
+                             (self.noise_offset, [offset])):
+            for data in param.list_data():
+                data[:] = mx.nd.array(value, ctx=data.context)
 
     def hybrid_forward(self, F, x, jitter_m, jitter_s, noise_mu, noise_sigma, noise_offset):
         y = self.bn(x)
