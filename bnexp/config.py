@@ -113,13 +113,17 @@ class TrainerConfig:
                  "must be a number > 0, or null to stop only on NaN/inf.")
 
 
+ENGINE_CHOICES = ("naive", "threaded")   # MXNet's engines (bnexp/runtime/threads.py: ENGINES)
+
+
 @dataclass
 class PerfConfig:
     """Speed settings: none changes what is computed (bnexp/tuning/)."""
     threads: str = "auto"    # OpenMP threads: auto (measured) or a number
+    engine: str = "auto"     # MXNet's engine: auto | naive (each operation in the calling thread) | threaded
     pool: str = "auto"       # max pooling: auto | native | folded
     bn_impl: str = "auto"    # the formulation of a layer that has several (bn=scratch): auto | one of its names
-    probe_seconds: float = 0.5  # auto: seconds of training per option and round of the probe
+    probe_seconds: float = 0.3  # auto: seconds of training per option and round of the probe
 
     def check(self) -> None:
         threads = str(self.threads)
@@ -130,6 +134,8 @@ class PerfConfig:
             fail("perf.probe_seconds", self.probe_seconds, problem)
         if self.pool not in ("auto", *POOL_LAYOUTS):
             fail("perf.pool", self.pool, f"choose one of auto, {', '.join(POOL_LAYOUTS)}.")
+        if self.engine not in ("auto", *ENGINE_CHOICES):
+            fail("perf.engine", self.engine, f"choose one of auto, {', '.join(ENGINE_CHOICES)}.")
 
 
 def probe_seconds_problem(seconds: float) -> str | None:
@@ -187,6 +193,23 @@ class Config:
         self.trainer.check(TRAIN_SIZE - self.data.val_size)
         self.perf.check()
         self.report.check()
+
+
+def steps_per_epoch(cfg: Config) -> int:
+    """Optimizer steps in an epoch of the training split (the last partial batch dropped)."""
+    return (TRAIN_SIZE - cfg.data.val_size) // cfg.trainer.batch_size
+
+
+def run_steps(cfg: Config) -> int:
+    """The run's length in optimizer steps: its epochs, cut by trainer.max_steps and
+    trainer.max_images."""
+    tc = cfg.trainer
+    steps = tc.epochs * steps_per_epoch(cfg)
+    if tc.max_steps is not None:
+        steps = min(steps, tc.max_steps)
+    if tc.max_images is not None:
+        steps = min(steps, tc.max_images // tc.batch_size)
+    return steps
 
 
 def model_settings(cfg: Config) -> ModelSettings:

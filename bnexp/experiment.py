@@ -9,12 +9,13 @@ import logging
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from bnexp import data, options, resume
-from bnexp.config import TRAIN_SIZE, Config, effective_lr, flat
+from bnexp.config import Config, effective_lr, flat, run_steps
 from bnexp.errors import UserError
 from bnexp.files import write_json_atomic
 from bnexp.nn.build import build_net
@@ -33,8 +34,9 @@ from bnexp.training.stopping import StopAtTargets
 from bnexp.training.tensorboard import RunLogger, TensorBoardCurves
 from bnexp.training.throughput import ThroughputCheck
 from bnexp.training.trainer import Trainer
-from bnexp.tuning import Choice
 from bnexp.tuning import cache as tuning_cache
+from bnexp.tuning.choice import Choice
+from bnexp.tuning.machine import setting_of
 from bnexp.validate import check_late, label
 
 log = logging.getLogger(__name__)
@@ -54,22 +56,6 @@ def hparams(settings: dict, choices: dict[str, str]) -> dict[str, str | int | fl
             continue
         out[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
     return out
-
-
-def steps_per_epoch(cfg: Config) -> int:
-    """Optimizer steps in an epoch of the training split (the last partial batch dropped)."""
-    return (TRAIN_SIZE - cfg.data.val_size) // cfg.trainer.batch_size
-
-
-def total_steps(cfg: Config, steps_per_epoch: int) -> int:
-    """The run's length: epochs, cut by trainer.max_steps and trainer.max_images."""
-    tc = cfg.trainer
-    steps = tc.epochs * steps_per_epoch
-    if tc.max_steps is not None:
-        steps = min(steps, tc.max_steps)
-    if tc.max_images is not None:
-        steps = min(steps, tc.max_images // tc.batch_size)
-    return steps
 
 
 def source_path(module) -> str:
@@ -102,7 +88,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
     bnexp/resume.py). `speed`: the threads, pooling layout and formulation bnexp.tuning
     chose; `policy`: the thread policy they were chosen under (both recorded); `choices`:
     the option chosen in each config group (bn=scratch, ...)."""
-    resumed = resume.prepare(cfg, run_dir, overrides, lambda c: total_steps(c, steps_per_epoch(c)))
+    resumed = resume.prepare(cfg, run_dir, overrides, run_steps)
     if resumed.finished:
         return resumed.previous
     cfg, saved = resumed.cfg, resumed.state
@@ -115,6 +101,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
     record.choices = dict(choices or record.choices)
     record.targets = list(cfg.report.targets)
     record.perf = {**speed.to_json(), "threads": mxnet_import.threads_in_effect(),
+                   "engine": mxnet_import.engine_in_effect(),
                    "policy": policy.to_json() if policy else None}
     metrics_path = run_dir / METRICS_FILE
     problem = write_record(metrics_path, record)
@@ -166,7 +153,8 @@ def close(logger: RunLogger, record: RunRecord, metrics_path: Path) -> str | Non
 def log_speed(speed: Choice, cfg: Config) -> None:
     """The run's first lines: its threads and speed settings, and which formulation of the
     normalization trains (and how to train the readable reference instead)."""
-    log.info("threads: %s, pid %d", mxnet_import.threads_in_effect(), os.getpid())
+    log.info("threads: %s, engine: %s, pid %d", mxnet_import.threads_in_effect(),
+             mxnet_import.engine_in_effect(), os.getpid())
     log.info("speed settings: %s", speed.describe())
     if speed.bn_impl and speed.bn_impl != "reference":
         log.info("the normalization trains with its %r formulation, equal to its reference to "
@@ -215,14 +203,14 @@ def make_trainer(cfg: Config, dataset: data.FashionMNIST, ctx: list, record: Run
         Evaluation(record, watched, watched_name, test if val is not None else None,
                    tc.eval_schedule, tc.eval_every_steps, process_start, describe),
         checkpoint.Checkpointing(run_dir, record, config, tc.checkpoint_every_epochs),
-        ThroughputCheck(record, speed.ms_per_step if len(ctx) == 1 else None, speed.cache_key,
-                        tuning_cache.mark_stale),
+        ThroughputCheck(record, speed.ms_per_step if len(ctx) == 1 else None,
+                        partial(tuning_cache.feedback, setting_of(cfg), speed.cache_key)),
         TensorBoardCurves(logger),
         Progress(tc.progress),
     ]
     if tc.stop_at_targets:
         callbacks.append(StopAtTargets(record, list(cfg.report.targets), watched_name))
-    steps = total_steps(cfg, len(train) // tc.batch_size)
+    steps = run_steps(cfg)
     optimizer = options.build("optimizer", cfg.optimizer, learning_rate=lr)
     return Trainer(net, make_optimizer(net, optimizer, ctx), ctx, train, batch_size=tc.batch_size,
                    total_steps=steps, seed=cfg.seed, log_every=tc.log_every_steps,

@@ -35,46 +35,46 @@ LOOPS = ["plain-none", "plain-gluon", "none", "gluon"]  # (source and scratch: s
 
 @pytest.mark.slow
 def test_cli_table_and_json(tmp_path):
-    """Every loop at both thread counts, each count in its own process; ratios best against
-    best; the tuner's count for each bnexp loop."""
+    """Every loop in every process setting (threads x engine), each in its own process;
+    ratios best against best; the tuner's setting for each bnexp loop."""
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "bnexp.bench", "--steps", "3", "--warmup", "1",
-                           "--repeats", "1", "--threads", "1,2", "--probe-seconds", "0.1",
-                           "--variants", *LOOPS, "--json", str(out)],
+                           "--repeats", "1", "--threads", "1,2", "--engines", "naive,threaded",
+                           "--probe-seconds", "0.1", "--variants", *LOOPS, "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("variant"))
-    assert lines[header].split()[1:7] == ["1", "thr", "img/s", "2", "thr", "img/s"]
-    rows = {line.split()[0]: line.split() for line in lines[header + 2:header + 2 + len(LOOPS)]}
+    header = next(i for i, line in enumerate(lines) if line.startswith("img/s at"))
+    for setting in ("1 thr naive", "1 thr threaded", "2 thr naive", "2 thr threaded"):
+        assert setting in lines[header]
+    rows = {line.split()[0]: line for line in lines[header + 2:header + 2 + len(LOOPS)]}
     assert set(rows) == set(LOOPS)
-    for name, cells in rows.items():
-        assert positive_finite([float(c) for c in cells[1:3] + cells[4:5]]), cells
-        assert cells[3] in ("1", "2")   # the best count
-        assert cells[5] == "-"          # no source loop measured: no ratio to it
-    assert rows["none"][7] == "(plain-none)" and rows["gluon"][7] == "(plain-gluon)"
-    assert {rows[v][8] for v in ("none", "gluon")} <= {"1", "2"}  # the tuner's counts
-    assert rows["plain-gluon"][-1] == "-"                         # not bnexp's: no tuner
+    assert "(plain-none)" in rows["none"] and "(plain-gluon)" in rows["gluon"]
+    assert rows["plain-gluon"].rstrip().endswith("-")   # not bnexp's: no tuner
     assert "targets:" in proc.stdout and "gluon >= 0.95 x plain-gluon" in proc.stdout
-    assert "tuner's threads for gluon within 5% of the fastest" in proc.stdout
+    assert "tuner's threads x engine for gluon within 5% of the fastest" in proc.stdout
     report = json.loads(out.read_text())
     assert set(report["machine"]) >= {"cpu_model", "cores", "mxnet", "simd"}
-    assert report["settings"]["threads"] == [1, 2] and report["settings"]["repeats"] == 1
+    assert report["settings"]["processes"] == [[1, "naive"], [1, "threaded"], [2, "naive"],
+                                               [2, "threaded"]]
     assert set(report["variants"]) == set(LOOPS)
     for name, result in report["variants"].items():
-        assert set(result["by_threads"]) == {"1", "2"}
-        for figures in result["by_threads"].values():
+        assert set(result["by_process"]) == {"1/naive", "1/threaded", "2/naive", "2/threaded"}
+        for figures in result["by_process"].values():
             assert len(figures["images_per_sec"]) == 1
             assert positive_finite(figures["images_per_sec"] + figures["ms_per_step"])
-        best = result["by_threads"][str(result["best_threads"])]
+        best = result["by_process"][result["best"]]
         assert result["median_images_per_sec"] == best["median_images_per_sec"] == max(
-            f["median_images_per_sec"] for f in result["by_threads"].values())
+            f["median_images_per_sec"] for f in result["by_process"].values())
+    for variant in ("none", "gluon"):
+        tuned = report["variants"][variant]["tuned"]["process"]
+        assert tuned in report["variants"][variant]["by_process"]
     assert report["variants"]["gluon"]["reference"] == "plain-gluon"
     assert {t["variant"] + "/" + t["base"] for t in report["targets"]} == \
         {"none/plain-none", "gluon/plain-gluon", "gluon/none",
-         "none/fastest thread count", "gluon/fastest thread count"}
-    for threads, layouts in report["layouts_by_threads"].items():
+         "none/fastest setting", "gluon/fastest setting"}
+    for layouts in report["layouts_by_process"].values():
         assert {layout[0] for layout in layouts.values()} <= {"native", "folded"}
 
 
@@ -164,37 +164,37 @@ def test_bad_arguments_are_refused():
 
 def test_summary_best_against_best_and_targets():
     Samples = compare.Samples
-    samples = {"source": {1: Samples([100.0, 300.0, 200.0], [3.0, 1.0, 2.0]), 2: Samples([150.0], [2.0])},
-               "plain-gluon": {1: Samples([1000.0], [0.4]), 2: Samples([800.0], [0.5])},
-               "none": {1: Samples([400.0, 400.0, 800.0], [1.0, 1.0, 0.5]), 2: Samples([600.0], [0.6])},
-               "gluon": {1: Samples([700.0], [0.6]), 2: Samples([900.0], [0.45])}}
-    result = compare.summarize(samples, tuned={"none": 2, "gluon": 2})
+    samples = {"source": {"1/naive": Samples([100.0, 300.0, 200.0], [3.0, 1.0, 2.0]), "2/naive": Samples([150.0], [2.0])},
+               "plain-gluon": {"1/naive": Samples([1000.0], [0.4]), "2/naive": Samples([800.0], [0.5])},
+               "none": {"1/naive": Samples([400.0, 400.0, 800.0], [1.0, 1.0, 0.5]), "2/naive": Samples([600.0], [0.6])},
+               "gluon": {"1/naive": Samples([700.0], [0.6]), "2/naive": Samples([900.0], [0.45])}}
+    result = compare.summarize(samples, tuned={"none": "2/naive", "gluon": "2/naive"})
     source = result["source"]
-    assert source["best_threads"] == 1 and source["median_images_per_sec"] == 200.0
-    assert source["by_threads"]["1"]["min_images_per_sec"] == 100.0
-    assert source["by_threads"]["1"]["max_images_per_sec"] == 300.0
+    assert source["best"] == "1/naive" and source["median_images_per_sec"] == 200.0
+    assert source["by_process"]["1/naive"]["min_images_per_sec"] == 100.0
+    assert source["by_process"]["1/naive"]["max_images_per_sec"] == 300.0
     assert result["none"]["ratio_vs_source"] == pytest.approx(600 / 200)
     # gluon's best (900, 2 threads) against the textbook loop's best (1000, 1 thread)
     assert result["gluon"]["ratio_vs_reference"] == pytest.approx(0.9)
     assert result["none"]["reference"] is None  # plain-none was not measured
-    assert result["none"]["tuned"] == {"threads": 2, "ratio_to_best": 1.0, "within_margin": True}
+    assert result["none"]["tuned"] == {"process": "2/naive", "ratio_to_best": 1.0, "within_margin": True}
     assert "tuned" not in result["plain-gluon"]
     table = compare.format_table(result)
-    assert table.splitlines()[0].split()[:4] == ["variant", "1", "thr", "img/s"]
+    assert table.splitlines()[0].split()[:5] == ["img/s", "at", "1", "thr", "naive"]
     assert len(table.splitlines()) == 6
     rows = {(t["variant"], t["base"]): t for t in compare.targets(result)}
     assert rows[("gluon", "plain-gluon")]["ratio"] == pytest.approx(0.9)
     assert not rows[("gluon", "plain-gluon")]["met"]            # 0.9 < 0.95
     assert rows[("gluon", "none")]["met"]                       # step time 600/900 <= 1.3
-    assert rows[("none", "fastest thread count")]["met"]
+    assert rows[("none", "fastest setting")]["met"]
     assert "NOT met" in compare.format_targets(list(rows.values()))
-    # the tuner's count 5% or more slower than the best: not met
-    slow = compare.summarize({"gluon": {1: Samples([100.0], [1.0]), 2: Samples([94.0], [1.1])}},
-                             tuned={"gluon": 2})
+    # the tuner's setting 5% or more slower than the best: not met
+    slow = compare.summarize({"gluon": {"1/naive": Samples([100.0], [1.0]), "2/naive": Samples([94.0], [1.1])}},
+                             tuned={"gluon": "2/naive"})
     assert slow["gluon"]["tuned"]["within_margin"] is False
     assert not compare.targets(slow)[0]["met"]
-    # without a baseline the ratio is absent, not a crash; a count not measured is "-"
-    alone = compare.summarize({"gluon": {1: Samples([5.0], [1.0])}}, tuned={"gluon": 2})
+    # without a baseline the ratio is absent, not a crash; a setting not measured is "-"
+    alone = compare.summarize({"gluon": {"1/naive": Samples([5.0], [1.0])}}, tuned={"gluon": "2/naive"})
     assert alone["gluon"]["ratio_vs_source"] is None
     assert alone["gluon"]["tuned"]["ratio_to_best"] is None
     assert "-" in compare.format_table(alone).splitlines()[-1]
@@ -204,9 +204,9 @@ def test_every_normalization_is_compared_with_gluon():
     """The family's whole training steps as ratios to gluon BN's best, from one run's samples;
     none keeps its textbook loop, and without gluon there is no ratio."""
     Samples = compare.Samples
-    samples = {"gluon": {1: Samples([1000.0, 800.0, 900.0], [0.1, 0.1, 0.1]), 2: Samples([700.0], [0.2])},
-               "group": {1: Samples([450.0], [0.2])}, "renorm": {1: Samples([200.0], [0.5]), 2: Samples([300.0], [0.3])},
-               "scratch": {1: Samples([720.0], [0.1])}, "none": {1: Samples([2000.0], [0.05])}}
+    samples = {"gluon": {"1/naive": Samples([1000.0, 800.0, 900.0], [0.1, 0.1, 0.1]), "2/naive": Samples([700.0], [0.2])},
+               "group": {"1/naive": Samples([450.0], [0.2])}, "renorm": {"1/naive": Samples([200.0], [0.5]), "2/naive": Samples([300.0], [0.3])},
+               "scratch": {"1/naive": Samples([720.0], [0.1])}, "none": {"1/naive": Samples([2000.0], [0.05])}}
     result = compare.summarize(samples)
     for name, ratio in (("group", 0.5), ("renorm", 1 / 3), ("scratch", 0.8)):   # best against best
         assert result[name]["reference"] == "gluon"
@@ -214,7 +214,7 @@ def test_every_normalization_is_compared_with_gluon():
     assert result["none"]["reference"] is None and result["gluon"]["reference"] is None
     rows = {line.split()[0]: line for line in compare.format_table(result).splitlines()[2:]}
     assert "0.50 (gluon)" in rows["group"] and "0.33 (gluon)" in rows["renorm"]
-    assert compare.summarize({"group": {1: Samples([1.0], [1.0])}})["group"]["reference"] is None
+    assert compare.summarize({"group": {"1/naive": Samples([1.0], [1.0])}})["group"]["reference"] is None
 
 
 def test_family_runners_train_their_own_layer(fashion_root):

@@ -307,7 +307,7 @@ def test_gpu_build_without_driver_fails_in_one_line(tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mxnet-cu112\nVersion: 1.9.1\n")
     # speed settings fixed: no probe (whose log lines would depend on this machine's cache)
     result = run_cli("trainer.max_steps=1", "perf.threads=1", "perf.pool=native",
-                     "perf.bn_impl=centered", f"hydra.run.dir={tmp_path / 'run'}",
+                     "perf.bn_impl=centered", "perf.engine=naive", f"hydra.run.dir={tmp_path / 'run'}",
                      env={"PYTHONPATH": str(fake)})
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr

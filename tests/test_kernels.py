@@ -32,7 +32,7 @@ def test_auto_leaves_it_out_where_it_cannot_be_built(tmp_path):
     code = ("import logging; logging.basicConfig(level=logging.DEBUG); "
             "from bnexp.nn.norm.scratch import formulations; "
             "from bnexp.tuning.probe import layouts; "
-            "print(sorted({l.formulation for l in layouts(formulations('cpu'))}))")
+            "print(sorted({f for _, f in layouts(formulations('cpu'))}))")
     env = {"PATH": "/usr/bin:/bin", "BNEXP_KERNEL_DIR": str(tmp_path), **NO_COMPILER}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=120)
@@ -64,7 +64,7 @@ def test_on_a_gpu_the_compiled_formulation_is_never_chosen_and_refused_by_name()
     from bnexp.nn.norm.scratch import formulations
     from bnexp.tuning.probe import layouts
 
-    assert {layout.formulation for layout in layouts(formulations("gpu"))} == {"centered", "surrogate"}
+    assert {f for _, f in layouts(formulations("gpu"))} == {"centered", "surrogate"}
     with pytest.raises(ConfigError, match="runs on CPU only, and ctx resolves to a GPU"):
         formulations("gpu", "compiled")
 

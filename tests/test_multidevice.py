@@ -214,3 +214,20 @@ def test_batch_must_split_evenly(tmp_path):
                      f"hydra.run.dir={tmp_path / 'odd'}")
     assert result.returncode != 0
     assert "divisible by the number of devices" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_moving_statistics_on_two_devices_are_those_of_op_by_op(tmp_path):
+    """gluon's BatchNorm hybridized on two CPU contexts: with the engine bnexp chooses there
+    (naive), its moving statistics -- what evaluations normalize with -- are those of the same
+    network run op by op, bit for bit. With MXNet's threaded engine they are not (MXNet
+    1.9.1 loses or delays updates of them there; the training steps themselves agree): why
+    bnexp never chooses that engine for several devices (bnexp/tuning/choice.py)."""
+    def evaluations(name: str, *overrides: str) -> list:
+        run = train_run(tmp_path, name, "bn=gluon", "ctx=[cpu:0,cpu:1]", *overrides)
+        return [(p["step"], p["acc"], p["loss"]) for p in run["eval_curve"]], losses(run)
+
+    chosen = evaluations("hybridized")
+    assert chosen == evaluations("op_by_op", "model.hybridize=false")
+    threaded = evaluations("threaded", "perf.engine=threaded")
+    assert threaded[1] == chosen[1] and threaded[0] != chosen[0]

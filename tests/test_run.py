@@ -2,6 +2,7 @@
 TensorBoard events read back; same seed, same numbers; outputs readable by the team."""
 import json
 import math
+import re
 import os
 import stat
 import subprocess
@@ -63,7 +64,11 @@ def test_metrics_json(runs):
     # the speed settings it ran with, and where each came from (bnexp/tuning/)
     perf = m["perf"]
     assert perf["pool"] in ("native", "folded") and perf["threads"] >= 1
-    assert perf["source"]["pool"] in ("probe", "cache") and perf["source"]["bn_impl"] == "unused"
+    assert perf["source"]["bn_impl"] == "unused" and perf["engine"] in ("naive", "threaded")
+    # 20 steps cannot earn a speed probe: the defaults, said in one line
+    assert perf["source"]["pool"] == "default" and perf["source"]["engine"] == "default"
+    assert re.search(r"a run of 20 steps \(about \d+ s\) cannot earn a speed probe", proc.stdout)
+    assert "MXNet start using engine" not in proc.stderr   # recorded in metrics.json instead
     assert "speed settings: threads=" in proc.stdout + proc.stderr
 
 
@@ -188,3 +193,21 @@ def test_first_log_line_comes_before_the_bar(tmp_path):
     assert out.index(") on cpu") < out.index("%|")  # "training gluon BN (lenet) on cpu(0)..."
     logged = [p for p in pieces(out) if "][bnexp" in p]
     assert logged and all(p.startswith("[") for p in logged), [p for p in logged if p[:1] != "["]
+
+
+@pytest.mark.slow
+def test_the_engine_changes_no_number(tmp_path):
+    """MXNet's naive and threaded engines on one device: the same curves and final numbers,
+    bit for bit (the engine is a speed setting only; on several devices see
+    tests/test_multidevice.py)."""
+    runs = {}
+    for engine in ("naive", "threaded"):
+        proc = run_cli("bn=scratch", *QUICK, "perf.threads=2", "perf.pool=native",
+                       "perf.bn_impl=compiled", f"perf.engine={engine}",
+                       f"hydra.run.dir={tmp_path / engine}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        m = metrics(tmp_path / engine)
+        assert m["perf"]["engine"] == engine
+        runs[engine] = ([(p["step"], p["acc"], p["loss"]) for p in m["eval_curve"]],
+                        m["train_curve"], m["final"])
+    assert runs["naive"] == runs["threaded"]

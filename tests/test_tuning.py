@@ -25,6 +25,7 @@ FREE = ThreadPolicy.resolve(environ={})  # nobody fixed the thread count
 
 SMALL = "trainer.batch_size=16"  # a small batch keeps the real probe short
 BRIEF = "perf.probe_seconds=0.05"  # where the probe itself is not what is tested
+LONG = "trainer.epochs=50"   # a run long enough to earn a probe (its length is all that is read)
 
 
 @pytest.fixture
@@ -41,42 +42,72 @@ def forbid_probe(monkeypatch):
 
 
 def test_probe_then_cache(cache, monkeypatch):
-    cfg = config("bn=scratch", SMALL, "ctx=cpu", "perf.probe_seconds=0.2")
+    """Every process (threads x engine) with the first layout; every formulation, then every
+    pooling layout, in the fastest; the choice is the fastest option measured."""
+    cfg = config("bn=scratch", SMALL, "ctx=cpu", BRIEF, LONG)
     first = tuning.choose(cfg, FREE)
-    assert first.source == {"threads": "probe", "pool": "probe", "bn_impl": "probe"}
-    assert sorted(map(int, first.timings)) == FREE.candidates()
-    for table in first.timings.values():  # every layout x formulation, each a time per step
-        assert set(table) == {layout.key for layout in probe.layouts(formulations("cpu"))}
-        assert all(ms > 0 for ms in table.values())
-    assert (first.threads, first.layout.key) == probe.decide(
-        {int(t): table for t, table in first.timings.items()})
+    assert first.source == {"threads": "probe", "engine": "probe", "pool": "probe", "bn_impl": "probe"}
+    measured = [probe.Option.from_key(key) for key in first.timings]
+    formulation = formulations("cpu")
+    assert {(o.threads, o.engine) for o in measured if o.layout == f"native/{formulation[0]}"} \
+        >= {(t, e) for t in FREE.candidates() for e in ("naive", "threaded")}
+    best = probe.decide(first.timings)
+    assert (first.threads, first.engine, first.pool, first.bn_impl) == tuple(best)
+    assert {o.formulation for o in measured} == set(formulation)
+    assert {o.pool for o in measured} == {"native", "folded"}
+    assert all(ms > 0 for ms in first.timings.values())
     entry, = json.loads(cache.read_text())["entries"].values()
     assert entry["setting"]["bn"] == cfg.bn and entry["setting"]["batch_per_device"] == 16
     assert entry["setting"]["bn"]["_target_"] == "bnexp.nn.norm.scratch.scratch"
 
     forbid_probe(monkeypatch)
     again = tuning.choose(cfg, FREE)
-    assert again.source == {"threads": "cache", "pool": "cache", "bn_impl": "cache"}
-    assert (again.threads, again.pool, again.bn_impl) == (first.threads, first.pool, first.bn_impl)
+    assert again.source == {"threads": "cache", "engine": "cache", "pool": "cache", "bn_impl": "cache"}
+    assert (again.threads, again.engine, again.pool, again.bn_impl) == tuple(best)
     # another batch size is another setting: not in the cache
     with pytest.raises(AssertionError, match="the probe ran"):
-        tuning.choose(config("bn=scratch", "trainer.batch_size=32", "ctx=cpu"), FREE)
+        tuning.choose(config("bn=scratch", "trainer.batch_size=32", "ctx=cpu", LONG), FREE)
+
+
+def test_a_run_too_short_for_a_probe_takes_the_defaults_and_says_so(cache, monkeypatch, caplog):
+    """The probe's least cost is known before it starts, and so is the run's length: a run
+    that cannot give a probe SHARE of itself gets the defaults in one line."""
+    forbid_probe(monkeypatch)
+    with caplog.at_level("INFO"):
+        choice = tuning.choose(config("bn=scratch", "ctx=cpu", "trainer.max_steps=20"), FREE)
+    assert set(choice.source.values()) == {"default"}
+    assert (choice.threads, choice.engine, choice.pool) == (FREE.budget, "naive", "native")
+    assert choice.bn_impl == formulations("cpu")[0]
+    said, = [r.message for r in caplog.records if "cannot earn a speed probe" in r.message]
+    assert "a run of 20 steps" in said
+
+
+def test_what_runs_sustained_sets_the_expected_length(cache, monkeypatch):
+    """A run's first epoch reports its step time (ThroughputCheck -> cache.feedback): a
+    later run of the same model and batch is judged by it, not by the prior."""
+    cfg = config("bn=gluon", "ctx=cpu", "trainer.max_steps=1500")
+    setting = machine.setting_of(cfg)
+    forbid_probe(monkeypatch)
+    assert tuning.too_short(setting, [(1, "naive"), (2, "naive")], [("native", "")], 0.3, 1500, 10)
+    assert tuning_cache.feedback(setting, None, 200.0, too_slow=False) is False
+    assert tuning_cache.fastest_step(setting) == 200.0   # 1500 steps of 200 ms: 300 s
+    assert tuning.too_short(setting, [(1, "naive"), (2, "naive")], [("native", "")], 0.3, 1500, 10) is None
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"entries": [1, 2]}', '{"other": 1}', ""])
 def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(content)
-    choice = tuning.choose(config("bn=none", SMALL, "ctx=cpu", BRIEF), FREE)
+    choice = tuning.choose(config("bn=none", SMALL, "ctx=cpu", BRIEF, LONG), FREE)
     assert choice.source["pool"] == "probe"
     assert len(json.loads(cache.read_text())["entries"]) == 1  # rebuilt, valid again
 
 
 def test_outdated_entries_are_ignored(cache, monkeypatch):
-    cfg = config("bn=none", SMALL, "ctx=cpu")
+    cfg = config("bn=none", SMALL, "ctx=cpu", LONG)
     setting = machine.setting_of(cfg)
     stale = {**setting, "probe_version": machine.PROBE_VERSION - 1}
-    entry = {"setting": stale, "timings": {"1": {"native/centered": 1.0, "folded/centered": 2.0}}}
+    entry = {"setting": stale, "timings": {"1/naive/native/": 1.0, "1/naive/folded/": 2.0}}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"entries": {machine.setting_key(setting): entry}}))
     assert tuning_cache.read_cache() == {}
@@ -87,25 +118,37 @@ def test_outdated_entries_are_ignored(cache, monkeypatch):
 
 def test_settings_given_are_not_measured(cache, monkeypatch):
     forbid_probe(monkeypatch)
-    cfg = config("bn=scratch", "ctx=cpu", "perf.threads=1", "perf.pool=folded", "perf.bn_impl=surrogate")
+    cfg = config("bn=scratch", "ctx=cpu", "perf.threads=1", "perf.pool=folded", "perf.bn_impl=surrogate",
+                 "perf.engine=threaded", LONG)
     choice = tuning.choose(cfg, ThreadPolicy.resolve(cfg.perf.threads, environ={}))
-    assert (choice.threads, choice.pool, choice.bn_impl) == (1, "folded", "surrogate")
+    assert (choice.threads, choice.engine, choice.pool, choice.bn_impl) == (1, "threaded", "folded", "surrogate")
     assert set(choice.source.values()) == {"config"}
     assert not cache.exists()
 
 
-def test_threads_from_the_environment_count_as_given(cache, monkeypatch):
+def test_threads_and_engine_from_the_environment_count_as_given(cache, monkeypatch):
     forbid_probe(monkeypatch)
+    monkeypatch.setenv("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice")
     policy = ThreadPolicy.resolve(environ={"OMP_NUM_THREADS": "1"})
-    choice = tuning.choose(config("bn=gluon", "ctx=cpu", "perf.pool=native"), policy)
+    choice = tuning.choose(config("bn=gluon", "ctx=cpu", "perf.pool=native", LONG), policy)
     assert choice.threads == 1 and choice.source["threads"] == "environment"
+    assert choice.engine == "threaded" and choice.source["engine"] == "environment"
 
 
 def test_nothing_cpu_specific_is_measured_for_a_gpu(cache, monkeypatch):
     forbid_probe(monkeypatch)
-    choice = tuning.choose(config("bn=scratch", "ctx=gpu"), FREE)
-    assert (choice.pool, choice.bn_impl) == ("native", "centered")
+    choice = tuning.choose(config("bn=scratch", "ctx=gpu", LONG), FREE)
+    assert (choice.engine, choice.pool, choice.bn_impl) == ("threaded", "native", "centered")
     assert "probe" not in choice.source.values()
+
+
+def test_several_cpu_devices_run_on_the_naive_engine(cache, monkeypatch):
+    """(tests/test_multidevice.py: the threaded engine computed other BN moving statistics
+    there.)"""
+    forbid_probe(monkeypatch)
+    choice = tuning.choose(config("bn=gluon", "ctx=[cpu:0,cpu:1]", "perf.threads=1",
+                                  "perf.pool=native", LONG), ThreadPolicy.resolve("1", environ={}))
+    assert (choice.engine, choice.source["engine"]) == ("naive", "default")
 
 
 @pytest.mark.parametrize("budget,expected", [(1, [1]), (2, [1, 2]), (4, [1, 2, 3, 4]),
@@ -117,8 +160,8 @@ def test_thread_candidates_stay_within_the_budget(budget, expected):
 def test_joblib_budget_limits_the_choice(cache):
     policy = ThreadPolicy.resolve(environ={BUDGET_VAR: "1"})
     assert (policy.budget, policy.budget_from) == (1, "launcher")
-    choice = tuning.choose(config("bn=none", SMALL, "ctx=cpu", BRIEF), policy)
-    assert choice.threads == 1 and list(choice.timings) == ["1"]
+    choice = tuning.choose(config("bn=none", SMALL, "ctx=cpu", BRIEF, LONG), policy)
+    assert choice.threads == 1 and {probe.Option.from_key(k).threads for k in choice.timings} == {1}
 
 
 def test_thread_policy_sources():
@@ -158,38 +201,42 @@ def test_pooling_layout_changes_nothing_computed():
 def test_more_threads_only_when_clearly_faster():
     """The margin: 2 threads must beat 1 by more than probe.MARGIN to be chosen."""
     from bnexp.tuning.probe import MARGIN, decide
-    close = {1: {"native/centered": 100.0, "folded/centered": 120.0},
-             2: {"native/centered": 100.0 / (1 + MARGIN / 2), "folded/centered": 130.0}}
-    assert decide(close) == (1, "native/centered")
-    clear = {1: {"native/centered": 100.0}, 2: {"native/centered": 100.0 / (1 + 2 * MARGIN)}}
-    assert decide(clear) == (2, "native/centered")
-    layout = {1: {"native/centered": 50.0, "folded/centered": 40.0}}
-    assert decide(layout) == (1, "folded/centered")  # the layout is the fastest, no margin
+    close = {"1/naive/native/centered": 100.0, "1/naive/folded/centered": 120.0,
+             "2/naive/native/centered": 100.0 / (1 + MARGIN / 2), "2/naive/folded/centered": 130.0}
+    assert decide(close).key == "1/naive/native/centered"
+    clear = {"1/naive/native/centered": 100.0, "2/naive/native/centered": 100.0 / (1 + 2 * MARGIN)}
+    assert decide(clear).key == "2/naive/native/centered"
+    layout = {"1/naive/native/centered": 50.0, "1/naive/folded/centered": 40.0,
+              "1/threaded/folded/centered": 45.0}
+    assert decide(layout).key == "1/naive/folded/centered"  # the fastest, no margin
 
 
 def test_rounds_go_on_until_the_choice_is_settled():
-    from bnexp.tuning.probe import MIN_ROUNDS, settled
-    steady = {(1, "a"): [100.0, 101.0, 99.0], (2, "a"): [80.0, 81.0, 80.5]}
+    from bnexp.tuning.probe import MIN_ROUNDS, Option, settled
+    one, two = Option(1, "naive", "native", ""), Option(2, "naive", "native", "")
+    steady = {one: [100.0, 101.0, 99.0], two: [80.0, 81.0, 80.5]}
     assert settled(steady)
     assert not settled({k: v[:MIN_ROUNDS - 1] for k, v in steady.items()})  # too few rounds
     # noisy, and 1 vs 2 threads flips with the summary taken: not settled
-    flipping = {(1, "a"): [100.0, 70.0, 130.0], (2, "a"): [95.0, 90.0, 92.0]}
+    flipping = {one: [100.0, 70.0, 130.0], two: [95.0, 90.0, 92.0]}
     assert not settled(flipping)
     # noisy, but 2 threads wins whichever block is taken: settled
-    clear = {(1, "a"): [100.0, 140.0, 120.0], (2, "a"): [60.0, 80.0, 70.0]}
+    clear = {one: [100.0, 140.0, 120.0], two: [60.0, 80.0, 70.0]}
     assert settled(clear)
 
 
 def test_far_slower_options_leave_the_race():
     """After OUT_AFTER counted rounds an option whose fastest block is more than OUT_OF_RACE
     times the best median is timed no more; a close one stays, and so does everything before."""
-    from bnexp.tuning.probe import OUT_AFTER, OUT_OF_RACE, still_racing
-    samples = {(2, "native/compiled"): [40.0, 42.0], (1, "native/compiled"): [50.0, 44.0],
-               (2, "native/centered"): [80.0, 40.0 * OUT_OF_RACE + 1],  # one fast block: stays
-               (2, "folded/centered"): [90.0, 85.0]}
+    from bnexp.tuning.probe import OUT_AFTER, OUT_OF_RACE, Option, still_racing
+    slow = Option(2, "naive", "folded", "centered")
+    samples = {Option(2, "naive", "native", "compiled"): [40.0, 42.0],
+               Option(1, "naive", "native", "compiled"): [50.0, 44.0],
+               Option(2, "naive", "native", "centered"): [80.0, 40.0 * OUT_OF_RACE + 1],  # one fast block: stays
+               slow: [90.0, 85.0]}
     racing = set(samples)
     assert still_racing(samples, racing, OUT_AFTER - 1) == racing
-    assert still_racing(samples, racing, OUT_AFTER) == racing - {(2, "folded/centered")}
+    assert still_racing(samples, racing, OUT_AFTER) == racing - {slow}
 
 
 CHATTY = """
@@ -228,7 +275,7 @@ def test_a_failed_probe_is_remembered_for_a_while(cache, monkeypatch):
     again by the next run: it takes the defaults at once, until FAILED_PROBE_SECONDS."""
     calls = []
     monkeypatch.setattr(tuning, "measure", lambda *args: calls.append(1) or {})
-    cfg = config("bn=gluon", SMALL, "ctx=cpu", BRIEF)
+    cfg = config("bn=gluon", SMALL, "ctx=cpu", BRIEF, LONG)
     for _ in range(2):
         choice = tuning.choose(cfg, FREE)
         assert choice.source["pool"] == "default" and choice.pool == "native"
@@ -246,13 +293,14 @@ MARK_STALE = """
 import sys, time
 from bnexp.tuning import cache
 start = time.monotonic()
-print(cache.mark_stale(sys.argv[1]), round(time.monotonic() - start, 1))
+print(cache.feedback({}, sys.argv[1], 100.0, too_slow=True), round(time.monotonic() - start, 1))
 """
 
 
 def test_marking_stale_from_training_never_waits_for_the_lock(cache, tmp_path):
-    """Another process holds the cache's lock (probing): mark_stale, called from inside the
-    training loop, gives up at once instead of waiting for it."""
+    """Another process holds the cache's lock (probing): the feedback of a run far slower
+    than promised, given from inside the training loop, gives up at once instead of
+    waiting for the lock."""
     import fcntl
     import subprocess
     import sys

@@ -39,20 +39,23 @@ the median over repeats, with min and max in the JSON.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 from bnexp import options
 from bnexp.command_name import invoked_as
-from bnexp.config import probe_seconds_problem
+from bnexp.config import ENGINE_CHOICES, probe_seconds_problem
 from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
 
 VARIANTS = ("source", "plain-none", "plain-gluon", "none", "scratch", "gluon")  # the default set
 # every normalization option can be measured by name (`--variants gluon group renorm`)
 BNEXP_VARIANTS = tuple(options.option_files("bn"))
-CHOICES = VARIANTS + tuple(v for v in BNEXP_VARIANTS if v not in VARIANTS)
+# PyTorch's eager loops of the same LeNet, where torch is installed (optional: not a dependency)
+TORCH_VARIANTS = ("torch-none", "torch-gluon")
+CHOICES = VARIANTS + tuple(v for v in BNEXP_VARIANTS if v not in VARIANTS) + TORCH_VARIANTS
 DEFAULT_TARGET = 0.85
 
 
@@ -70,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", default="auto",
                    help="thread counts to time every loop at, each in its own process: auto (the "
                         "counts bnexp's tuner considers on this machine) or a list such as 1,2")
+    p.add_argument("--engines", default="naive,threaded",
+                   help="MXNet engines to time every loop with, each in its own process "
+                        "(naive,threaded: both)")
     p.add_argument("--probe-seconds", type=float, default=None,
                    help="seconds per option and round when the tuner must measure first "
                         "(perf.probe_seconds; default 0.5)")
@@ -124,55 +130,65 @@ def checked(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Na
         p.error(f"--variants: unknown variant {', '.join(unknown) or '(none given)'}; choose from "
                 + ", ".join(CHOICES))
     args.variants = list(dict.fromkeys(names))
+    args.engines = [e for e in args.engines.split(",") if e]
+    if not args.engines or any(e not in ENGINE_CHOICES for e in args.engines):
+        p.error(f"--engines: choose from {', '.join(ENGINE_CHOICES)}, separated by commas")
+    if any(v in TORCH_VARIANTS for v in args.variants) and importlib.util.find_spec("torch") is None:
+        p.error("--variants torch-*: PyTorch is not installed here (an optional extra: "
+                "pip install torch, docs/speed.md)")
     return args
 
 
-def tuned_settings(args: argparse.Namespace) -> tuple[list[int], dict[int, dict[str, list[str]]], dict]:
-    """The thread counts to time, each bnexp loop's (pool, bn_impl) at each count as bnexp's
-    tuning chooses them there (measuring now if this machine has not been measured yet),
-    and the tuner's own choice for each loop (threads "auto")."""
+def tuned_settings(args: argparse.Namespace) -> tuple[list[tuple[int, str]], dict, dict]:
+    """The process settings to time (thread count x engine), each bnexp loop's (pool,
+    bn_impl) in each as bnexp's tuning chooses them there (measuring now if this machine has
+    not been measured yet), and the tuner's own choice for each loop (everything "auto")."""
     from bnexp import tuning
+    from bnexp.bench.compare import process_key
     from bnexp.validate import compose
 
     probe = [] if args.probe_seconds is None else [f"perf.probe_seconds={args.probe_seconds}"]
 
-    def choose(variant: str, threads: str) -> tuning.Choice:
+    def choose(variant: str, threads: str, engine: str) -> tuning.Choice:
         cfg = compose([f"bn={variant}", f"ctx={args.ctx}", f"trainer.batch_size={args.batch_size}",
-                       f"perf.threads={threads}", *probe])
+                       f"perf.threads={threads}", f"perf.engine={engine}", *probe])
         return tuning.choose(cfg, ThreadPolicy.resolve(threads))
 
     counts = ThreadPolicy.resolve().candidates() if args.threads == "auto" else args.threads
+    processes = [(t, e) for t in counts for e in args.engines]
     variants = [v for v in args.variants if v in BNEXP_VARIANTS]
-    tuned = {v: choose(v, "auto") for v in variants}
-    layouts = {t: {v: list(choose(v, str(t)).layout) for v in variants} for t in counts}
-    return counts, layouts, {v: c.to_json() for v, c in tuned.items()}
+    tuned = {v: choose(v, "auto", "auto") for v in variants}
+    layouts = {process_key(t, e): {v: [c.pool, c.bn_impl] for v in variants
+                                   for c in [choose(v, str(t), e)]} for t, e in processes}
+    return processes, layouts, {v: c.to_json() for v, c in tuned.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from bnexp.bench import compare
 
-    counts, layouts, tuned = tuned_settings(args)
+    processes, layouts, tuned = tuned_settings(args)
     report: dict = {"machine": compare.machine_info(), "speed_settings": tuned,
-                    "layouts_by_threads": layouts,
+                    "layouts_by_process": layouts,
                     "settings": {"steps": args.steps, "warmup": args.warmup,
                                  "repeats": args.repeats, "batch_size": args.batch_size,
-                                 "variants": args.variants, "threads": counts, "ctx": args.ctx,
-                                 "source_workers": args.source_workers,
+                                 "variants": args.variants, "processes": processes,
+                                 "ctx": args.ctx, "source_workers": args.source_workers,
                                  "timing": "optimizer steps only; mx.nd.waitall() before start "
-                                           "and stop; every loop at every thread count, each "
-                                           "count in its own process, blocks interleaved"}}
+                                           "and stop; every loop in every process setting "
+                                           "(threads x engine), each in its own process, "
+                                           "blocks interleaved"}}
     m = report["machine"]
     print(f"cpu: {m['cpu_model']} ({m['available_cores']}/{m['cores']} cores, "
           f"{' '.join(m['simd'])}), {m['mxnet']}, load average {m['loadavg']}")
     print("speed settings (bnexp.tuning): " + "; ".join(
-        f"{v}: threads={c['threads']} pool={c['pool']}"
+        f"{v}: threads={c['threads']} engine={c['engine']} pool={c['pool']}"
         + (f" bn_impl={c['bn_impl']}" if c["bn_impl"] else "")
         + f" ({', '.join(sorted(set(c['source'].values()) - {'unused'}))})" for v, c in tuned.items()))
     if not args.skip_throughput:
-        throughput(args, counts, layouts, tuned, report)
+        throughput(args, processes, layouts, tuned, report)
     if args.bn_floor:
-        bn_floor(tuned, counts, report)
+        bn_floor(tuned, processes, report)
     run_measurements(args, report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -181,33 +197,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def throughput(args: argparse.Namespace, counts: list[int], layouts: dict, tuned: dict,
-               report: dict) -> None:
-    """Every loop at every thread count, best against best, and the target rows."""
+def throughput(args: argparse.Namespace, processes: list[tuple[int, str]], layouts: dict,
+               tuned: dict, report: dict) -> None:
+    """Every loop in every process setting, best against best, and the target rows."""
     from bnexp.bench import compare
     print(f"throughput on {args.ctx}: batch {args.batch_size}, {args.warmup} warm-up + "
-          f"{args.steps} timed steps per block, {args.repeats} repeats, threads "
-          + ",".join(map(str, counts)))
+          f"{args.steps} timed steps per block, {args.repeats} repeats, threads x engine "
+          + ", ".join(f"{t}x{e}" for t, e in processes))
     spec = {"batch_size": args.batch_size, "ctx": args.ctx, "data_root": args.data_root,
             "source_workers": args.source_workers}
-    samples = compare.measure(args.variants, counts, layouts, args.steps, args.warmup,
+    samples = compare.measure(args.variants, processes, layouts, args.steps, args.warmup,
                               args.repeats, spec)
-    results = compare.summarize(samples, {v: c["threads"] for v, c in tuned.items()})
+    results = compare.summarize(samples, {v: compare.process_key(c["threads"], c["engine"])
+                                          for v, c in tuned.items()})
     report["variants"] = results
     report["targets"] = compare.targets(results)
     print()
     print(compare.format_table(results))
-    print("(median images/s over repeats at each thread count; best: the fastest count, "
-          "whose figures the ratios compare; tuner: the count bnexp's tuning chose)")
+    print("(median images/s over repeats in each process setting; best: the fastest, whose "
+          "figures the ratios compare; tuner: the setting bnexp's tuning chose)")
     if report["targets"]:
         print("targets:")
         print(compare.format_targets(report["targets"]))
 
 
-def bn_floor(tuned: dict, counts: list[int], report: dict) -> None:
-    """BN layers alone, in this process, with the count the tuner chose for scratch."""
-    threads = (tuned.get("scratch") or {}).get("threads") or counts[0]
-    mxnet_import.import_mxnet_or_exit(threads)
+def bn_floor(tuned: dict, processes: list[tuple[int, str]], report: dict) -> None:
+    """BN layers alone, in this process, with the threads and engine the tuner chose for scratch."""
+    scratch = tuned.get("scratch") or {}
+    threads = scratch.get("threads") or processes[0][0]
+    mxnet_import.import_mxnet_or_exit(threads, scratch.get("engine") or processes[0][1])
     from bnexp.bench import measure
     print(f"\nBN layers alone, forward + backward (median ms, {threads} thread(s)):")
     report["bn_floor"] = measure.bn_floor()

@@ -37,9 +37,10 @@ def timed_block(runner, steps: int, warmup: int) -> tuple[float, float]:
 
 def make_runners(variants: list[str], batch_size: int, ctx: mx.Context,
                  layouts: dict[str, tuple[str, str]], data_root: str | None = None,
-                 source_workers: int = 0) -> dict:
+                 source_workers: int = 0, threads: int = 1) -> dict:
     """The loops to time, on the real training set. `layouts`: the (pool, bn_impl)
-    bnexp's tuning chose for each bnexp variant at this process's thread count."""
+    bnexp's tuning chose for each bnexp variant in this process's setting; `threads`: its
+    thread count (PyTorch's loops set theirs)."""
     dataset = bndata.load(data_root)
     train = DeviceSplit.from_numpy(dataset.train.images, dataset.train.labels, ctx)
     runners = {}
@@ -49,6 +50,10 @@ def make_runners(variants: list[str], batch_size: int, ctx: mx.Context,
                                          ctx, num_workers=source_workers)
         elif name.startswith("plain-"):
             runners[name] = PlainRunner(name.split("-", 1)[1], train, batch_size, ctx)
+        elif name.startswith("torch-"):
+            from bnexp.bench.torch_runner import TorchRunner
+            runners[name] = TorchRunner(name.split("-", 1)[1], dataset.train.images,
+                                        dataset.train.labels, batch_size, threads)
         else:
             runners[name] = BnexpRunner(name, train, batch_size, ctx, *layouts[name])
     return runners

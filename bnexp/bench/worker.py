@@ -12,7 +12,8 @@ import sys
 def serve(spec: dict) -> None:
     from bnexp.runtime import mxnet_import
     from bnexp.runtime.threads import ThreadPolicy
-    mxnet_import.import_mxnet_or_exit(ThreadPolicy.resolve().default())  # child_env fixed it
+    threads = ThreadPolicy.resolve().default()   # child_env fixed it, and the engine
+    mxnet_import.import_mxnet_or_exit(threads)
 
     from bnexp.bench.measure import make_runners, timed_block
     from bnexp.runtime import context
@@ -20,7 +21,7 @@ def serve(spec: dict) -> None:
     ctx = context.resolve(spec["ctx"])[0]
     runners = make_runners(spec["variants"], spec["batch_size"], ctx,
                            {v: tuple(layout) for v, layout in spec["layouts"].items()},
-                           spec.get("data_root"), spec.get("source_workers", 0))
+                           spec.get("data_root"), spec.get("source_workers", 0), threads)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         variant, warmup, steps = line.split()

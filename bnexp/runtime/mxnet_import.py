@@ -17,9 +17,10 @@ import sys
 import warnings
 
 from bnexp.runtime import cuda
-from bnexp.runtime.threads import THREAD_VARS
+from bnexp.runtime.threads import ENGINE_VAR, ENGINES, THREAD_VARS
 
 _import_threads: int | None = None  # the OpenMP threads MXNet was imported with, if bnexp imported it
+_import_engine: str | None = None   # the engine bnexp started MXNet with (ENGINES), if it chose one
 
 
 def restore_numpy_bool() -> None:
@@ -51,12 +52,24 @@ def threads_in_effect() -> int | None:
         return None
 
 
-def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None) -> str | None:
-    """Import MXNet with `threads` OpenMP threads (None: as the environment says) and
-    `cpu_temp_copies` workspace copies for the CPU (None: MXNet's default;
-    bnexp/nn/norm/sync.py needs more). Returns None if that worked (or MXNet was already imported: its
-    settings stay), else one line saying why not and what to do."""
-    global _import_threads
+def engine_in_effect() -> str | None:
+    """MXNet's engine in this process (a name of ENGINES; "threaded" is MXNet's default);
+    None if MXNet is not imported yet."""
+    if not mxnet_imported():
+        return None
+    if _import_engine is not None:
+        return _import_engine
+    names = {value: name for name, value in ENGINES.items()}
+    return names.get(os.environ.get(ENGINE_VAR, ""), os.environ.get(ENGINE_VAR) or "threaded")
+
+
+def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None,
+                 engine: str | None = None) -> str | None:
+    """Import MXNet with `threads` OpenMP threads and its `engine` (ENGINES; None: as the
+    environment says) and `cpu_temp_copies` workspace copies for the CPU (None: MXNet's
+    default; bnexp/nn/norm/sync.py needs more). Returns None if that worked (or MXNet was
+    already imported: its settings stay), else one line saying why not and what to do."""
+    global _import_threads, _import_engine
     if mxnet_imported():
         return None
     # mxnet 1.9 warns about numpy's deprecated aliases on every import.
@@ -64,7 +77,7 @@ def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None)
     warnings.filterwarnings("ignore", message=".*np.bool.*")
     restore_numpy_bool()
     setup = cuda.setup_cuda()
-    users = {var: os.environ.get(var) for var in THREAD_VARS}
+    users = {var: os.environ.get(var) for var in (*THREAD_VARS, ENGINE_VAR)}
     if cpu_temp_copies is not None:
         # MXNet reads this when an operator first asks for a workspace, after the import:
         # it stays set (a child process's MXNet gets the same value; a user's value wins).
@@ -73,7 +86,10 @@ def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None)
         if threads is not None:
             for var in THREAD_VARS:
                 os.environ[var] = str(threads)
-        import mxnet  # noqa: F401
+        if engine is not None:
+            os.environ[ENGINE_VAR] = ENGINES[engine]
+        import mxnet
+        start_engine(mxnet)
     except Exception as err:  # OSError (libcuda.so.1 missing), ImportError, ...
         why = "; ".join(setup.problems) if setup.problems else f"{type(err).__name__}: {err}"
         build = {"gpu": "the GPU build of MXNet (mxnet-cu112) is installed but ",
@@ -88,16 +104,34 @@ def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None)
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
-    _import_threads = threads
+    _import_threads, _import_engine = threads, engine
     if setup.problems:
         warnings.warn("bnexp: " + "; ".join(setup.problems), RuntimeWarning, stacklevel=2)
     return None
 
 
-def import_mxnet_or_exit(threads: int | None = None) -> None:
+def start_engine(mxnet) -> None:
+    """Start MXNet's engine now, while MXNET_ENGINE_TYPE holds bnexp's choice (MXNet reads it
+    at its first operation). MXNet announces any engine but its default on stderr, once;
+    the run's record says which engine ran instead, so that line is kept from the terminal."""
+    if not os.environ.get(ENGINE_VAR):
+        mxnet.nd.zeros((1,)).wait_to_read()
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            mxnet.nd.zeros((1,)).wait_to_read()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_mxnet_or_exit(threads: int | None = None, engine: str | None = None) -> None:
     """For entry points: import MXNet, or print why it cannot be and exit with status 2
     (a broken installation is the user's to fix, not a bug)."""
-    problem = import_mxnet(threads)
+    problem = import_mxnet(threads, engine=engine)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -23,6 +23,11 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 BUDGET_VAR = "BNEXP_THREAD_BUDGET"
+# MXNet's execution engine, read when it starts (at its first operation). `threaded` is MXNet's
+# default (a worker thread per device beside OpenMP's); `naive` runs each operation in the
+# calling thread, synchronously (bnexp/tuning/ measures which is faster here).
+ENGINE_VAR = "MXNET_ENGINE_TYPE"
+ENGINES = {"naive": "NaiveEngine", "threaded": "ThreadedEnginePerDevice"}
 SLURM_VAR = "SLURM_CPUS_PER_TASK"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -94,13 +99,16 @@ class ThreadPolicy:
         return asdict(self)
 
 
-def child_env(threads: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_env(threads: int, engine: str | None = None,
+              environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a child process that must run with exactly `threads` threads
     (a tuning probe, a benchmark process): the count is the child's fixed choice and
-    its budget."""
+    its budget; `engine` (bnexp.runtime.mxnet_import.ENGINES) its MXNet engine."""
     env = dict(os.environ if environ is None else environ)
     for var in (*THREAD_VARS, BUDGET_VAR):
         env[var] = str(threads)
+    if engine is not None:
+        env[ENGINE_VAR] = ENGINES[engine]
     return env
 
 

@@ -23,17 +23,17 @@ from bnexp.runtime.threads import child_env
 
 
 class Worker:
-    """`python -m <module> <args>` with `threads` OpenMP threads; it prints one JSON line
-    when ready, then one per request."""
+    """`python -m <module> <args>` with `threads` OpenMP threads (and MXNet's `engine`, if
+    given); it prints one JSON line when ready, then one per request."""
 
     ERROR_TAIL = 8192  # bytes of stderr searched for the last line
 
-    def __init__(self, module: str, args: list[str], threads: int):
-        self.threads = threads
+    def __init__(self, module: str, args: list[str], threads: int, engine: str | None = None):
+        self.threads, self.engine = threads, engine
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-                                     env=child_env(threads))
+                                     env=child_env(threads, engine))
 
     def read(self, timeout: float) -> dict:
         """The next answer; ValueError with the worker's last error line if there is none

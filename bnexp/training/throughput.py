@@ -18,12 +18,11 @@ MIN_STEPS = 50        # fewer steps say too little
 
 
 class ThroughputCheck(Callback):
-    def __init__(self, record: RunRecord, promised_ms: float | None, cache_key: str | None,
-                 mark_stale=None):
-        """`mark_stale(cache_key)`: asks for a new measurement, True if it will be (None:
-        nothing to ask); it must not block (bnexp.tuning.cache.mark_stale)."""
-        self.record, self.promised, self.cache_key = record, promised_ms, cache_key
-        self.mark_stale = mark_stale
+    def __init__(self, record: RunRecord, promised_ms: float | None, feedback=None):
+        """`feedback(sustained_ms, too_slow)`: tells the speed tuner what the run sustained
+        and whether far slower than promised; True if the setting will be measured again.
+        It must not block (bnexp.tuning.cache.feedback)."""
+        self.record, self.promised, self.feedback = record, promised_ms, feedback
         self.seconds, self.steps, self.done = 0.0, 0, False
 
     def on_fit_start(self, state) -> None:
@@ -48,9 +47,10 @@ class ThroughputCheck(Callback):
         sustained = 1000 * self.seconds / self.steps
         self.record.perf["sustained_ms_per_step"] = round(sustained, 3)
         self.record.perf["sustained_steps"] = self.steps
-        if self.promised and sustained > SLOWER * self.promised:
-            with state.aside():  # a file write, not training
-                again = bool(self.mark_stale and self.cache_key and self.mark_stale(self.cache_key))
+        too_slow = bool(self.promised and sustained > SLOWER * self.promised)
+        with state.aside():  # a file write, not training
+            again = bool(self.feedback and self.feedback(sustained, too_slow))
+        if too_slow:
             log.warning("training ran at %.1f ms/step over its first %d steps, %.1fx slower than "
                         "the %.1f ms the speed settings were chosen on (other load on the "
                         "machine?)%s", sustained, self.steps, sustained / self.promised,

@@ -3,7 +3,7 @@ setting (bnexp/tuning/machine.py), shared by concurrent runs under a file lock.
 A missing, corrupt or outdated file is ignored and rebuilt; it never stops a run.
 
 The lock is waited for only where a run is about to probe (one probe at a time, the others
-then find its timings); from inside training (`mark_stale`) it is tried once and never
+then find its timings); from inside training (`feedback`) it is tried once and never
 waited for. A file system without locks (ENOLCK on some NFS mounts) means "no lock": the
 cache is used without one (its writes are atomic), not waited for as if busy. A probe that
 failed is remembered for FAILED_PROBE_SECONDS: the runs meanwhile take the defaults at
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bnexp.files import write_json_atomic
+from bnexp.runtime.threads import available_cores
 from bnexp.tuning.machine import PROBE_VERSION, this_machine
 
 log = logging.getLogger(__name__)
@@ -36,19 +37,21 @@ def cache_dir() -> Path:
 
 
 def read_file() -> dict:
-    """The cache file's content: {"entries": {...}, "failed": {...}}, both empty if the file
-    is missing, unreadable or malformed."""
+    """The cache file's content: {"entries": {...}, "failed": {...}, "observed": {...}}, all
+    empty if the file is missing, unreadable or malformed."""
     path = cache_dir() / CACHE_FILE
     try:
         data = json.loads(path.read_text())
         if not isinstance(data["entries"], dict) or not isinstance(data.get("failed", {}), dict):
             raise ValueError("entries or failed is not an object")
     except FileNotFoundError:
-        return {"entries": {}, "failed": {}}
+        return {"entries": {}, "failed": {}, "observed": {}}
     except (OSError, ValueError, KeyError, TypeError) as err:
         log.warning("tuning cache %s is unreadable (%s); ignoring it and measuring again", path, err)
-        return {"entries": {}, "failed": {}}
-    return {"entries": data["entries"], "failed": data.get("failed", {})}
+        return {"entries": {}, "failed": {}, "observed": {}}
+    observed = data.get("observed", {})
+    return {"entries": data["entries"], "failed": data.get("failed", {}),
+            "observed": observed if isinstance(observed, dict) else {}}
 
 
 def write_file(data: dict) -> bool:
@@ -70,10 +73,40 @@ def read_cache() -> dict[str, dict]:
 def valid_entry(entry) -> bool:
     try:
         return (entry["setting"]["probe_version"] == PROBE_VERSION
-                and all(isinstance(ms, (int, float)) for table in entry["timings"].values()
-                        for ms in table.values()))
+                and all(isinstance(ms, (int, float)) for ms in entry["timings"].values()))
     except (KeyError, TypeError, AttributeError):
         return False
+
+
+def timings(key: str) -> dict[str, float]:
+    """A setting's cached timings (option key -> ms per step); {} if there are none, or if
+    they were measured on a busy machine and it is quiet now (then they are measured again)."""
+    entry = read_cache().get(key)
+    if not entry:
+        return {}
+    busy = available_cores() / 2
+    if entry.get("load", 0) > busy and os.getloadavg()[0] <= busy:
+        return {}
+    return entry["timings"]
+
+
+# What a run's expected length is judged by before this setting was measured: the model and
+# batch on this machine, whatever the normalization (bnexp/tuning/choice.py: too_short).
+STEP_KEYS = ("cpu", "cpu_flags", "cores", "mxnet", "device", "devices", "model", "batch_per_device")
+
+
+def step_key(setting: dict) -> str:
+    return json.dumps({k: setting.get(k) for k in STEP_KEYS}, sort_keys=True)
+
+
+def fastest_step(setting: dict) -> float | None:
+    """The fastest ms per step this machine measured or trained for the setting's model and
+    batch, whatever the normalization: what a run of it may be expected to take at least."""
+    data = read_file()
+    same = [e for e in data["entries"].values() if step_key(e["setting"]) == step_key(setting)]
+    seen = [min(e["timings"].values()) for e in same if e["timings"]]
+    observed = data.get("observed", {}).get(step_key(setting))
+    return min(seen + ([observed] if isinstance(observed, (int, float)) else []), default=None)
 
 
 @contextlib.contextmanager
@@ -144,13 +177,17 @@ def entries_for_this_machine() -> list[dict]:
             if all(e["setting"].get(k) == v for k, v in here.items())]
 
 
-def mark_stale(key: str) -> bool:
-    """Have the setting measured again by the next run that needs it (a run found itself
-    much slower than its timings promised). Called from inside training: the lock is tried
-    once, never waited for. False if there was no such entry or the lock was busy."""
+def feedback(setting: dict, key: str | None, ms: float, too_slow: bool) -> bool:
+    """What a run found (called from inside training: the lock is tried once, never waited
+    for): the step time it sustained, for the expected length of later runs of its model
+    and batch; and, if far slower than its timings promised, that the setting `key` be
+    measured again by the next run. True if it will be."""
     with cache_lock(wait=0) as locked:
-        data = read_file()
-        if not locked or key not in data["entries"]:
+        if not locked:
             return False
-        del data["entries"][key]
-        return write_file(data)
+        data = read_file()
+        observed = data.setdefault("observed", {})
+        observed[step_key(setting)] = min(ms, observed.get(step_key(setting), ms))
+        again = bool(too_slow and key and data["entries"].pop(key, None))
+        write_file(data)
+    return again

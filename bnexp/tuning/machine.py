@@ -15,7 +15,7 @@ from bnexp.nn.norm import kernels
 from bnexp.runtime import context, cuda, gpu
 from bnexp.runtime.threads import available_cores
 
-PROBE_VERSION = 5   # bump when what the probe measures changes (4: the compiled BN, 5: options by target): older entries are stale
+PROBE_VERSION = 6   # bump when what the probe measures changes (5: options by target, 6: engines): older entries are stale
 
 
 def cpu_identity() -> dict[str, str]:
@@ -57,7 +57,7 @@ def setting_of(cfg: Config) -> dict:
     normalization and model options (target and settings) and the per-device batch."""
     devices = max(1, len(context.parse(cfg.ctx)))
     setting = {"probe_version": PROBE_VERSION, **this_machine(), "device": device_kind(cfg.ctx),
-               "bn": dict(cfg.bn), "model": dict(cfg.model),
+               "devices": devices, "bn": dict(cfg.bn), "model": dict(cfg.model),
                "batch_per_device": cfg.trainer.batch_size // devices}
     if formulations_of(cfg.bn) is not None:  # the compiled formulation's timings hold for its source only
         setting["kernel_source"] = kernels.source_digest()

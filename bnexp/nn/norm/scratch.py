@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # `formulation`: how the maths is computed. The reference is `batch_norm` above; the others
 # are faster and equal to it to float rounding (bnexp/nn/norm/formulations.py), and the speed
 # tuner (bnexp/tuning/) times them and trains with the fastest unless perf.bn_impl names one.
-FORMULATIONS = ("reference", "centered", "surrogate", "compiled")
+FORMULATIONS = ("reference", "compiled", "centered", "surrogate")
 
 
 class ScratchBatchNorm(LazyHybridBlock):
