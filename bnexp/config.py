@@ -147,14 +147,41 @@ def probe_seconds_problem(seconds: float) -> str | None:
 
 
 @dataclass
+class ClaimConfig:
+    """A claim a sweep tests, and the rule that decides it, written before the run
+    (bnexp/report/claims.py): the ratio baseline / treated of `measure` at `phase`, paired
+    by seed; `above`: reproduced if its interval lies above `threshold`, contradicted if below."""
+    id: str = ""
+    says: str = ""            # the claim, in the paper's words or close to them
+    paper: str = ""           # where it is made
+    measure: str = ""         # "<monitor>.<key>" (at a training-loss level) or "steps_to" (an accuracy)
+    phase: float = 0.0        # the training loss (monitors) or validation accuracy (steps_to) compared at
+    baseline: str = "none"    # the bn option of the baseline arm
+    treated: str = "gluon"    # the bn option of the treated arm
+    rule: str = "above"       # above | below
+    threshold: float = 1.0
+
+    def check(self, key: str) -> None:
+        if self.rule not in ("above", "below"):
+            fail(f"{key}.rule", self.rule, "choose above or below.")
+        if not (self.measure == "steps_to" or "." in self.measure):
+            fail(f"{key}.measure", self.measure, "steps_to, or <monitor>.<key> (e.g. landscape.beta_smoothness).")
+        if not (math.isfinite(self.threshold) and self.threshold > 0 and self.phase > 0):
+            fail(key, self.id, "threshold and phase must be numbers > 0.")
+
+
+@dataclass
 class ReportConfig:
     """What a run's record and a sweep's report measure convergence by (bnexp/report/)."""
     targets: List[float] = field(default_factory=lambda: [0.70, 0.80, 0.85])  # accuracies (validation, else test)
+    claims: List[ClaimConfig] = field(default_factory=list)  # decided by rules written before the run
 
     def check(self) -> None:
         targets = self.targets
         if not targets or not all(0 < t <= 1 for t in targets) or sorted(set(targets)) != list(targets):
             fail("report.targets", targets, "accuracies in (0, 1], increasing, e.g. [0.7,0.8,0.85].")
+        for index, claim in enumerate(self.claims):
+            claim.check(f"report.claims[{index}]")
 
 
 @dataclass

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # Settings that cannot change what a run computes, left out of TensorBoard's HParams (the
 # short forms `momentum` and `eps` are there as bn.momentum and bn.eps).
-NOT_HPARAM_SECTIONS = ("perf.", "logger.")
+NOT_HPARAM_SECTIONS = ("perf.", "logger.", "report.")
 NOT_HPARAM_KEYS = ("trainer.progress", "resume", "data.root", "momentum", "eps")
 def hparams(settings: dict, choices: dict[str, str]) -> dict[str, str | int | float | bool]:
     """What tells runs apart, for TensorBoard's HParams tab: the options chosen and every

@@ -36,8 +36,9 @@ class ActivationsMonitor(Monitor):
     `images` training images (drawn from the run's `seed`)."""
     name = "activations"
 
-    def __init__(self, every: int = 25, units: int = 8, images: int = 512, seed: int = 0):
-        super().__init__(every)
+    def __init__(self, every: int = 25, units: int = 8, images: int = 512,
+                 at_loss: list[float] = (), samples: int = 5, seed: int = 0):
+        super().__init__(every, at_loss, samples)
         self.units, self.images, self.seed = units, images, seed
         self.kept: dict[str, list[int]] = {}   # layer -> the channels kept, drawn at first use
         self.probe: list | None = None   # NDArrays, once drawn
@@ -87,8 +88,8 @@ class ActivationsMonitor(Monitor):
         self.keep(state, {"step": step, "layers": layers})
 
 
-def check(network, every: int, units: int, images: int) -> None:
-    check_every("activations", every)
+def check(network, every: int, units: int, images: int, at_loss: list[float], samples: int) -> None:
+    check_every("activations", every, at_loss, samples)
     if units < 1:
         fail("monitor.activations.units", units, "must be at least 1.")
     if not 1 <= images <= TRAIN_SIZE:

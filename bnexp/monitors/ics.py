@@ -64,5 +64,5 @@ class ICSMonitor(Monitor):
         self.keep(state, {"step": state.step, "layers": layers})
 
 
-def check(network, every: int) -> None:
-    check_every("ics", every)
+def check(network, every: int, at_loss: list[float], samples: int) -> None:
+    check_every("ics", every, at_loss, samples)

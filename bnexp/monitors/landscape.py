@@ -52,8 +52,9 @@ class LandscapeMonitor(Monitor):
     """`every` steps: the loss and gradient along the gradient, at steps of `factors` x lr."""
     name = "landscape"
 
-    def __init__(self, every: int = 25, factors: list[float] = (0.5, 1.0, 2.0, 3.0)):
-        super().__init__(every)
+    def __init__(self, every: int = 25, factors: list[float] = (0.5, 1.0, 2.0, 3.0),
+                 at_loss: list[float] = (), samples: int = 5):
+        super().__init__(every, at_loss, samples)
         self.factors = list(factors)
 
     def on_step_start(self, state) -> None:
@@ -75,8 +76,8 @@ class LandscapeMonitor(Monitor):
         self.keep(state, {"step": state.step, **m})
 
 
-def check(network, every: int, factors: list[float]) -> None:
-    check_every("landscape", every)
+def check(network, every: int, factors: list[float], at_loss: list[float], samples: int) -> None:
+    check_every("landscape", every, at_loss, samples)
     if not (factors and min(factors) > 0):
         fail("monitor.landscape.factors", list(factors),
              "a list of step sizes > 0, in units of the learning rate, e.g. [0.5,1,2,3].")

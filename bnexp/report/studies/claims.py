@@ -1,0 +1,82 @@
+"""The verdicts of the claims a sweep was set up to test (`report.claims` of its preset,
+written before it ran): each claim's ratio baseline / treated at its matched phase, the
+interval, and reproduced / contradicted / inconclusive by the claim's own rule
+(bnexp/report/claims.py)."""
+from __future__ import annotations
+
+from bnexp.report.claims import Claim, Verdict, decide
+from bnexp.report.jobs import Group
+from bnexp.report.speedup import MIN_SEEDS, order_k, sign_coverage
+from bnexp.report.studies import Report
+
+ORDER = 5  # first: what the sweep was for
+SUMMARY = "claims: verdicts of the claims the preset registered before the run (report.claims)"
+
+
+def claims_of(report: Report) -> list[Claim]:
+    for group in report.groups:
+        for job in group.jobs:
+            found = job.config.get("report.claims")
+            if found:
+                return [Claim.from_config(c) for c in found]
+    return []
+
+
+def arms(report: Report, claim: Claim) -> list[tuple[Group, Group]]:
+    """(baseline, treated) pairs of configurations: the claim's two bn options, alike in
+    every other override."""
+    pairs = []
+    for treated in report.groups:
+        if treated.variant != claim.treated:
+            continue
+        baseline = next((g for g in report.groups if g.variant == claim.baseline
+                         and g.rest_key() == treated.rest_key()), None)
+        if baseline is not None:
+            pairs.append((baseline, treated))
+    return pairs
+
+
+def phase_text(claim: Claim) -> str:
+    if claim.measure == "steps_to":
+        return f"steps to validation accuracy {claim.phase:g}"
+    return f"{claim.measure}, where the training loss first reaches {claim.phase:g}"
+
+
+def rule_text(claim: Claim) -> str:
+    side, other = ("above", "below") if claim.rule == "above" else ("below", "above")
+    return (f"reproduced if the interval of bn={claim.baseline} / bn={claim.treated} lies {side} "
+            f"{claim.threshold:g}, contradicted if it lies {other}, else inconclusive")
+
+
+def row(claim: Claim, verdict: Verdict, label: str) -> str:
+    where = f" ({label})" if label else ""
+    return (f"| {claim.id}{where} | {claim.says} ({claim.paper}) | {phase_text(claim)} | "
+            f"{verdict.interval_text()} | {verdict.seeds} | **{verdict.verdict}** |")
+
+
+def section(report: Report) -> list[str]:
+    claims = claims_of(report)
+    if not claims:
+        return []
+    lines = ["## Claims and verdicts", "",
+             "Each claim, its measure, the phase at which the two arms are compared and the rule "
+             "that decides it were written in the preset before the sweep ran. The ratio is the "
+             "median over seeds of the per-seed ratio, paired by seed; its interval the order "
+             f"statistics of the per-seed ratios (coverage {sign_coverage(5, order_k(5)):.2%} "
+             f"with 5 seeds, {sign_coverage(10, order_k(10)):.1%} with 10; none below "
+             f"{MIN_SEEDS}: no verdict).", "",
+             "| claim | the paper says | compared | ratio [interval] | seeds | verdict |",
+             "|---|---|---|---|---|---|"]
+    notes = []
+    for claim in claims:
+        pairs = arms(report, claim)
+        if not pairs:
+            notes.append(f"- {claim.id}: no bn={claim.baseline} and bn={claim.treated} "
+                         "configurations alike in everything else: not decided")
+        for baseline, treated in pairs:
+            verdict = decide(claim, baseline, treated)
+            rest = ",".join(f"{k}={v}" for k, v in treated.rest_key())
+            lines.append(row(claim, verdict, rest))
+            notes.append(f"- {claim.id}: {rule_text(claim)}"
+                         + (f"; without a value: {'; '.join(verdict.missing)}" if verdict.missing else ""))
+    return lines + ["", "Rules, and seeds without a value:", "", *notes]
