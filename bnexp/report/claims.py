@@ -37,10 +37,11 @@ REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclu
 class Claim:
     id: str
     says: str
-    measure: str            # "<monitor>.<key>" (ics: mean over layers) or "steps_to" (phase = accuracy)
+    measure: str            # "<monitor>.<key>" (ics: mean over layers; activations: width, shift,
+    #                         drift), "steps_to" (phase = accuracy) or "final_error"
     phase: float            # training loss level (monitors) or validation accuracy (steps_to)
-    baseline: str           # bn option of the baseline arm
-    treated: str            # bn option of the treated arm
+    baseline: str           # the baseline arm: a bn option ("none"), or overrides ("bn=gluon,trainer.batch_size=64")
+    treated: str            # the treated arm, alike
     rule: str               # above | below
     threshold: float
     paper: str = ""
@@ -74,10 +75,39 @@ def phase_value(job: Job, measure: str, phase: float) -> float | None:
     if measure == "steps_to":
         hit = next((p for p in job.eval_curve if p.acc is not None and p.acc >= phase), None)
         return float(hit.step) if hit else None
+    if measure == "final_error":  # the last evaluation of the watched split (validation, else test)
+        last = job.eval_curve[-1] if job.eval_curve and job.status == "completed" else None
+        return 1.0 - last.acc if last is not None and last.acc is not None else None
     monitor, _, key = measure.partition(".")
-    values = [measurement_value(m, key) for m in job.measurements(monitor)
-              if m.get("phase") is not None and math.isclose(m["phase"], phase)]
+    at = [m for m in job.measurements(monitor)
+          if m.get("phase") is not None and math.isclose(m["phase"], phase)]
+    if monitor == "activations":
+        return distribution_change(job.measurements(monitor), at, key)
+    values = [measurement_value(m, key) for m in at]
     values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def distribution_change(measurements: list[dict], at: list[dict], key: str) -> float | None:
+    """From the activations monitor (Ioffe & Szegedy Fig. 1), averaged over every kept unit
+    of every layer: `width`, the spread p85 - p15 of a unit's input at the phase; `drift`,
+    how far its median moved from before training (step 0) to the phase, in units of that
+    spread; `shift`, the same distance in the input's own units."""
+    start = next((m for m in measurements if m["step"] == 0), None)
+    if start is None or not at:
+        return None
+    values = []
+    for layer, units in start["layers"].items():
+        for unit, before in units.items():
+            now = [m["layers"][layer][unit] for m in at if unit in m["layers"].get(layer, {})]
+            if not now:
+                continue
+            p50 = float(np.mean([q["p50"] for q in now]))
+            width = float(np.mean([q["p85"] - q["p15"] for q in now]))
+            shift = abs(p50 - before["p50"])
+            values.append({"width": width, "shift": shift,
+                           "drift": shift / width if width > 0 else math.nan}[key])
+    values = [v for v in values if math.isfinite(v)]
     return float(np.mean(values)) if values else None
 
 
@@ -91,6 +121,34 @@ def measurement_value(measurement: dict, key: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def arm_spec(arm: str) -> dict[str, str]:
+    """"none" -> {"bn": "none"}; "bn=gluon,trainer.batch_size=64" -> both overrides."""
+    if "=" not in arm:
+        return {"bn": arm}
+    return dict(item.split("=", 1) for item in arm.split(","))
+
+
+def matches(group: Group, spec: dict[str, str]) -> bool:
+    return all((group.variant if key == "bn" else group.overrides.get(key)) == value
+               for key, value in spec.items())
+
+
+def pairs(claim: Claim, groups: list[Group]) -> list[tuple[Group, Group, str]]:
+    """(baseline, treated, what else they share) for every pair of configurations the claim
+    names, alike in every override but those its arms set."""
+    base, mine = arm_spec(claim.baseline), arm_spec(claim.treated)
+    keys = set(base) | set(mine)
+
+    def rest(group: Group) -> tuple:
+        return tuple(sorted((k, v) for k, v in group.overrides.items() if k not in keys))
+
+    out = []
+    for treated in (g for g in groups if matches(g, mine)):
+        for baseline in (g for g in groups if matches(g, base) and rest(g) == rest(treated)):
+            out.append((baseline, treated, ",".join(f"{k}={v}" for k, v in rest(treated))))
+    return out
+
+
 def decide(claim: Claim, baseline: Group, treated: Group) -> Verdict:
     """The claim's verdict from the paired per-seed ratios baseline / treated."""
     base = {j.seed: phase_value(j, claim.measure, claim.phase) for j in baseline.jobs}
@@ -101,7 +159,8 @@ def decide(claim: Claim, baseline: Group, treated: Group) -> Verdict:
         b, t = base.get(seed), mine.get(seed)
         if b is None or t is None or b <= 0 or t <= 0:
             arm = claim.baseline if b is None or b <= 0 else claim.treated
-            verdict.missing.append(f"seed {seed}: bn={arm} has no value at the phase")
+            arm = f"bn={arm}" if "=" not in arm else arm
+            verdict.missing.append(f"seed {seed}: {arm} has no value at the phase")
             bounds.append((-math.inf, math.inf))
         else:
             bounds.append((math.log(b / t),) * 2)

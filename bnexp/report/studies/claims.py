@@ -4,8 +4,7 @@ interval, and reproduced / contradicted / inconclusive by the claim's own rule
 (bnexp/report/claims.py)."""
 from __future__ import annotations
 
-from bnexp.report.claims import Claim, Verdict, decide
-from bnexp.report.jobs import Group
+from bnexp.report.claims import Claim, Verdict, arm_spec, decide, pairs
 from bnexp.report.speedup import MIN_SEEDS, order_k, sign_coverage
 from bnexp.report.studies import Report
 
@@ -22,30 +21,22 @@ def claims_of(report: Report) -> list[Claim]:
     return []
 
 
-def arms(report: Report, claim: Claim) -> list[tuple[Group, Group]]:
-    """(baseline, treated) pairs of configurations: the claim's two bn options, alike in
-    every other override."""
-    pairs = []
-    for treated in report.groups:
-        if treated.variant != claim.treated:
-            continue
-        baseline = next((g for g in report.groups if g.variant == claim.baseline
-                         and g.rest_key() == treated.rest_key()), None)
-        if baseline is not None:
-            pairs.append((baseline, treated))
-    return pairs
-
-
 def phase_text(claim: Claim) -> str:
     if claim.measure == "steps_to":
         return f"steps to validation accuracy {claim.phase:g}"
+    if claim.measure == "final_error":
+        return "final validation error"
     return f"{claim.measure}, where the training loss first reaches {claim.phase:g}"
+
+
+def arm_text(arm: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in arm_spec(arm).items())
 
 
 def rule_text(claim: Claim) -> str:
     side, other = ("above", "below") if claim.rule == "above" else ("below", "above")
-    return (f"reproduced if the interval of bn={claim.baseline} / bn={claim.treated} lies {side} "
-            f"{claim.threshold:g}, contradicted if it lies {other}, else inconclusive")
+    return (f"reproduced if the interval of {arm_text(claim.baseline)} / {arm_text(claim.treated)} "
+            f"lies {side} {claim.threshold:g}, contradicted if it lies {other}, else inconclusive")
 
 
 def row(claim: Claim, verdict: Verdict, label: str) -> str:
@@ -69,13 +60,12 @@ def section(report: Report) -> list[str]:
              "|---|---|---|---|---|---|"]
     notes = []
     for claim in claims:
-        pairs = arms(report, claim)
-        if not pairs:
-            notes.append(f"- {claim.id}: no bn={claim.baseline} and bn={claim.treated} "
+        found = pairs(claim, report.groups)
+        if not found:
+            notes.append(f"- {claim.id}: no {arm_text(claim.baseline)} and {arm_text(claim.treated)} "
                          "configurations alike in everything else: not decided")
-        for baseline, treated in pairs:
+        for baseline, treated, rest in found:
             verdict = decide(claim, baseline, treated)
-            rest = ",".join(f"{k}={v}" for k, v in treated.rest_key())
             lines.append(row(claim, verdict, rest))
             notes.append(f"- {claim.id}: {rule_text(claim)}"
                          + (f"; without a value: {'; '.join(verdict.missing)}" if verdict.missing else ""))
