@@ -154,19 +154,21 @@ class ClaimConfig:
     id: str = ""
     says: str = ""            # the claim, in the paper's words or close to them
     paper: str = ""           # where it is made
-    measure: str = ""         # "<monitor>.<key>" (at a training-loss level) or "steps_to" (an accuracy)
+    measure: str = ""         # "<monitor>.<key>" (at a training-loss level), "steps_to" (an accuracy) or "final_error"
     phase: float = 0.0        # the training loss (monitors) or validation accuracy (steps_to) compared at
-    baseline: str = "none"    # the bn option of the baseline arm
-    treated: str = "gluon"    # the bn option of the treated arm
+    baseline: str = "none"    # the baseline arm: a bn option, or overrides ("bn=gluon,trainer.batch_size=64")
+    treated: str = "gluon"    # the treated arm, alike
     rule: str = "above"       # above | below
     threshold: float = 1.0
 
     def check(self, key: str) -> None:
         if self.rule not in ("above", "below"):
             fail(f"{key}.rule", self.rule, "choose above or below.")
-        if not (self.measure == "steps_to" or "." in self.measure):
-            fail(f"{key}.measure", self.measure, "steps_to, or <monitor>.<key> (e.g. landscape.beta_smoothness).")
-        if not (math.isfinite(self.threshold) and self.threshold > 0 and self.phase > 0):
+        if not (self.measure in ("steps_to", "final_error") or "." in self.measure):
+            fail(f"{key}.measure", self.measure,
+                 "steps_to, final_error, or <monitor>.<key> (e.g. landscape.beta_smoothness).")
+        if not (math.isfinite(self.threshold) and self.threshold > 0
+                and (self.phase > 0 or self.measure == "final_error")):
             fail(key, self.id, "threshold and phase must be numbers > 0.")
 
 

@@ -393,10 +393,10 @@ def test_landscape_ratio_is_to_the_matching_baseline(tmp_path: Path):
         with_monitors(make_job(tmp_path, "none", lr, 0, [0.3, 0.6]), monitored(0.5, (2.0, 0.5), none_level))
         with_monitors(make_job(tmp_path, "gluon", lr, 0, [0.7, 0.8]), monitored(0.0, (3.0, 0.25), 1.0))
     md = write_report(tmp_path).read_text()
-    # loss variation 1 against bn=none's 8 at lr=0.1 and 4 at lr=0.2 (the first bn=none is lr=0.1's)
-    table = md.split("## Loss landscape")[1].split("second half")[0]
-    assert "| bn=gluon,lr=0.1 | 1 (0.12×) |" in table
-    assert "| bn=gluon,lr=0.2 | 1 (0.25×) |" in table
+    # loss variation 1 against bn=none's 8 at lr=0.1 and 4 at lr=0.2, at the matched phase
+    table = md.split("## Loss landscape")[1]
+    assert "| bn=gluon,lr=0.1 | 1 | 1 (8) |" in table
+    assert "| bn=gluon,lr=0.2 | 1 | 1 (4) |" in table
 
 
 def test_batch_table_says_when_some_seeds_did_not_reach(tmp_path: Path):
@@ -422,8 +422,8 @@ def test_every_study_module_is_a_section():
     found = sections()
     assert all(callable(section) for _, _, section in found)
     assert {name for name, _, _ in found} == {
-        "activations", "batch", "convergence", "ics", "init", "landscape", "lr", "momentum",
-        "small_batch", "trials"}
+        "activations", "batch", "claims", "convergence", "factorial", "ics", "init", "landscape",
+        "lr", "lr_grid", "momentum", "small_batch", "trials"}
     modules = [importlib.import_module(f"bnexp.report.studies.{name}") for name, _, _ in found]
     assert [m.ORDER for m in modules] == sorted(m.ORDER for m in modules)
     assert [summary for _, summary, _ in found] == [m.SUMMARY for m in modules]
@@ -467,13 +467,17 @@ def activations_run(shift: float) -> list[dict]:
 
 def monitored(shift: float, conv1_ics: tuple[float, float], landscape: float) -> dict:
     """Monitor records of one run: activations drifting by `shift`, conv1's (l2, cos) ICS,
-    landscape measures proportional to `landscape` (conv0 has nothing before it: ICS 0)."""
+    landscape measures proportional to `landscape` (conv0 has nothing before it: ICS 0);
+    ICS and landscape every 50 steps and twice where the training loss reached 1.0 (phase)."""
     l2, cos = conv1_ics
+    at = [(0, None), (50, None), (61, 1.0), (62, 1.0)]
     return {"activations": activations_run(shift),
-            "ics": [{"step": s, "layers": {"conv0": {"l2": 0.0, "cos": 1.0},
-                                           "conv1": {"l2": l2, "cos": cos}}} for s in (0, 50)],
-            "landscape": [{"step": s, "loss_range": landscape, "grad_change": landscape / 2,
-                           "beta_smoothness": 2 * landscape} for s in (0, 50)]}
+            "ics": [{"step": s, "phase": p, "layers": {"conv0": {"l2": 0.0, "cos": 1.0},
+                                                       "conv1": {"l2": l2, "cos": cos}}}
+                    for s, p in at],
+            "landscape": [{"step": s, "phase": p, "loss_range": landscape,
+                           "grad_change": landscape / 2, "beta_smoothness": 2 * landscape}
+                          for s, p in at]}
 
 
 def test_mechanism_figures_and_numbers(tmp_path: Path):
@@ -489,9 +493,12 @@ def test_mechanism_figures_and_numbers(tmp_path: Path):
     drifts = activations.drifts_by_group(jobs.group_jobs(jobs.find_jobs(tmp_path)))
     # none: the median goes 0 -> 1 over a width of 2 -> drift 0.5; gluon: it stays -> 0
     assert drifts["bn=none"]["conv0"] == [0.5, 0.5] and drifts["bn=gluon"]["conv0"] == [0.0, 0.0]
-    assert "| bn=none | 0.50 ± 0.00 |" in md and "| bn=gluon | 0.00 ± 0.00 |" in md
-    assert "| bn=gluon | 3 / 0.25 |" in md           # conv0 (always 0) is left out
-    assert "2 ± 0 (0.25×)" in md                      # smoothness 2 against bn=none's 8
+    assert "| bn=none | 0.50 ± 0.00 (width 2.000 ± 0.000) |" in md
+    assert "| bn=gluon | 0.00 ± 0.00 (width 2.000 ± 0.000) |" in md
+    # at the phase: conv1's l2 3 against none's 2 (conv0, always 0, is left out); cosine 0.25
+    # against 0.5; smoothness 2 against none's 8 (2 seeds: the ratio, no interval)
+    assert "| bn=gluon | 1 | 3 (0.667) | 0.25 (2) |" in md
+    assert "| bn=gluon | 1 | 1 (4) | 0.5 (4) | 2 (4) |" in md
 
 
 def test_study_figures(tmp_path: Path):
@@ -536,3 +543,28 @@ def test_study_figures(tmp_path: Path):
     # evaluated at 10, 20, 30: the columns are the evaluated steps nearest 5, 20, 50, 100
     assert "| config | acc, step 10 | acc, step 20 | acc, step 30 | steps to 0.70 |" in md
     assert "| bn.init=source | 0.100 ± 0.000 | 0.750 ± 0.000 | 0.820 ± 0.000 | 20 ± 0 |" in md
+
+
+def test_factorial_pairs_each_cell_across_its_own_learning_rates(tmp_path: Path):
+    """experiment=convergence: arms differ in bn *and* lr; each (init, optimizer) cell pairs
+    its bn=none arm with its BN arm by seed. Known answer: at the source's init none needs 4x
+    BN's steps (per seed 3.5x-4.5x), at Xavier with momentum 2x."""
+    cells = {("normal", "sgd"): (0.4, 0.8, 4.0), ("xavier", "momentum"): (0.04, 0.08, 2.0)}
+    for (init, optimizer), (none_lr, bn_lr, ratio) in cells.items():
+        for seed, jitter in enumerate((0.875, 0.95, 1.0, 1.05, 1.125)):
+            for bn, lr, steps in (("none", none_lr, 100 * ratio * jitter), ("gluon", bn_lr, 100)):
+                arm = f"{bn}_{init}_{optimizer}"
+                job_dir = tmp_path / f"arm={arm},seed={seed}"
+                job_dir.mkdir()
+                record = RunRecord(status="completed", overrides=[f"arm={arm}", f"seed={seed}"],
+                                   choices={"bn": bn, "optimizer": optimizer},
+                                   config={"lr": lr, "seed": seed, "model.init": init})
+                for step, acc in ((int(steps) - 1, 0.5), (int(steps), 0.75)):
+                    record.eval_curve.append(EvalPoint(step, step * 128, step * 0.1, acc, 1 - acc))
+                record.steps, record.final = int(steps), {"test_acc": 0.75}
+                write_json_atomic(job_dir / "metrics.json", record.to_json())
+    md = write_report(tmp_path, targets=(0.7,)).read_text()
+    table = md.split("## BN's speedup per cell")[1]
+    assert "| normal | sgd | none | 0.4 | 5 | 400 | baseline |" in table
+    assert "| normal | sgd | gluon | 0.8 | 5 | 100 | 4.0× [3.5, 4.5] |" in table
+    assert "| xavier | momentum | gluon | 0.08 | 5 | 100 | 2.0× [1.8, 2.2] |" in table

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bnexp.report.jobs import Group, Job
+from bnexp.report.jobs import BASELINE, Group, Job
 from bnexp.report.speedup import MIN_SEEDS, median_and_interval
+from bnexp.report.stats import find_baseline
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 
@@ -185,3 +186,38 @@ def rule_verdict(rule: str, threshold: float, ci: tuple[float, float]) -> str:
     if rule == "below":
         above, below = below, above
     return REPRODUCED if above else CONTRADICTED if below else INCONCLUSIVE
+
+
+def phases(groups: list[Group], monitor: str) -> list[float]:
+    """The training-loss levels at which `monitor` measured (its `at_loss`), first reached first."""
+    return sorted({m["phase"] for g in groups for j in g.jobs for m in j.measurements(monitor)
+                   if m.get("phase") is not None}, reverse=True)
+
+
+def phase_table(groups: list[Group], monitor: str, keys: dict[str, str]) -> list[str]:
+    """Each configuration's `keys` of `monitor` at every matched phase: the median over seeds,
+    and beside each BN configuration the ratio none / it with its interval (decide())."""
+    levels = phases(groups, monitor)
+    if not levels:
+        return []
+    lines = ["At matched training phase -- each run measured where its own training loss first "
+             "reaches the level, the mean of its measurements there; the median over seeds, and "
+             "in brackets `bn=none` / this configuration: the median per-seed ratio [its "
+             "interval], paired by seed:", "",
+             "| config | training loss | " + " | ".join(keys.values()) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    for level in levels:
+        for group in groups:
+            base = find_baseline(group, groups) if group.variant != BASELINE else None
+            cells = []
+            for key in keys:
+                measure = f"{monitor}.{key}"
+                values = [v for v in (phase_value(j, measure, level) for j in group.jobs)
+                          if v is not None]
+                text = f"{np.median(values):.3g}" if values else "—"
+                if base is not None and values:
+                    claim = Claim("", "", measure, level, BASELINE, group.variant, "above", 1.0)
+                    text += f" ({decide(claim, base, group).interval_text()})"
+                cells.append(text)
+            lines.append(f"| {group.label} | {level:g} | " + " | ".join(cells) + " |")
+    return lines

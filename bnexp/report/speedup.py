@@ -145,6 +145,42 @@ class Speedup:
     coverage: float | None = None               # its exact coverage (with censoring at least that)
     note: str = ""                              # why a bound, undetermined or without interval
 
+    def text(self) -> str:
+        """The median and its interval, `3.0× [2.7, 3.5]`; an end the censoring leaves open,
+        `3.0× [2.7, ∞)`; what this sample says when it does not determine the median,
+        `≥ 3.1× (bound on this sample, not a confidence bound)`; `3.0× (no interval)`,
+        `1.0×` (the baseline itself), `undetermined` or `—`."""
+        if self.bound == UNDETERMINED:
+            point = "undetermined"
+        elif self.value is not None:
+            point = times(self.value)
+        elif self.sample is None:
+            return "—"
+        elif self.bound in (LOWER, UPPER):
+            low, high = self.sample
+            point = (f"{'≥ ' + times(low) if self.bound == LOWER else '≤ ' + times(high)} "
+                     "(bound on this sample, not a confidence bound)")
+        else:
+            point = (f"{times(self.sample[0])} to {times(self.sample[1])} "
+                     "(bounds on this sample, not confidence bounds)")
+        if self.ci is not None:
+            low, high = self.ci
+            opening = "(0" if low == 0 else f"[{number(low)}"
+            closing = "∞)" if high == math.inf else f"{number(high)}]"
+            return f"{point} {opening}, {closing}"
+        return point + (" (no interval)" if self.value is not None and self.note else "")
+
+
+def number(value: float) -> str:
+    """An interval's end: one decimal from 1 on, two significant digits below."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
+def times(value: float) -> str:
+    """3.04 -> "3.0×"; below 1 two significant digits (a baseline that diverged at once
+    bounds the speedup by 0.015×, not 0.0×)."""
+    return f"{value:.1f}×" if value >= 1 else f"{value:.2g}×"
+
 
 def speedup(group: Group, baseline: Group | None, target: float) -> Speedup:
     """Median per-seed speedup of `group` over `baseline` to `target`, with its interval."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -157,17 +156,6 @@ def find_baseline(group: Group, groups: list[Group]) -> Group | None:
 
 
 # ------------------------------------------------------------------ monitors and bands
-
-def run_average(points: list[dict], value: Callable[[dict], float | None],
-                second_half: bool = False) -> float | None:
-    """Mean of `value` over a run's monitor measurements (dicts with a "step"), or over
-    those in the second half of the measured steps; None where there is nothing."""
-    if second_half and points:
-        half = max(m["step"] for m in points) / 2
-        points = [m for m in points if m["step"] >= half]
-    values = [v for v in map(value, points) if v is not None]
-    return statistics.fmean(values) if values else None
-
 
 def band(series: list[list[tuple[int, float]]]) -> tuple[list[int], list[float], list[float], list[float]]:
     """Steps, mean, min and max over several runs' (step, value) series, at every step

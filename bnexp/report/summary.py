@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from bnexp.files import replaced_atomically
 from bnexp.report.jobs import COUNTED_STATUSES, Group, Job, common_overrides
-from bnexp.report.speedup import (INTERVAL_METHOD, LOWER, MIN_SEEDS, UNDETERMINED, UPPER,
-                                  order_k, sign_coverage, speedup)
+from bnexp.report.speedup import (INTERVAL_METHOD, MIN_SEEDS, Speedup, order_k, sign_coverage,
+                                  speedup)
 from bnexp.report.stats import (MEASURES, final_accuracies, find_baseline, mean_std,
                                 target_label, target_stats)
 
@@ -89,40 +89,12 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 3) -> str:
 
 
 def fmt_speedup(row: dict, t: str) -> str:
-    """The speedup cell of target `t`: the median and its interval, `3.0× [2.7, 3.5]`;
-    an end the censoring leaves open, `3.0× [2.7, ∞)`; what this sample says when it does
-    not determine the median, `≥ 3.1× (bound on this sample, not a confidence bound)`;
-    `3.0× (no interval)`, `1.0×` (the baseline itself), `undetermined` or `—`."""
-    value, bound = row[f"speedup_steps_{t}"], row[f"speedup_{t}_bound"]
-    low, high = row[f"speedup_{t}_sample_low"], row[f"speedup_{t}_sample_high"]
-    if bound == UNDETERMINED:
-        point = "undetermined"
-    elif value is not None:
-        point = times(value)
-    elif low is None:
-        return "—"
-    elif bound in (LOWER, UPPER):
-        point = (f"{'≥ ' + times(low) if bound == LOWER else '≤ ' + times(high)} "
-                 "(bound on this sample, not a confidence bound)")
-    else:
-        point = f"{times(low)} to {times(high)} (bounds on this sample, not confidence bounds)"
-    ci_low, ci_high = row[f"speedup_{t}_ci_low"], row[f"speedup_{t}_ci_high"]
-    if ci_low is not None:
-        opening = "(0" if ci_low == 0 else f"[{number(ci_low)}"
-        closing = "∞)" if ci_high == math.inf else f"{number(ci_high)}]"
-        return f"{point} {opening}, {closing}"
-    return point + (" (no interval)" if value is not None and row[f"speedup_{t}_note"] else "")
-
-
-def number(value: float) -> str:
-    """An interval's end: one decimal from 1 on, two significant digits below."""
-    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
-
-
-def times(value: float) -> str:
-    """3.04 -> "3.0×"; below 1 two significant digits (a baseline that diverged at once
-    bounds the speedup by 0.015×, not 0.0×)."""
-    return f"{value:.1f}×" if value >= 1 else f"{value:.2g}×"
+    """The speedup cell of target `t` (bnexp.report.speedup.Speedup.text)."""
+    sample, ci = (row[f"speedup_{t}_sample_low"], row[f"speedup_{t}_sample_high"]), (
+        row[f"speedup_{t}_ci_low"], row[f"speedup_{t}_ci_high"])
+    return Speedup(row[f"speedup_steps_{t}"], row[f"speedup_{t}_bound"],
+                   None if sample[0] is None else sample, None if ci[0] is None else ci,
+                   row[f"speedup_{t}_coverage"], row[f"speedup_{t}_note"] or "").text()
 
 
 def statuses_text(row: dict) -> str:

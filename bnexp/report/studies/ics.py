@@ -4,14 +4,15 @@ after the layers before it take their step -- per configuration, from the `ics` 
 Lines: mean over seeds; bands: min..max. The first layer, with nothing before it, is left
 out (its shift is 0 by definition).
 
-The table: each layer's l2 and cosine, averaged over the measurements of a run (the whole
-run, and its second half: see landscape.py on plateaus), mean over seeds. Santurkar et al.'s finding: BN does not reduce this shift (noisy BN even raises it)
-while it still trains faster.
+The table: the l2 distance and the cosine, averaged over the layers that have layers before
+them, at matched training phase (see landscape.py: never over a common step window).
+Santurkar et al.'s finding: BN does not reduce this shift (noisy BN even raises it) while it
+still trains faster.
 """
 from __future__ import annotations
 
 from bnexp.report.plotting import colors, finish, plot_band, plt
-from bnexp.report.stats import mean_std, run_average
+from bnexp.report.claims import phase_table
 from bnexp.report.studies import Report
 
 ORDER = 70  # its place in the report
@@ -22,10 +23,6 @@ PNG = "ics.png"
 
 def measurements(job) -> list[dict]:
     return job.measurements("ics")
-
-
-def run_mean(job, layer: str, key: str, second_half: bool = False) -> float | None:
-    return run_average(measurements(job), lambda m: m["layers"].get(layer, {}).get(key), second_half)
 
 
 def section(report: Report) -> list[str]:
@@ -53,17 +50,6 @@ def section(report: Report) -> list[str]:
         axes[1][col].set_title(f"{layer}: cos(G, G')", fontsize="small")
         axes[1][col].set_xlabel("optimizer steps")
     finish(fig, [ax for row in axes for ax in row], report, PNG)
-    lines = ["## Internal covariate shift (Santurkar et al. Fig. 3)", "", f"![ics]({PNG})", ""]
-    for second_half, title in ((False, "whole run"), (True, "second half of the run")):
-        lines += [f"Average over the {title}, mean over seeds (l2 / cosine):", "",
-                  "| config | " + " | ".join(layers) + " |", "|---|" + "---|" * len(layers)]
-        for group in shown:
-            cells = []
-            for layer in layers:
-                l2, cos = (mean_std([v for v in (run_mean(j, layer, key, second_half)
-                                                 for j in group.jobs) if v is not None])[0]
-                           for key in ("l2", "cos"))
-                cells.append("—" if l2 is None else f"{l2:.3g} / {cos:.2f}")
-            lines.append(f"| {group.label} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines[:-1]
+    return ["## Internal covariate shift (Santurkar et al. Fig. 3)", "", f"![ics]({PNG})", "",
+            *phase_table(shown, "ics", {"l2": "||G - G'|| (mean over layers)",
+                                        "cos": "cos(G, G') (mean over layers)"})]
