@@ -5,14 +5,18 @@ Every figure and number that the README and docs/ show from a study comes from h
 from a hand-copied file: each preset runs as a sweep into outputs/figures/<preset>
 (`resume=auto`: an interrupted call continues where it stopped, completed jobs are kept),
 then its figures are copied to docs/ and its summary.md to docs/results/<preset>.md,
-which say which machine and commit produced them.
+headed by what produced them: the commit, the CPU (model, instruction sets that matter for
+speed, usable cores), the wall and CPU minutes of the sweep, the load average before and
+after it (a time measured on a busy machine says so), and how many jobs an earlier,
+interrupted call had already completed (their time is not in this call's).
 
-    python scripts/figures.py                      # every preset (about 110 min on 2 idle cores)
+    python scripts/figures.py                      # every preset
     python scripts/figures.py convergence mechanism
 """
 from __future__ import annotations
 
-import platform
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -23,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 # preset -> (figure the report draws, its name in docs/)
 PRESETS: dict[str, list[tuple[str, str]]] = {
+    "lr_grid": [],            # the convergence arms' own learning rates (conf/arm/), plain SGD
+    "lr_grid_momentum": [],   # ... and with momentum
     "convergence": [("convergence.png", "convergence.png")],
     "lr_robustness": [("lr_robustness.png", "lr_robustness.png")],
     "mechanism": [("activations.png", "activations.png"), ("ics.png", "ics.png"),
@@ -41,12 +47,33 @@ def commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def machine() -> str:
+    """"AMD EPYC 7B13, AVX2 (no AVX-512), 2 cores" (bnexp/cpu.py reads /proc/cpuinfo)."""
+    sys.path.insert(0, str(REPO))
+    from bnexp.cpu import cpuinfo
+    from bnexp.runtime.threads import available_cores
+    info = cpuinfo()
+    flags = set(info.get("flags", "").split())
+    isa = ("AVX-512" if "avx512f" in flags else "AVX2 (no AVX-512)" if "avx2" in flags
+           else "no AVX2")
+    return f"{info.get('model name', 'unknown CPU')}, {isa}, {available_cores()} cores"
+
+
+def completed_jobs(sweep: Path) -> int:
+    return sum(1 for record in sweep.glob("*/metrics.json")
+               if '"status": "completed"' in record.read_text(errors="replace"))
+
+
 def run(preset: str) -> int:
     sweep = REPO / "outputs" / "figures" / preset
-    start = time.time()
+    done_before = completed_jobs(sweep) if sweep.exists() else 0
+    load_before = os.getloadavg()[0]
+    start, cpu_start = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     code = subprocess.run([sys.executable, "-m", "bnexp.run", "--multirun", f"experiment={preset}",
                            "resume=auto", f"hydra.sweep.dir={sweep}"], cwd=REPO).returncode
     minutes = (time.time() - start) / 60
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_minutes = (cpu.ru_utime + cpu.ru_stime - cpu_start.ru_utime - cpu_start.ru_stime) / 60
     if code != 0:
         print(f"figures: {preset} failed (exit {code}); docs/ left as it was", file=sys.stderr)
         return code
@@ -54,8 +81,11 @@ def run(preset: str) -> int:
         shutil.copyfile(sweep / drawn, DOCS / name)
     results = DOCS / "results"
     results.mkdir(exist_ok=True)
-    header = (f"<!-- `make figures PRESETS={preset}`: commit {commit()}, {platform.processor() or platform.machine()}"
-              f", {minutes:.1f} min -->\n")
+    resumed = (f"; {done_before} jobs were completed by an earlier call and are not in these "
+               "minutes" if done_before else "")
+    header = (f"<!-- `make figures PRESETS={preset}`: commit {commit()}; {machine()}; "
+              f"{minutes:.1f} min wall, {cpu_minutes:.1f} CPU-min; load average "
+              f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after{resumed} -->\n")
     (results / f"{preset}.md").write_text(header + (sweep / "summary.md").read_text())
     print(f"figures: {preset} done in {minutes:.1f} min -> docs/")
     return 0
