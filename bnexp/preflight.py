@@ -53,6 +53,12 @@ def check_command_line(argv: list[str]) -> None:
         args = get_args_parser().parse_args(argv)
     except SystemExit:
         return  # Hydra's own parser will say what is wrong with the flags
+    modes = [flag for flag, on in (("--run", args.run), ("--multirun", args.multirun),
+                                   ("--cfg", args.cfg), ("--info", args.info),
+                                   ("--shell-completion", args.shell_completion)) if on]
+    if len(modes) > 1:  # Hydra raises a ValueError with a traceback for this
+        raise UserError(f"{' and '.join(modes)} cannot be combined: choose one (to see a sweep's "
+                        "jobs' config, run --cfg job with one value of each swept key)")
     if (args.help or args.hydra_help or args.shell_completion or args.info
             or args.config_path or args.config_dir or args.experimental_rerun
             or (args.config_name or CONFIG_NAME) != CONFIG_NAME):

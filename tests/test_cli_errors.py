@@ -45,6 +45,7 @@ BAD = {
     "report.targets=[0.8,0.7]": ["report.targets", "increasing"],
     "perf.probe_seconds=0": ["perf.probe_seconds=0", "between 0.05 and 60"],
     "perf.bn_impl=compiled ctx=gpu": ["perf.bn_impl=compiled", "CPU only", "centered"],
+    "--multirun --cfg job bn=none,gluon": ["--multirun and --cfg cannot be combined"],
 }
 
 # Found only once MXNet is imported (it knows the GPUs), after the run's first log lines.
