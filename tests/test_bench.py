@@ -308,6 +308,16 @@ def test_time_to_accuracy_stops_at_target():
     assert [e["step"] for e in result["eval_log"]] == [117, 234]
 
 
+def test_a_child_run_that_never_ends_is_killed_at_the_timeout():
+    """A hung child (here one that never prints an evaluation and never exits) does not hang
+    the bench: it is killed with its process group and the result says so."""
+    result = observe.observe_run([], 0.85, True, False, echo=lambda s: None, timeout=1.0,
+                                 command=[sys.executable, "-c", "import time; time.sleep(120)"])
+    assert result["timed_out"] and result["returncode"] == -9
+    assert 1.0 <= result["process_seconds"] < 30
+    assert result["wall_seconds_to_target"] is None
+
+
 @pytest.mark.slow
 def test_observe_real_run_with_memory():
     """Against the real CLI: its evaluation log lines are recognised, metrics.json is

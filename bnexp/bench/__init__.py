@@ -102,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Hydra override for the bnexp.run subprocesses (repeatable)")
     p.add_argument("--skip-throughput", action="store_true", help="only the subprocess measurements")
+    p.add_argument("--run-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="kill a bnexp.run subprocess still going after this long (default 3600)")
     return checked(p, p.parse_args(argv))
 
 
@@ -241,7 +243,8 @@ def run_measurements(args: argparse.Namespace, report: dict) -> None:
         overrides.append(f"data.root={args.data_root}")
     if args.time_to_accuracy:
         print(f"\ntime to test accuracy {args.target}: python -m bnexp.run {' '.join(overrides)}")
-        tta = observe.observe_run(overrides, args.target, not args.run_to_end, args.memory)
+        tta = observe.observe_run(overrides, args.target, not args.run_to_end, args.memory,
+                                  timeout=args.run_timeout)
         report["time_to_accuracy"] = tta
         if tta["wall_seconds_to_target"] is None:
             print(f"  target {args.target} not reached (exit code {tta['returncode']})")
@@ -257,7 +260,7 @@ def run_measurements(args: argparse.Namespace, report: dict) -> None:
     if args.memory and not args.time_to_accuracy:
         mem_overrides = [f"trainer.max_steps={args.memory_steps}", *overrides]
         print(f"\npeak memory: python -m bnexp.run {' '.join(mem_overrides)}")
-        mem = observe.observe_run(mem_overrides, None, False, True)
+        mem = observe.observe_run(mem_overrides, None, False, True, timeout=args.run_timeout)
         report["memory"] = mem
         print(f"  peak RSS {mem['peak_rss_mb']} MB ({mem['peak_rss_source']}), "
               f"exit code {mem['returncode']}")

@@ -9,6 +9,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -44,11 +45,13 @@ def parse_time_v(text: str) -> int | None:
 
 def observe_run(overrides: list[str], target: float | None, stop_at_target: bool,
                 measure_memory: bool, echo: Callable[[str], None] = print,
-                command: list[str] | None = None) -> dict:
+                command: list[str] | None = None, timeout: float = 3600.0) -> dict:
     """Run `python -m bnexp.run` in a temporary run dir, timestamping its log lines: the
     wall seconds from launching it to the log line of the first evaluation at or above
     `target` (exact up to pipe latency), its milestones from metrics.json, and peak RSS if
-    asked. With `stop_at_target` the run gets SIGINT (a graceful stop) at the target."""
+    asked. With `stop_at_target` the run gets SIGINT (a graceful stop) at the target. A run
+    still going after `timeout` seconds (a hung child, a run that never reaches the target)
+    is killed with its process group, and the result says so (`timed_out`)."""
     tmp = Path(tempfile.mkdtemp(prefix="bnexp-bench-"))
     run_dir = tmp / "run"
     cmd = command or [sys.executable, "-m", "bnexp.run", f"hydra.run.dir={run_dir}",
@@ -65,6 +68,10 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)
+    # the loop below blocks on the child's output: a timer ends a child that never ends
+    watchdog = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -85,8 +92,13 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
+    finally:
+        watchdog.cancel()
     result["process_seconds"] = round(time.perf_counter() - start, 3)
     result["returncode"] = returncode
+    result["timed_out"] = result["process_seconds"] >= timeout and returncode == -signal.SIGKILL
+    if result["timed_out"]:
+        echo(f"  bnexp.run still running after {timeout:g} s: killed (bench --run-timeout)")
     result["stopped_at_target"] = bool(stop_at_target and hit_wall is not None)
     result["eval_log"] = evals
     if returncode != 0 and not result["stopped_at_target"]:
