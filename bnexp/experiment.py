@@ -102,6 +102,7 @@ def run(cfg: Config, run_dir: Path, overrides: list[str], process_start: float,
     record.targets = list(cfg.report.targets)
     record.perf = {**speed.to_json(), "threads": mxnet_import.threads_in_effect(),
                    "engine": mxnet_import.engine_in_effect(),
+                   "omp_wait": mxnet_import.wait_policy_in_effect(),
                    "policy": policy.to_json() if policy else None}
     metrics_path = run_dir / METRICS_FILE
     problem = write_record(metrics_path, record)

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import textwrap
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -196,18 +197,46 @@ def test_first_log_line_comes_before_the_bar(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_engine_changes_no_number(tmp_path):
-    """MXNet's naive and threaded engines on one device: the same curves and final numbers,
-    bit for bit (the engine is a speed setting only; on several devices see
+def test_the_engine_and_the_wait_policy_change_no_number(tmp_path):
+    """MXNet's naive and threaded engines on one device, and OpenMP threads that sleep
+    while they wait (bnexp's OMP_WAIT_POLICY=PASSIVE) or spin (the user's ACTIVE): the same
+    curves and final numbers, bit for bit (speed settings only; on several devices see
     tests/test_multidevice.py)."""
     runs = {}
-    for engine in ("naive", "threaded"):
+    for engine, env, wait in (("naive", {}, "OMP_WAIT_POLICY=PASSIVE"),
+                              ("threaded", {"OMP_WAIT_POLICY": "ACTIVE"}, "OMP_WAIT_POLICY=ACTIVE")):
         proc = run_cli("bn=scratch", *QUICK, "perf.threads=2", "perf.pool=native",
                        "perf.bn_impl=compiled", f"perf.engine={engine}",
-                       f"hydra.run.dir={tmp_path / engine}")
+                       f"hydra.run.dir={tmp_path / engine}", env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         m = metrics(tmp_path / engine)
-        assert m["perf"]["engine"] == engine
+        assert m["perf"]["engine"] == engine and m["perf"]["omp_wait"] == wait
         runs[engine] = ([(p["step"], p["acc"], p["loss"]) for p in m["eval_curve"]],
                         m["train_curve"], m["final"])
     assert runs["naive"] == runs["threaded"]
+
+
+def test_mxnet_is_imported_with_sleeping_openmp_threads_unless_the_user_says_otherwise():
+    """OMP_WAIT_POLICY holds PASSIVE at the moment MXNet (and with it libgomp, which reads it
+    once) is loaded, and is put back as the user had it afterwards; a user's own
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone."""
+    probe = textwrap.dedent("""
+        import importlib.abc, os, sys
+        seen = {}
+        class Watch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "mxnet":
+                    seen["at_import"] = os.environ.get("OMP_WAIT_POLICY")
+        sys.meta_path.insert(0, Watch())
+        from bnexp.runtime import mxnet_import
+        assert mxnet_import.import_mxnet(1) is None
+        print(seen["at_import"], os.environ.get("OMP_WAIT_POLICY"), mxnet_import.wait_policy_in_effect())
+    """)
+    for env, expected in (({}, "PASSIVE None OMP_WAIT_POLICY=PASSIVE"),
+                          ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE ACTIVE OMP_WAIT_POLICY=ACTIVE"),
+                          ({"GOMP_SPINCOUNT": "1000"}, "None None GOMP_SPINCOUNT=1000")):
+        full = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                              text=True, env={**full, **env}, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split("\n")[-2] == expected, done.stdout

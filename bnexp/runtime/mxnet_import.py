@@ -19,8 +19,18 @@ import warnings
 from bnexp.runtime import cuda
 from bnexp.runtime.threads import ENGINE_VAR, ENGINES, THREAD_VARS
 
+# How OpenMP's threads wait for work. libgomp (MXNet's OpenMP) lets a waiting thread spin
+# for ~300,000 iterations before it sleeps: on a machine with other work, that spin holds
+# the core the thread it waits for needs. Measured on a 2-core EPYC beside a sweep and a
+# test suite (load average 4-5): LeNet at 2 threads ran 963 ms/step spinning, 124 with
+# OMP_WAIT_POLICY=PASSIVE, 206-378 with GOMP_SPINCOUNT=10000 (docs/speed.md has the idle
+# cost). bnexp imports MXNet with PASSIVE unless the user set either variable.
+WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+WAIT_POLICY = "PASSIVE"
+
 _import_threads: int | None = None  # the OpenMP threads MXNet was imported with, if bnexp imported it
 _import_engine: str | None = None   # the engine bnexp started MXNet with (ENGINES), if it chose one
+_import_wait: str | None = None     # the OpenMP wait policy MXNet was imported with
 
 
 def restore_numpy_bool() -> None:
@@ -52,6 +62,16 @@ def threads_in_effect() -> int | None:
         return None
 
 
+def wait_policy_in_effect() -> str | None:
+    """How this process's OpenMP threads wait ("OMP_WAIT_POLICY=PASSIVE", or the user's
+    setting); None if MXNet is not imported yet."""
+    if not mxnet_imported():
+        return None
+    if _import_wait is not None:
+        return _import_wait
+    return ", ".join(f"{v}={os.environ[v]}" for v in WAIT_VARS if v in os.environ) or "libgomp's default"
+
+
 def engine_in_effect() -> str | None:
     """MXNet's engine in this process (a name of ENGINES; "threaded" is MXNet's default);
     None if MXNet is not imported yet."""
@@ -69,7 +89,7 @@ def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None,
     environment says) and `cpu_temp_copies` workspace copies for the CPU (None: MXNet's
     default; bnexp/nn/norm/sync.py needs more). Returns None if that worked (or MXNet was
     already imported: its settings stay), else one line saying why not and what to do."""
-    global _import_threads, _import_engine
+    global _import_threads, _import_engine, _import_wait
     if mxnet_imported():
         return None
     # mxnet 1.9 warns about numpy's deprecated aliases on every import.
@@ -77,7 +97,8 @@ def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None,
     warnings.filterwarnings("ignore", message=".*np.bool.*")
     restore_numpy_bool()
     setup = cuda.setup_cuda()
-    users = {var: os.environ.get(var) for var in (*THREAD_VARS, ENGINE_VAR)}
+    users = {var: os.environ.get(var) for var in (*THREAD_VARS, ENGINE_VAR, *WAIT_VARS)}
+    wait = ", ".join(f"{v}={users[v]}" for v in WAIT_VARS if users[v] is not None)
     if cpu_temp_copies is not None:
         # MXNet reads this when an operator first asks for a workspace, after the import:
         # it stays set (a child process's MXNet gets the same value; a user's value wins).
@@ -88,6 +109,8 @@ def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None,
                 os.environ[var] = str(threads)
         if engine is not None:
             os.environ[ENGINE_VAR] = ENGINES[engine]
+        if not wait:  # the user's own wait policy wins
+            os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
         import mxnet
         start_engine(mxnet)
     except Exception as err:  # OSError (libcuda.so.1 missing), ImportError, ...
@@ -105,6 +128,7 @@ def import_mxnet(threads: int | None = None, cpu_temp_copies: int | None = None,
             else:
                 os.environ[var] = value
     _import_threads, _import_engine = threads, engine
+    _import_wait = wait or f"OMP_WAIT_POLICY={WAIT_POLICY}"
     if setup.problems:
         warnings.warn("bnexp: " + "; ".join(setup.problems), RuntimeWarning, stacklevel=2)
     return None
