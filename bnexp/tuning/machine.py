@@ -15,7 +15,7 @@ from bnexp.nn.norm import kernels
 from bnexp.runtime import context, cuda, gpu
 from bnexp.runtime.threads import available_cores
 
-PROBE_VERSION = 6   # bump when what the probe measures changes (5: options by target, 6: engines): older entries are stale
+PROBE_VERSION = 7   # bump when what the probe measures changes (5: options by target, 6: engines, 7: sleeping OpenMP threads): older entries are stale
 
 
 def cpu_identity() -> dict[str, str]:
