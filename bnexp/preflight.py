@@ -1,17 +1,13 @@
 """The command line checked before Hydra starts anything: every mistake one line, exit 2.
 
-Hydra reports its own errors (an unknown group option, a wrong type, an unknown key) in
-several lines with exit status 1, and a key inside a monitor that is not selected
-(`monitor.ics.every=5`) even ends in an AssertionError traceback. A sweep would also
-start every job with a bad fixed override and let each one fail alike. So before the
-Hydra app runs, this module composes the configuration the way Hydra will -- for a sweep
-with its fixed overrides, and once per swept value -- and turns whatever goes wrong into
-one line naming the override, what is wrong and what is allowed. The value checks are
-bnexp's own (bnexp/validate.py); for a sweep they run once on the fixed overrides, a
-swept value that fails them stays that job's failure (the report lists it).
-
-A setting the chosen option does not have (`bn=group momentum=0.99`, `bn=scratch
-bn.groups=5`) is such a mistake too: the line names the option and the settings it takes.
+Hydra reports its own errors in several lines with exit status 1 (`monitor.ics.every=5`
+with ics not selected even ends in a traceback), and a sweep would start every job with a
+bad fixed override. So before the Hydra app runs, this module composes the configuration
+the way Hydra will -- for a sweep with its fixed overrides, and once per swept value --
+and turns whatever goes wrong into one line naming the override, what is wrong and what is
+allowed; a setting the chosen option does not have (`bn=group momentum=0.99`) too. The
+value checks are bnexp's own (bnexp/validate.py); a swept value that fails them stays that
+job's failure (the report lists it).
 
 `HYDRA_FULL_ERROR=1` skips this translation and shows Hydra's own error and traceback.
 """

@@ -5,7 +5,7 @@ ThreadBudgetCallback must give each job cores // n_jobs OpenMP threads, and a
 job's numbers must not depend on which (reused) worker ran it.
 `hydra/launcher=submitit_local` stands in for SLURM: one process per job, and
 the report is still built from the job folders at the end of the sweep.
-Each job logs "threads: <OpenMP threads>, pid <pid>" (bnexp/experiment.py).
+Each job logs "threads: <OpenMP threads>, engine: <engine>, pid <pid>" (bnexp/experiment.py).
 """
 import csv
 import fcntl
@@ -28,7 +28,7 @@ from conftest import REPO, run_cli
 THREAD_VARS = (BUDGET_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 SHORT = ["trainer.max_steps=4", "trainer.eval_every_steps=2", "data.test_subset=256"]
-JOB_LINE = re.compile(r"threads: (\S+), pid (\d+)")
+JOB_LINE = re.compile(r"threads: (\S+), engine: \S+, pid (\d+)")
 
 
 def job_dirs(sweep: Path) -> dict[str, Path]:
@@ -253,6 +253,6 @@ def test_a_second_launch_never_trains_into_a_running_jobs_folder(tmp_path):
                     "hydra.sweep.dir=...", second.stderr[-2000:]
     assert first.returncode == 130, rest[-2000:]
     log = (job / "run.log").read_text()
-    assert log.count("threads: 1, pid") == 1  # one process trained here: the first
+    assert log.count("threads: 1, engine:") == 1  # one process trained here: the first
     assert json.loads((job / "metrics.json").read_text())["status"] == "interrupted"
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [job.name]

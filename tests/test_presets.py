@@ -27,25 +27,27 @@ def composer():
     GlobalHydra.instance().clear()
 
 
-def jobs_of(cfg) -> int:
-    count = 1
-    for value in (cfg.hydra.sweeper.params or {}).values():
-        count *= len(str(value).split(","))
-    return count
-
-
-def first_value(key: str, value) -> str:
-    """A value the sweep would try: its first choice, or the lower end of an interval
-    (an Optuna search space such as `tag(log, interval(0.01, 4.0))`)."""
+def sweep_values(key: str, value) -> list[str]:
+    """The values a sweep of `key` tries, read the way Hydra reads them: a list, range(...), or
+    glob(...) over the config group's files (conf/<group>/*.yaml); an Optuna search space
+    (`tag(log, interval(0.01, 4.0))`) gives its lower end."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import IntervalSweep
+    from hydra.core.override_parser.types import Glob, IntervalSweep
 
     override = OverridesParser.create().parse_override(f"{key}={value}")
     sweep = override.value()
     if isinstance(sweep, IntervalSweep):
-        return str(sweep.start)
-    return next(iter(override.sweep_string_iterator())) if override.is_sweep_override() \
-        else str(value)
+        return [str(sweep.start)]
+    if isinstance(sweep, Glob):
+        return sweep.filter(sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml")))
+    return list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(value)]
+
+
+def jobs_of(cfg) -> int:
+    count = 1
+    for key, value in (cfg.hydra.sweeper.params or {}).items():
+        count *= len(sweep_values(key, value))
+    return count
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -53,26 +55,30 @@ def test_preset_composes_and_is_valid(composer, name):
     cfg = composer(f"experiment={name}")
     params = cfg.hydra.sweeper.params
     assert params, f"{name} sweeps nothing"
-    first = {key: first_value(key, value) for key, value in params.items()}
+    first = {key: sweep_values(key, value)[0] for key, value in params.items()}
     job = composer(f"experiment={name}", *(f"{k}={v}" for k, v in first.items()), hydra=False)
     validate.load(job)  # the schema and the range checks
 
 
 def test_preset_sizes(composer):
-    assert jobs_of(composer("experiment=convergence")) == 20
-    assert jobs_of(composer("experiment=mechanism")) == 9
+    # 8 arms (none/BN x N(0, 0.01)/Xavier x SGD/momentum) x 10 paired seeds
+    assert jobs_of(composer("experiment=convergence")) == 80
+    assert len(list((CONF_DIR / "arm").glob("*.yaml"))) == 8
+    assert jobs_of(composer("experiment=mechanism")) == 15
+    assert jobs_of(composer("experiment=lr_grid")) == jobs_of(composer("experiment=lr_grid_momentum")) == 32
     assert jobs_of(composer("experiment=momentum_eps")) == 12
     assert jobs_of(composer("experiment=batch_size")) == 10
     assert jobs_of(composer("experiment=source_defects")) == 6
     small_batch = composer("experiment=small_batch")
-    assert jobs_of(small_batch) == 100   # 2 models x 5 normalizations x 5 batch sizes x 2 seeds
+    assert jobs_of(small_batch) == 160   # 2 models x 4 normalizations x 4 batch sizes x 5 seeds
     assert small_batch.hydra.launcher._target_.endswith("JoblibLauncher")   # two jobs at a time
     assert small_batch.hydra.launcher.n_jobs == 2 and small_batch.perf.threads == "1"
     # another launcher replaces it whole (no joblib key is left behind to fail the composition)
     assert composer("experiment=small_batch", "hydra/launcher=basic").hydra.launcher.get("n_jobs") is None
     mechanism = composer("experiment=mechanism")
-    assert set(mechanism.monitor) == {"activations", "ics", "landscape"}
-    assert composer("experiment=ioffe_fig1").hydra.runtime.choices.model == "mlp"
+    assert set(mechanism.monitor) == {"ics", "landscape"}
+    ioffe = composer("experiment=ioffe_fig1")
+    assert ioffe.hydra.runtime.choices.model == "mlp" and set(ioffe.monitor) == {"activations"}
     assert composer("experiment=momentum_eps").hydra.runtime.choices.bn == "gluon"
     assert composer("experiment=source_defects").hydra.runtime.choices.bn == "scratch"
     search = composer("experiment=lr_search")
@@ -93,7 +99,7 @@ def test_every_figure_in_docs_is_made_by_make_figures():
     figures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(figures)
     assert set(figures.PRESETS) <= set(PRESETS)
-    drawn = {importlib.import_module(section.__module__).PNG for _, _, section in sections()}
+    drawn = {getattr(importlib.import_module(section.__module__), "PNG", None) for _, _, section in sections()}
     copies = [pair for pairs in figures.PRESETS.values() for pair in pairs]
     assert {source for source, _ in copies} <= drawn
     assert {p.name for p in (REPO / "docs").glob("*.png")} == {name for _, name in copies}

@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SLURM_DIR = Path(os.environ.get("BNEXP_SLURM_DIR", "/var/lib/bnexp-slurm"))
 SCRIPT = REPO / "scripts" / "slurm.sh"
 JOB_NAME = f"bnexp-test-{uuid.uuid4().hex[:6]}"  # `scancel --name` cleans up after a failure
-THREADS_PID = re.compile(r"threads: \S+, pid (\d+)")  # a job's first line (bnexp/experiment.py)
+THREADS_PID = re.compile(r"threads: \S+, engine: \S+, pid (\d+)")  # a job's first line (bnexp/experiment.py)
 WAIT = 300  # seconds: a guard against hanging, never a measure of speed
 # QUICK without its length: each test sets its own
 SMALL = [a for a in QUICK if not a.startswith(("trainer.max_steps=", "trainer.eval_every_steps="))]

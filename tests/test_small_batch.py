@@ -47,12 +47,5 @@ def test_error_against_batch_size_per_variant_and_model(tmp_path: Path):
     # a line per option, named as the sweep names it (conf/bn/ghost_2.yaml: 2-image ghost batches)
     assert "| lenet | group | 64 | 0.1 |" in md
     assert "| mlp_relu | ghost_2 | 2 |" in md
-    assert "- **lenet**: gluon: 0.140 at batch 64, 0.280 at batch 2 (+0.140); group: " \
-           "0.150 at batch 64, 0.150 at batch 2 (+0.000)." in md
-    # each paper's claim beside the numbers: BN's rise 0.19 -> 0.55, Batch Renorm at 0.37 at
-    # batch 2 recovers (0.55 - 0.37) / 0.36 = 50% of it, Ghost BN 0.39 at batch 64
-    assert "- **lenet**: BN's error goes from 0.140 at batch 64 to 0.280 at batch 2 (+0.140; Wu & He: " \
-           "it rises below ~16); GroupNorm's from 0.150 to 0.150 (+0.000; Wu & He: flat)." in md
-    assert "- **mlp_relu**: BN's error goes from 0.190 at batch 64 to 0.550 at batch 2 (+0.360; Wu & He: it " \
-           "rises below ~16); Batch Renorm is at 0.370 at batch 2: it recovers 50% of BN's rise (Ioffe: " \
-           "much of it); Ghost BN at batch 64 is at 0.390, BN there at 0.190" in md
+    # the study states no verdict of its own: the papers' claims are decided by the claims study
+    assert "Wu & He:" not in md.split("## Small batches")[1].split("\n## ")[0]

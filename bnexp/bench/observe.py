@@ -62,9 +62,6 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
         cmd = [timer, "-v", "-o", str(time_out), *cmd]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result: dict = {"command": cmd, "overrides": overrides, "target": target}
-    hit_wall = hit_step = hit_acc = None
-    evals: list[dict] = []
-    tail: list[str] = []  # the last lines of output, to show why a run failed
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)
@@ -73,20 +70,7 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
     watchdog.daemon = True
     watchdog.start()
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            now = time.perf_counter() - start
-            tail = (tail + [line.rstrip()])[-20:]
-            parsed = parse_eval_line(line)
-            if parsed is None:
-                continue
-            step, acc = parsed
-            evals.append({"step": step, "test_acc": acc, "wall_seconds": round(now, 3)})
-            echo(f"  [{now:7.1f} s] step {step}: test acc {acc:.4f}")
-            if target is not None and hit_wall is None and acc >= target:
-                hit_wall, hit_step, hit_acc = now, step, acc
-                if stop_at_target:
-                    os.killpg(proc.pid, signal.SIGINT)  # our own child's group only
+        evals, hit, tail = follow(proc, start, target, stop_at_target, echo)
         returncode = proc.wait()
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -94,6 +78,7 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
         raise
     finally:
         watchdog.cancel()
+    hit_wall, hit_step, hit_acc = hit
     result["process_seconds"] = round(time.perf_counter() - start, 3)
     result["returncode"] = returncode
     result["timed_out"] = result["process_seconds"] >= timeout and returncode == -signal.SIGKILL
@@ -112,6 +97,32 @@ def observe_run(overrides: list[str], target: float | None, stop_at_target: bool
         result.update(peak_memory(timer, time_out))
     shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def follow(proc: subprocess.Popen, start: float, target: float | None, stop_at_target: bool,
+           echo: Callable[[str], None]) -> tuple[list[dict], tuple, list[str]]:
+    """Read the child's output to its end: its evaluations with the wall seconds since
+    `start`, the (wall, step, accuracy) of the first at or above `target` (Nones if
+    none), and its last 20 lines (to show why a run failed). With `stop_at_target` the
+    child's group gets SIGINT, a graceful stop, at the target."""
+    hit: tuple = (None, None, None)
+    evals: list[dict] = []
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        now = time.perf_counter() - start
+        tail = (tail + [line.rstrip()])[-20:]
+        parsed = parse_eval_line(line)
+        if parsed is None:
+            continue
+        step, acc = parsed
+        evals.append({"step": step, "test_acc": acc, "wall_seconds": round(now, 3)})
+        echo(f"  [{now:7.1f} s] step {step}: test acc {acc:.4f}")
+        if target is not None and hit[0] is None and acc >= target:
+            hit = (now, step, acc)
+            if stop_at_target:
+                os.killpg(proc.pid, signal.SIGINT)  # our own child's group only
+    return evals, hit, tail
 
 
 def run_record(run_dir: Path, target: float | None) -> dict:

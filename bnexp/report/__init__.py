@@ -12,11 +12,13 @@ and `curves.csv`, every curve in long format (bnexp/report/curves.py). Each stud
 statistics and their interval are described in bnexp/report/stats.py.
 
 A job whose metrics.json is missing or unreadable counts as failed; it never stops the
-report. A folder without any job is an error.
+report, and neither does a study that fails on what it reads: its section says so in one
+line and the rest of the report is written. A folder without any job is an error.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -31,15 +33,18 @@ from bnexp.report.summary import markdown, summary_row, write_csv
 
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
 
+log = logging.getLogger(__name__)
+
 
 class ReportError(ValueError):
     """A report cannot be built from what it was given (the message says why)."""
 
 
-def write_report(sweep_dir: str | Path, targets: tuple[float, ...] = TARGETS) -> Path:
+def write_report(sweep_dir: str | Path, targets: tuple[float, ...] | None = TARGETS) -> Path:
     """(Re)build summary.csv, summary.md, the figures, report.html and curves.csv of a
     sweep; returns summary.md's path.
-    `targets`: the accuracies whose steps and speedups the tables give."""
+    `targets`: the accuracies whose steps and speedups the tables give (None: the runs' own
+    `report.targets`, when they agree, else bnexp's default)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
@@ -48,16 +53,33 @@ def write_report(sweep_dir: str | Path, targets: tuple[float, ...] = TARGETS) ->
         raise ReportError(f"no runs in {sweep_dir}: no job folder with a metrics.json or a "
                           ".hydra folder; give the folder of a sweep (outputs/multirun/<stamp>)")
     groups = group_jobs(jobs)
-    report = Report(sweep_dir, groups, swept_keys(groups), tuple(targets))
+    report = Report(sweep_dir, groups, swept_keys(groups), tuple(targets or runs_targets(jobs)))
     rows = [summary_row(g, groups, report.swept, report.targets) for g in groups]
     write_csv(sweep_dir / SUMMARY_CSV, rows)
-    parts = [lines for _, _, section in sections() if (lines := section(report))]
+    parts = [lines for name, _, section in sections() if (lines := study(name, section, report))]
     md_path = sweep_dir / SUMMARY_MD
     text = markdown(report, rows, parts)
     write_text_atomic(md_path, text)
     write_curves(sweep_dir / CURVES_CSV, groups, report.swept)
     write_html(sweep_dir, text, jobs, report.swept, frozenset(report.figures))
     return md_path
+
+
+def study(name: str, section, report: Report) -> list[str]:
+    """One study's section; a study that fails on what it reads is one line in the report
+    (and a warning), not a report lost."""
+    try:
+        return section(report)
+    except Exception as err:  # noqa: BLE001 -- whatever a study trips on, the rest is written
+        log.warning("report: the %s study failed: %s: %s", name, type(err).__name__, err)
+        return [f"## {name}", "", f"The {name} study could not be drawn from these runs "
+                f"({type(err).__name__}: {err}); the rest of the report is complete."]
+
+
+def runs_targets(jobs) -> tuple[float, ...]:
+    """The target accuracies the runs were set up with, if they agree; else bnexp's default."""
+    found = {tuple(j.record.targets) for j in jobs if j.record and j.record.targets}
+    return found.pop() if len(found) == 1 else TARGETS
 
 
 def parse_targets(text: str) -> tuple[float, ...]:
@@ -87,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         description="(Re)build the report of a bnexp sweep directory.",
         epilog=f"studies (each drawn when the sweep has data for it):\n{studies}")
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/multirun/<stamp>")
-    parser.add_argument("--targets", type=parse_targets, default=TARGETS,
-                        help="target accuracies, comma-separated (default: %(default)s)")
+    parser.add_argument("--targets", type=parse_targets, default=None,
+                        help="target accuracies, comma-separated (default: the runs' own "
+                             f"report.targets, else {','.join(f'{t:g}' for t in TARGETS)})")
     args = parser.parse_args(argv)
     try:
         md_path = write_report(args.sweep_dir, args.targets)

@@ -23,9 +23,17 @@ import yaml
 from bnexp.record import METRICS_FILE, EvalPoint, RunRecord
 
 SEED_KEY = "seed"
-# Not part of a configuration's identity: the seeds are its repetitions, and a
-# job continued with resume=auto is still the same job.
-IGNORED_KEYS = (SEED_KEY, "resume")
+# Not part of a configuration's identity: the seeds are its repetitions, a job continued
+# with resume=auto is still the same job, and what a resume may set besides -- how fast it
+# runs and how it shows progress (perf.*, trainer.progress, logger.*; bnexp/resume.py) --
+# changes nothing the report compares (a sweep of perf.threads is the bench's to measure).
+IGNORED_KEYS = (SEED_KEY, "resume", "trainer.progress")
+IGNORED_PREFIXES = ("perf.", "logger.")
+
+
+def identity_key(key: str) -> bool:
+    """Whether override `key` tells two configurations apart (IGNORED_KEYS: it does not)."""
+    return key not in IGNORED_KEYS and not key.startswith(IGNORED_PREFIXES)
 BN_KEY = "bn"
 BASELINE = "none"
 COUNTED_STATUSES = ("completed", "diverged", "failed", "interrupted", "running")
@@ -200,7 +208,7 @@ def group_jobs(jobs: list[Job]) -> list[Group]:
     """One group per distinct override set minus seed (and resume), labelled by the swept keys."""
     groups: dict[tuple, Group] = {}
     for job in jobs:
-        overrides = {k: v for k, v in job.overrides.items() if k not in IGNORED_KEYS}
+        overrides = {k: v for k, v in job.overrides.items() if identity_key(k)}
         key = tuple(sorted(overrides.items()))
         groups.setdefault(key, Group(overrides)).jobs.append(job)
     swept = swept_keys(list(groups.values()))

@@ -25,7 +25,7 @@ def arms(report: Report) -> dict[tuple, dict[float, list]]:
     """arm (the swept overrides but lr) -> lr -> its groups' jobs."""
     out: dict[tuple, dict[float, list]] = {}
     for group in report.groups:
-        arm = tuple((k, group.overrides[k]) for k in report.swept if k not in ("lr", "seed"))
+        arm = tuple((k, group.overrides.get(k, "")) for k in report.swept if k != "lr")
         out.setdefault(arm, {})[float(group.overrides["lr"])] = group.jobs
     return out
 
