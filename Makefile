@@ -37,7 +37,7 @@ RM_VENV = if [ -f "$(VENV)/pyvenv.cfg" ]; then rm -rf -- "$(VENV)"; elif [ -e "$
 	echo "not removing $(VENV): it is not a virtual environment (no pyvenv.cfg); set VENV to one"; exit 1; fi
 
 .DEFAULT_GOAL := help
-.PHONY: help install kernels data run test sweep bench tensorboard doctor figures slurm-up slurm-down lock
+.PHONY: help install kernels data run test test-fast sweep bench tensorboard doctor figures slurm-up slurm-down lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -97,8 +97,16 @@ data: $(STAMP) ## make Fashion-MNIST available and verify it: Debian's dataset-f
 run: data ## train with the default config (add ARGS="bn=gluon lr=0.1" for overrides)
 	$(PY) -m bnexp.run $(ARGS)
 
-test: data ## run the test suite
-	$(PY) -m pytest $(ARGS)
+# The suite runs on every core (pytest-xdist): a worker per core, each test on whichever is free,
+# a module that makes real runs once for all its tests (a module-scoped fixture) whole on one
+# (tests/conftest.py). WORKERS=0 runs it in this process, one test after another.
+WORKERS ?= auto
+PYTEST  = $(PY) -m pytest -n $(WORKERS) --dist loadscope
+test: data ## run the test suite on every core (~6 min on 2 cores; WORKERS=0 for one process, ARGS=... for pytest)
+	$(PYTEST) $(ARGS)
+
+test-fast: data ## the tests not marked slow (no real CLI sweeps nor long training), on every core
+	$(PYTEST) -m "not slow" $(ARGS)
 
 sweep: data ## the convergence sweep (bn none/gluon x 10 seeds, 9 min on 2 cores) and its report with speedups
 	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)

@@ -1,6 +1,7 @@
 """Shared helpers: the real dataset, and the real CLI run as a subprocess."""
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -14,7 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("BNEXP_CACHE_DIR", str(REPO / ".pytest_cache" / "bnexp"))
 
 from bnexp.runtime import mxnet_import  # noqa: E402
-from bnexp.runtime.threads import ThreadPolicy  # noqa: E402
+from bnexp.runtime.threads import BUDGET_VAR, ThreadPolicy, available_cores  # noqa: E402
+
+# `make test` runs the suite on every core (pytest-xdist, -n auto): each worker, and every run
+# it starts, gets its share of the cores, as bnexp's joblib launcher gives each job its share
+# (BNEXP_THREAD_BUDGET). Without it two workers' runs each start an OpenMP thread per core and
+# wait on each other's descheduled threads. A test of the thread policy sets its own
+# environment; tests/test_slurm.py removes the budget (a SLURM job reads SLURM_CPUS_PER_TASK).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault(BUDGET_VAR, str(max(1, available_cores() // WORKERS)))
 
 # MXNet for the tests' own process, imported as bnexp's entry points import it (numpy.bool
 # restored on Python 3.12+), with every thread the policy allows, before any test module
@@ -46,3 +56,25 @@ def config(*overrides: str):
 def fashion_root() -> Path:
     from bnexp import data
     return data.find_root(None)
+
+
+@functools.lru_cache(maxsize=None)
+def shares_runs(test_file: str) -> bool:
+    """Whether a test module has a module-scoped fixture: real runs made once for its tests."""
+    return 'scope="module"' in (REPO / test_file).read_text()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` (-n auto --dist loadscope): each test goes to whichever worker is free, except
+    that a module with a module-scoped fixture goes whole to one worker (split, each worker would
+    make its runs again). xdist's own loadgroup does not group under pytest 9."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            test_file = nodeid.split("::", 1)[0]
+            return test_file if shares_runs(test_file) else nodeid
+
+    return Scheduling(config, log)

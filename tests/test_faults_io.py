@@ -135,20 +135,17 @@ def test_a_checkpoint_write_that_fails_or_is_killed_loses_nothing(tmp_path):
 def test_a_file_size_limit_during_the_final_metrics_json(tmp_path):
     """The limit falls between the last checkpoint and the final metrics.json (5000 bytes:
     run.log stays below it, the full record is above it): nothing written before is lost and
-    the exit is non-zero. Today the record stays at "running" and the error is a traceback:
-    the fix is experiment.py's (issue 28); until then this test is an expected failure."""
+    the exit is non-zero, one line says which file and why, and the record says failed."""
     run = tmp_path / "run"
     done = wrapped(LIMIT_AT_FIT_END, "5000", *ARGS, "logger.tensorboard=false",
                    "trainer.log_every_steps=1", f"hydra.run.dir={run}")
     output = done.stdout + done.stderr
     assert done.returncode != 0, output[-3000:]
     assert checkpoint.read_state(run)["step"] == 30  # the last checkpoint, whole
-    record = metrics(run)  # the previous metrics.json, whole (written at the start)
     assert leftover_temps(run) == []
-    one_line = "Traceback" not in output and "metrics.json" in output and "File too large" in output
-    if not (one_line and record["status"] == "failed"):
-        pytest.xfail(f"experiment.py keeps the record at {record['status']!r} and prints a "
-                     "traceback when the final metrics.json cannot be written (the lead's fix)")
+    assert "Traceback" not in output and "metrics.json" in output and "File too large" in output, \
+        output[-3000:]
+    assert metrics(run)["status"] == "failed"
 
 
 @pytest.mark.slow

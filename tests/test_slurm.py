@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from bnexp.runtime.threads import BUDGET_VAR
 from conftest import QUICK, REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -46,6 +47,13 @@ THREADS_PID = re.compile(r"threads: \S+, engine: \S+, pid (\d+)")  # a job's fir
 WAIT = 300  # seconds: a guard against hanging, never a measure of speed
 # QUICK without its length: each test sets its own
 SMALL = [a for a in QUICK if not a.startswith(("trainer.max_steps=", "trainer.eval_every_steps="))]
+
+
+@pytest.fixture(autouse=True)
+def no_launcher_budget(monkeypatch):
+    """A SLURM job's thread budget is its SLURM_CPUS_PER_TASK: the budget conftest.py gives a
+    test worker's own runs must not reach the jobs (it would come first)."""
+    monkeypatch.delenv(BUDGET_VAR, raising=False)
 
 
 def slurm_env() -> dict[str, str]:

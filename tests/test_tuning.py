@@ -98,7 +98,10 @@ def test_what_runs_sustained_sets_the_expected_length(cache, monkeypatch):
 def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(content)
-    choice = tuning.choose(config("bn=none", SMALL, "ctx=cpu", BRIEF, LONG), FREE)
+    # threads and engine given: the probe measures only the layouts, in this process (no child
+    # processes), which is all a rebuilt cache needs
+    cfg = config("bn=none", SMALL, "ctx=cpu", BRIEF, LONG, "perf.threads=1", "perf.engine=naive")
+    choice = tuning.choose(cfg, ThreadPolicy.resolve(cfg.perf.threads, environ={}))
     assert choice.source["pool"] == "probe"
     assert len(json.loads(cache.read_text())["entries"]) == 1  # rebuilt, valid again
 
