@@ -65,7 +65,7 @@ def test_preset_sizes(composer):
     assert jobs_of(composer("experiment=convergence")) == 80
     assert len(list((CONF_DIR / "arm").glob("*.yaml"))) == 8
     assert jobs_of(composer("experiment=mechanism")) == 15
-    assert jobs_of(composer("experiment=lr_grid")) == jobs_of(composer("experiment=lr_grid_momentum")) == 32
+    assert jobs_of(composer("experiment=lr_grid")) == 32 and jobs_of(composer("experiment=lr_grid_momentum")) == 48
     assert jobs_of(composer("experiment=momentum_eps")) == 12
     assert jobs_of(composer("experiment=batch_size")) == 10
     assert jobs_of(composer("experiment=source_defects")) == 6
@@ -103,3 +103,21 @@ def test_every_figure_in_docs_is_made_by_make_figures():
     copies = [pair for pairs in figures.PRESETS.values() for pair in pairs]
     assert {source for source, _ in copies} <= drawn
     assert {p.name for p in (REPO / "docs").glob("*.png")} == {name for _, name in copies}
+
+
+@pytest.mark.parametrize("optimizer, grid", [("sgd", "lr_grid"), ("momentum", "lr_grid_momentum")])
+def test_each_arm_trains_at_the_lr_its_grid_chose(optimizer, grid):
+    """conf/arm/<bn>_<init>_<optimizer>.yaml carries the lr that experiment=<grid> chose for
+    that bn and init (the table's "chosen" column in docs/results/<grid>.md, which
+    scripts/figures.py writes from the sweep)."""
+    import re
+
+    import yaml
+
+    table = (REPO / "docs" / "results" / f"{grid}.md").read_text()
+    chosen = {(bn, init): float(lr) for bn, init, lr in re.findall(
+        r"^\| bn=(\w+),model\.init=(\w+) \|.*\| lr ([\d.]+) \(by [\d.]+\) \|$", table, re.M)}
+    assert len(chosen) == 4, f"docs/results/{grid}.md: expected a choice for each of 4 arms, found {chosen}"
+    for (bn, init), lr in chosen.items():
+        arm = yaml.safe_load((CONF_DIR / "arm" / f"{bn}_{init}_{optimizer}.yaml").read_text())
+        assert arm["lr"] == lr, f"conf/arm/{bn}_{init}_{optimizer}.yaml: lr {arm['lr']}, the grid chose {lr}"
