@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,12 @@ os.environ.setdefault("BNEXP_CACHE_DIR", str(REPO / ".pytest_cache" / "bnexp"))
 
 from bnexp.runtime import mxnet_import  # noqa: E402
 from bnexp.runtime.threads import BUDGET_VAR, ThreadPolicy, available_cores  # noqa: E402
+
+# A suite started in the background by a non-interactive shell (`make test &` in a script)
+# inherits SIGINT ignored, and so would every process it starts: the tests of Ctrl-C need it
+# delivered, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # `make test` runs the suite on every core (pytest-xdist, -n auto): each worker, and every run
 # it starts, gets its share of the cores, as bnexp's joblib launcher gives each job its share
