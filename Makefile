@@ -108,7 +108,7 @@ test: data ## run the test suite on every core (~6 min on 2 cores; WORKERS=0 for
 test-fast: data ## the tests not marked slow (no real CLI sweeps nor long training), on every core
 	$(PYTEST) -m "not slow" $(ARGS)
 
-sweep: data ## the convergence sweep (bn none/gluon x 10 seeds, 9 min on 2 cores) and its report with speedups
+sweep: data ## the convergence factorial (bn x init x optimizer, each arm at its own lr, 10 seeds: 80 jobs, 28 min on 2 cores) and its report
 	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)
 
 figures: data ## rerun the study presets (~110 min on 2 idle cores, estimated from each preset's own time) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)
