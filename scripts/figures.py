@@ -31,8 +31,7 @@ PRESETS: dict[str, list[tuple[str, str]]] = {
     "lr_grid_momentum": [],   # ... and with momentum
     "convergence": [("convergence.png", "convergence.png")],
     "lr_robustness": [("lr_robustness.png", "lr_robustness.png")],
-    "mechanism": [("activations.png", "activations.png"), ("ics.png", "ics.png"),
-                  ("landscape.png", "landscape.png")],
+    "mechanism": [("ics.png", "ics.png"), ("landscape.png", "landscape.png")],
     "ioffe_fig1": [("activations.png", "ioffe_fig1.png")],
     "momentum_eps": [("momentum_eps.png", "momentum_eps.png")],
     "batch_size": [("batch_size.png", "batch_size.png")],
