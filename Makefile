@@ -111,7 +111,7 @@ test-fast: data ## the tests not marked slow (no real CLI sweeps nor long traini
 sweep: data ## the convergence factorial (bn x init x optimizer, each arm at its own lr, 10 seeds: 80 jobs, 28 min on 2 cores) and its report
 	$(PY) -m bnexp.run --multirun experiment=convergence $(ARGS)
 
-figures: data ## rerun the study presets (~110 min on 2 idle cores, estimated from each preset's own time) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)
+figures: data ## rerun the study presets (about 2.5 h on 2 cores, the sum of the presets' measured times, docs/studies.md) and copy figures and summaries into docs/ (PRESETS="convergence mechanism" for some)
 	$(PY) scripts/figures.py $(PRESETS)
 
 bench: data ## training throughput of none/scratch/gluon against a textbook loop and the source loop
