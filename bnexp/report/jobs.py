@@ -29,16 +29,16 @@ SEED_KEY = "seed"
 # changes nothing the report compares (a sweep of perf.threads is the bench's to measure).
 IGNORED_KEYS = (SEED_KEY, "resume", "trainer.progress")
 IGNORED_PREFIXES = ("perf.", "logger.")
-
-
-def identity_key(key: str) -> bool:
-    """Whether override `key` tells two configurations apart (IGNORED_KEYS: it does not)."""
-    return key not in IGNORED_KEYS and not key.startswith(IGNORED_PREFIXES)
 BN_KEY = "bn"
 BASELINE = "none"
 COUNTED_STATUSES = ("completed", "diverged", "failed", "interrupted", "running")
 MAX_METRICS = 1 << 30  # bytes: far above any run's metrics.json, far below what hangs
 MAX_YAML = 1 << 20     # bytes: Hydra's and the sweeper's small YAML files
+
+
+def identity_key(key: str) -> bool:
+    """Whether override `key` tells two configurations apart (IGNORED_KEYS: it does not)."""
+    return key not in IGNORED_KEYS and not key.startswith(IGNORED_PREFIXES)
 
 
 def read_job_file(path: Path, limit: int = MAX_METRICS) -> str:
