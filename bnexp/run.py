@@ -9,7 +9,6 @@ import logging
 import os
 import secrets
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,10 +22,9 @@ from bnexp.config import CONF_DIR, Config
 from bnexp.errors import UserError
 from bnexp.runtime import context, mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
-from bnexp.sweep import callbacks, naming
+from bnexp.sweep import callbacks, clock, naming
 from bnexp.tuning.choice import import_with
 
-_process_start: float | None = time.time()  # the first job's clock starts with the process
 log = logging.getLogger("bnexp")
 
 config.register()
@@ -90,8 +88,7 @@ def main(cfg: DictConfig) -> float:
     """Train once; return what a sweeper optimises (bnexp.record.objective): the validation
     accuracy, else the training accuracy, never the test accuracy; 0.0 if the run failed
     or diverged."""
-    global _process_start
-    job_start, _process_start = _process_start or time.time(), None  # later jobs of a sweep: now
+    job_start = clock.job_start()
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)

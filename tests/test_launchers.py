@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,9 +105,16 @@ def test_joblib_sweep_budgets_threads_and_reseeds(tmp_path: Path):
     """Four jobs on two workers: the seed=0 jobs run in reused workers, yet give
     exactly the numbers of a fresh basic-launcher run with the same thread count."""
     sweep = tmp_path / "joblib"
+    started = time.monotonic()
     proc = run_cli("--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                    "bn=none,gluon", "seed=1,0", *SHORT, f"hydra.sweep.dir={sweep}", timeout=240)
+    elapsed = time.monotonic() - started
     dirs = check_sweep(proc, sweep, jobs=4, seeds="2")
+    # Each job's wall time is its own: two workers cannot have spent more than twice the
+    # sweep's time. (A clock handed down from the sweep's process counted each reused
+    # worker's earlier jobs again: about 2x the sweep plus the first jobs.)
+    walls = [json.loads((d / "metrics.json").read_text())["wall_seconds"] for d in dirs.values()]
+    assert 0 < sum(walls) <= 2 * elapsed, (walls, elapsed)
     expected = max(1, available_cores() // 2)
     assert f"at most {expected} OpenMP thread(s) per job" in proc.stdout + proc.stderr
     threads_pids = {key: job_threads_and_pid(d) for key, d in dirs.items()}
