@@ -1,5 +1,6 @@
 """A real TensorBoard server on a loopback port, pointed at a small real sweep."""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 
 def free_port() -> int:
@@ -91,3 +92,18 @@ def test_custom_scalars_layout(server):
     layout = get(server + "/data/plugin/custom_scalars/layout")
     titles = {c["title"] for cat in layout["category"] for c in cat["chart"]}
     assert {"test accuracy", "training loss"} <= titles
+
+
+def test_the_logger_does_not_import_torch(tmp_path: Path):
+    """tensorboardX imports torch where it is installed (2 s of every run's start once the
+    bench's optional PyTorch row is): bnexp's logger does not, and `import torch` works after."""
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("class Tensor:\n    pass\n")
+    code = ("import sys\nimport bnexp.training.tensorboard\nprint('torch' in sys.modules)\n"
+            "import torch\nprint(torch.__file__)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", str(fake / "__init__.py")]

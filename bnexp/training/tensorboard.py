@@ -10,12 +10,34 @@ columns from every run's settings.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
-
-from tensorboardX import SummaryWriter
-from tensorboardX.summary import hparams as hparams_summary
+from typing import Iterator
 
 from bnexp.training.callback import Callback, TrainMetrics
+
+
+@contextlib.contextmanager
+def torch_hidden() -> Iterator[None]:
+    """`import torch` fails inside, unless torch is imported already; it works again after.
+    tensorboardX's writer imports torch where it is installed, to accept its tensors: 2 s of
+    every run's start on a machine with the bench's optional PyTorch row (docs/speed.md).
+    bnexp logs plain numbers."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # how Python marks "not importable"
+    try:
+        yield
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+
+
+with torch_hidden():
+    from tensorboardX import SummaryWriter
+    from tensorboardX.summary import hparams as hparams_summary
 
 # The Custom Scalars tab: every run's test (or validation) accuracy in one chart, training
 # loss in another.
