@@ -23,10 +23,10 @@ CLAIM = {"id": "smoother", "says": "BN smooths the landscape", "paper": "Santurk
 
 
 def job(sweep: Path, bn: str, seed: int, values: list[float] | None, phase: float = 0.8,
-        claims=(CLAIM,)) -> None:
+        claims=(CLAIM,), model: str | None = None) -> None:
     """A job whose landscape monitor measured `values` at `phase` (and a far larger value
     at another step, which no claim may read); None: the run never reached the phase."""
-    overrides = [f"bn={bn}", f"seed={seed}"]
+    overrides = [f"bn={bn}", f"seed={seed}"] + ([f"model={model}"] if model else [])
     folder = sweep / ",".join(overrides)
     folder.mkdir(parents=True)
     other = {"loss_range": 1.0, "grad_change": 1.0}
@@ -99,6 +99,18 @@ def test_the_report_gives_each_claim_its_verdict_and_rule(tmp_path):
     assert "| smoother | BN smooths the landscape (Santurkar et al. 2018) |" in text
     assert "**reproduced**" in text
     assert "reproduced if the interval of bn=none / bn=gluon lies above 1" in text
+
+
+def test_a_claim_decided_on_two_models_has_two_verdicts_and_one_rule(tmp_path):
+    for model, gap in (("lenet", 10.0), ("mlp", 0.0)):
+        for seed in range(5):
+            job(tmp_path, "none", seed, [10.0 + gap + seed], model=model)
+            job(tmp_path, "gluon", seed, [10.0], model=model)
+    text = write_report(tmp_path).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| smoother (")]
+    assert len(rows) == 2 and "model=lenet" in rows[0] + rows[1] and "model=mlp" in rows[0] + rows[1]
+    assert {row.split("**")[-2] for row in rows} == {"reproduced", "inconclusive"}
+    assert text.count("- smoother: reproduced if the interval of") == 1
 
 
 class State:

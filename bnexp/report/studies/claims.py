@@ -67,6 +67,9 @@ def section(report: Report) -> list[str]:
         for baseline, treated, rest in found:
             verdict = decide(claim, baseline, treated)
             lines.append(row(claim, verdict, rest))
-            notes.append(f"- {claim.id}: {rule_text(claim)}"
-                         + (f"; without a value: {'; '.join(verdict.missing)}" if verdict.missing else ""))
-    return lines + ["", "Rules, and seeds without a value:", "", *notes]
+            notes.append(f"- {claim.id}: {rule_text(claim)}")
+            if verdict.missing:
+                where = f" ({rest})" if rest else ""
+                notes.append(f"- {claim.id}{where}: without a value: {'; '.join(verdict.missing)}")
+    # a claim decided in several configurations (one per model) states its rule once
+    return lines + ["", "Rules, and seeds without a value:", "", *dict.fromkeys(notes)]
