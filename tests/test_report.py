@@ -570,11 +570,14 @@ def test_factorial_pairs_each_cell_across_its_own_learning_rates(tmp_path: Path)
     assert "| xavier | momentum | gluon | 0.08 | 5 | 100 | 2.0× [1.8, 2.2] |" in table
 
 
-def test_lr_grid_chooses_each_arms_lr_at_the_deepest_target_its_median_seed_reached(tmp_path: Path):
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_lr_grid_chooses_each_arms_lr_at_the_deepest_target_its_median_seed_reached(
+        tmp_path: Path, split: str):
     """experiment=lr_grid: per arm (bn here), the lr with the fewest median steps at the last
     target; an arm whose median seed reaches it at no lr is judged at the first target.
     Known answer: gluon reaches 0.80 fastest at lr 0.4 (0.8 ties on 0.70 but misses 0.80
-    with one seed); none never reaches 0.80 and is fastest to 0.70 at lr 0.2."""
+    with one seed); none never reaches 0.80 and is fastest to 0.70 at lr 0.2. Chosen on
+    the test set (no validation split), the table says so and what to do instead."""
     curves = {  # (bn, lr) -> per seed: step where 0.70 is reached, step where 0.80 is (None: never)
         ("gluon", 0.2): [(100, 300), (100, 300)], ("gluon", 0.4): [(50, 150), (50, 200)],
         ("gluon", 0.8): [(50, 100), (50, None)],
@@ -585,7 +588,8 @@ def test_lr_grid_chooses_each_arms_lr_at_the_deepest_target_its_median_seed_reac
             points = [(s, a) for s, a in ((at70, 0.7), (at80, 0.8)) if s is not None] or [(700, 0.5)]
             record = RunRecord(status="completed", overrides=[f"bn={bn}", f"lr={lr}", f"seed={seed}"],
                                choices={"bn": bn}, config={"lr": lr, "seed": seed})
-            record.eval_curve = [EvalPoint(s, s * 128, s * 0.1, a, 1 - a) for s, a in points]
+            record.eval_curve = [EvalPoint(s, s * 128, s * 0.1, a, 1 - a, split=split)
+                                 for s, a in points]
             record.steps = 700
             job_dir = tmp_path / f"bn={bn},lr={lr},seed={seed}"
             job_dir.mkdir()
@@ -594,3 +598,6 @@ def test_lr_grid_chooses_each_arms_lr_at_the_deepest_target_its_median_seed_reac
     table = md.split("## Each arm's best learning rate")[1]
     assert "| bn=gluon | 100 / 300 | 50 / 175 | 50 / — | lr 0.4 (by 0.80) |" in table
     assert "| bn=none | 425 / — | — / — | — / — | lr 0.2 (by 0.70) |" in table
+    name = {"val": "validation", "test": "test"}[split]
+    assert table.startswith(f" (steps to {name} accuracy 0.70 / 0.80)")
+    assert ("hold out a validation split (data.val_size=5000)" in table) == (split == "test")

@@ -16,6 +16,7 @@ import statistics
 
 from bnexp.report.stats import seed_steps, target_label
 from bnexp.report.studies import Report
+from bnexp.report.summary import split_name
 
 ORDER = 18
 SUMMARY = "lr_grid: each arm's best learning rate, by steps to the last target (lr swept with bn and more)"
@@ -60,10 +61,14 @@ def section(report: Report) -> list[str]:
     table = arms(report)
     lrs = sorted({lr for by_lr in table.values() for lr in by_lr})
     names = " / ".join(target_label(t) for t in targets)
-    lines = [f"## Each arm's best learning rate (steps to validation accuracy {names})", "",
+    split = split_name([job for group in report.groups for job in group.jobs])
+    # A learning rate chosen on the test set makes that set's accuracy a biased estimate.
+    caution = ("" if split == "validation" else " These runs evaluated the test set: to choose "
+               "a learning rate, hold out a validation split (data.val_size=5000) instead.")
+    lines = [f"## Each arm's best learning rate (steps to {split} accuracy {names})", "",
              f"Median steps over the selection seeds to {names} at each lr (—: not reached by "
              "the median seed). Chosen: the fewest at the deepest target the median seed "
-             "reached with some lr, ties to the smaller lr.", "",
+             f"reached with some lr, ties to the smaller lr.{caution}", "",
              "| arm | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | chosen |",
              "|---|" + "---|" * (len(lrs) + 1)]
     for arm, by_lr in table.items():
