@@ -79,7 +79,7 @@ def test_a_run_too_short_for_a_probe_takes_the_defaults_and_says_so(cache, monke
     assert (choice.threads, choice.engine, choice.pool) == (FREE.budget, "naive", "native")
     assert choice.bn_impl == formulations("cpu")[0]
     said, = [r.message for r in caplog.records if "cannot earn a speed probe" in r.message]
-    assert "a run of 20 steps" in said
+    assert "a run of 20 steps (at least 0 s: nothing of this model and batch measured here" in said
 
 
 def test_what_runs_sustained_sets_the_expected_length(cache, monkeypatch):
@@ -91,6 +91,8 @@ def test_what_runs_sustained_sets_the_expected_length(cache, monkeypatch):
     assert tuning.too_short(setting, [(1, "naive"), (2, "naive")], [("native", "")], 0.3, 1500, 10)
     assert tuning_cache.feedback(setting, None, 200.0, too_slow=False) is False
     assert tuning_cache.fastest_step(setting) == 200.0   # 1500 steps of 200 ms: 300 s
+    said = tuning.too_short(setting, [(1, "naive"), (2, "naive")], [("native", "")], 0.3, 15, 10)
+    assert said.startswith("a run of 15 steps (about 3 s at the 200.0 ms per step measured here)")
     assert tuning.too_short(setting, [(1, "naive"), (2, "naive")], [("native", "")], 0.3, 1500, 10) is None
 
 

@@ -146,7 +146,8 @@ def too_short(setting: dict, processes: list, wanted: list, seconds: float, step
     chunks of `chunk` steps) against SHARE of the run's expected length (its steps at the
     fastest step this machine measured or trained for this model and batch, else at
     PRIOR_MS_PER_IMAGE)."""
-    ms = cache.fastest_step(setting) or PRIOR_MS_PER_IMAGE * setting["batch_per_device"]
+    measured = cache.fastest_step(setting)
+    ms = measured or PRIOR_MS_PER_IMAGE * setting["batch_per_device"]
     options = len(processes) + sum(len({layout[i] for layout in wanted}) > 1 and
                                    len({layout[i] for layout in wanted}) for i in (0, 1))
     least = (len(processes) * WORKER_START_SECONDS / available_cores()
@@ -154,7 +155,10 @@ def too_short(setting: dict, processes: list, wanted: list, seconds: float, step
     expected = steps * ms / 1000
     if least <= SHARE * expected:
         return None
-    return (f"a run of {steps} steps (about {expected:.0f} s) cannot earn a speed probe "
+    length = (f"about {expected:.0f} s at the {ms:.1f} ms per step measured here" if measured else
+              f"at least {expected:.0f} s: nothing of this model and batch measured here yet, "
+              f"assumed {PRIOR_MS_PER_IMAGE} ms per image as on a fast CPU; the run measures it")
+    return (f"a run of {steps} steps ({length}) cannot earn a speed probe "
             f"(at least {least:.0f} s: more than {SHARE:.0%} of it)")
 
 
