@@ -65,6 +65,11 @@ def fashion_root() -> Path:
     return data.find_root(None)
 
 
+def module_of(nodeid: str) -> str:
+    """tests/test_x.py of a test id tests/test_x.py::test_y[...]."""
+    return nodeid.split("::", 1)[0]
+
+
 @functools.lru_cache(maxsize=None)
 def shares_runs(test_file: str) -> bool:
     """Whether a test module has a module-scoped fixture: real runs made once for its tests."""
@@ -78,9 +83,9 @@ def pytest_collection_modifyitems(config, items):
     def slow(item) -> bool:
         return item.get_closest_marker("slow") is not None
 
-    slow_shared = {item.nodeid.split("::", 1)[0] for item in items
-                   if slow(item) and shares_runs(item.nodeid.split("::", 1)[0])}
-    items.sort(key=lambda item: not (slow(item) or item.nodeid.split("::", 1)[0] in slow_shared))
+    slow_shared = {module_of(item.nodeid) for item in items
+                   if slow(item) and shares_runs(module_of(item.nodeid))}
+    items.sort(key=lambda item: not (slow(item) or module_of(item.nodeid) in slow_shared))
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -93,7 +98,6 @@ def pytest_xdist_make_scheduler(config, log):
 
     class Scheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            test_file = nodeid.split("::", 1)[0]
-            return test_file if shares_runs(test_file) else nodeid
+            return module_of(nodeid) if shares_runs(module_of(nodeid)) else nodeid
 
     return Scheduling(config, log)

@@ -1,5 +1,6 @@
 """The docs say what the code does: the option tables of docs/configuration.md are the
-config groups' (scripts/config_docs.py)."""
+config groups' (scripts/config_docs.py), and every study number they quote is one that
+`make figures` wrote into docs/results/."""
 from __future__ import annotations
 
 import re

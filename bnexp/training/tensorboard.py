@@ -31,7 +31,7 @@ def torch_hidden() -> Iterator[None]:
     try:
         yield
     finally:
-        if "torch" in sys.modules and sys.modules["torch"] is None:
+        if sys.modules.get("torch", True) is None:  # still our marker: torch importable again
             del sys.modules["torch"]
 
 

@@ -64,12 +64,12 @@ def section(report: Report) -> list[str]:
         if not found:
             notes.append(f"- {claim.id}: no {arm_text(claim.baseline)} and {arm_text(claim.treated)} "
                          "configurations alike in everything else: not decided")
+            continue
+        notes.append(f"- {claim.id}: {rule_text(claim)}")  # once, however many models decide it
         for baseline, treated, rest in found:
             verdict = decide(claim, baseline, treated)
             lines.append(row(claim, verdict, rest))
-            notes.append(f"- {claim.id}: {rule_text(claim)}")
             if verdict.missing:
                 where = f" ({rest})" if rest else ""
                 notes.append(f"- {claim.id}{where}: without a value: {'; '.join(verdict.missing)}")
-    # a claim decided in several configurations (one per model) states its rule once
-    return lines + ["", "Rules, and seeds without a value:", "", *dict.fromkeys(notes)]
+    return lines + ["", "Rules, and seeds without a value:", "", *notes]
