@@ -66,7 +66,7 @@ def fashion_root() -> Path:
 
 
 def module_of(nodeid: str) -> str:
-    """tests/test_x.py of a test id tests/test_x.py::test_y[...]."""
+    """The test module's path in a test id: the part before the first "::"."""
     return nodeid.split("::", 1)[0]
 
 
