@@ -18,7 +18,6 @@ import os
 import re
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 from hydra import compose, initialize_config_dir
@@ -29,7 +28,7 @@ from hydra.errors import (ConfigCompositionException, MissingConfigException,
                           OverrideParseException)
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp import config, options
+from bnexp import config, options, resume
 from bnexp.config import CONF_DIR
 from bnexp.errors import ConfigError, UserError
 
@@ -77,7 +76,9 @@ def check_command_line(argv: list[str]) -> None:
                 _compose(fixed + [f"{override.get_key_element()}={value}"])
     if args.cfg:
         return  # only shows the config: the value checks are for runs
-    _check_resume(cfg)
+    problem = resume.folder_problem(None if cfg.get("resume") is None else str(cfg.resume))
+    if problem:  # before Hydra creates the folder, MXNet is imported or a probe runs
+        raise ConfigError(problem)
     if cfg.get("resume") in (None, "auto"):  # a resumed folder: checked against its saved config
         from bnexp import validate
         validate.load(cfg, fixed, dict(cfg.hydra.runtime.choices))
@@ -128,16 +129,6 @@ def _sweep_values(override) -> list[str]:
         return list(override.sweep_string_iterator())
     except Exception:  # noqa: BLE001
         return []
-
-
-def _check_resume(cfg: DictConfig) -> None:
-    """`resume=<folder>` must name an existing run folder: Hydra would create the path
-    (parents included) before bnexp could say it is missing."""
-    resume = cfg.get("resume")
-    if resume in (None, "auto") or Path(str(resume)).is_dir():
-        return
-    raise ConfigError(f"resume={resume}: no such run folder; give the folder of an interrupted "
-                      "or checkpointed run (outputs/runs/<stamp>), or resume=auto in a sweep.")
 
 
 # ------------------------------------------------------------------ one line per error

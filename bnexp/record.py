@@ -15,6 +15,7 @@ from bnexp.files import write_json_atomic
 
 TARGETS = (0.70, 0.80, 0.85)  # default accuracies (validation, else test) whose first crossing is recorded
 METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.params"  # written by bnexp/training/checkpoint.py
 
 
 @dataclass

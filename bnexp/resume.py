@@ -19,8 +19,7 @@ from omegaconf import OmegaConf
 
 from bnexp.config import Config, flat
 from bnexp.errors import ConfigError
-from bnexp.record import METRICS_FILE, RunRecord, read
-from bnexp.training import checkpoint
+from bnexp.record import CHECKPOINT_FILE, METRICS_FILE, RunRecord, read
 from bnexp.validate import check
 
 log = logging.getLogger(__name__)
@@ -43,17 +42,34 @@ def resumable(key: str) -> bool:
     return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
 
 
+def folder_problem(resume: str | None) -> str | None:
+    """Why `resume=<folder>` cannot continue there, or None (also for no resume and "auto",
+    where a job without a checkpoint starts afresh). Checked before MXNet is imported or a
+    speed probe runs (bnexp/preflight.py), and again when the run starts."""
+    if resume in (None, "auto"):
+        return None
+    if not Path(resume).is_dir():  # Hydra would create the path (parents included)
+        return (f"resume={resume}: no such run folder; give the folder of an interrupted or "
+                "checkpointed run (outputs/runs/<stamp>), or resume=auto in a sweep.")
+    if not (Path(resume) / CHECKPOINT_FILE).is_file():
+        return (f"resume={resume}: no {CHECKPOINT_FILE} there; give the folder of a run that "
+                "was interrupted or checkpointed.")
+    return None
+
+
 def prepare(cfg: Config, run_dir: Path, overrides: list[str], steps_of) -> Resumed:
     """What `cfg.resume` continues in `run_dir`. `steps_of(cfg)`: the run's length in steps
     (a completed run with more steps asked for is extended)."""
+    from bnexp.training import checkpoint   # MXNet: not for preflight's folder_problem
+
     if cfg.resume is None:
         return Resumed(cfg)
+    problem = folder_problem(None if cfg.resume == "auto" else str(run_dir))
+    if problem:
+        raise ConfigError(problem)
     previous = read(run_dir) if (run_dir / METRICS_FILE).is_file() else None
     state = checkpoint.read_state(run_dir)
     if state is None:
-        if cfg.resume != "auto":
-            raise ConfigError(f"resume={run_dir}: no {checkpoint.CHECKPOINT_FILE} there; "
-                              f"give the folder of a run that was interrupted or checkpointed.")
         return Resumed(cfg, previous=previous)
     resumed = continued_config(cfg, state["config"], overrides, whole=cfg.resume == "auto")
     first: Config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), state["config"]))

@@ -194,6 +194,8 @@ def test_resume_errors_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = run_cli(f"resume={tmp_path / 'empty'}")
     assert proc.returncode == 2 and "no checkpoint.params" in proc.stdout + proc.stderr
+    # found before the run starts: no log written into the folder, no speed probe run
+    assert not list((tmp_path / "empty").iterdir())
     code, _ = start_and_signal(tmp_path / "r", signal.SIGINT, after_line="step 5/")
     assert code == 130
     proc = run_cli(f"resume={tmp_path / 'r'}", "lr=0.1")

@@ -27,10 +27,10 @@ from mxnet.base import MXNetError
 
 from bnexp.errors import UserError
 from bnexp.files import replaced_atomically, untrusted_reason
+from bnexp.record import CHECKPOINT_FILE
 from bnexp.training.callback import Callback
 from bnexp.training.state import TrainingClock
 
-CHECKPOINT_FILE = "checkpoint.params"
 _STATE, _OPTIMIZER, _PARAM, _SLOT = "__state__", "__optimizer__", "param:", "optimizer:"
 _PICKLED = "__trainer__"  # what bnexp wrote before: Trainer.save_states' pickle, never loaded
 
