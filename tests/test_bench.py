@@ -36,14 +36,18 @@ LOOPS = ["plain-none", "plain-gluon", "none", "gluon"]  # (source and scratch: s
 @pytest.mark.slow
 def test_cli_table_and_json(tmp_path):
     """Every loop in every process setting (threads x engine), each in its own process;
-    ratios best against best; the tuner's setting for each bnexp loop."""
-    out = tmp_path / "bench.json"
+    ratios best against best; the tuner's setting for each bnexp loop, chosen for the run
+    --run-override describes: here one too short to earn a probe (the probe itself:
+    tests/test_tuning.py), with its pooling layout fixed."""
+    out, cache = tmp_path / "bench.json", tmp_path / "cache"
     proc = subprocess.run([sys.executable, "-m", "bnexp.bench", "--steps", "3", "--warmup", "1",
                            "--repeats", "1", "--threads", "1,2", "--engines", "naive,threaded",
-                           "--probe-seconds", "0.1", "--variants", *LOOPS, "--json", str(out)],
+                           "--variants", *LOOPS, "--json", str(out),
+                           "--run-override", "trainer.max_steps=50", "--run-override", "perf.pool=folded"],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ})
+                          env={**os.environ, "BNEXP_CACHE_DIR": str(cache)})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (cache / "tuning.json").exists()  # the default run's length would have probed
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("img/s at"))
     for setting in ("1 thr naive", "1 thr threaded", "2 thr naive", "2 thr threaded"):
@@ -70,12 +74,15 @@ def test_cli_table_and_json(tmp_path):
     for variant in ("none", "gluon"):
         tuned = report["variants"][variant]["tuned"]["process"]
         assert tuned in report["variants"][variant]["by_process"]
+        settings = report["speed_settings"][variant]
+        assert (settings["pool"], settings["source"]["pool"], settings["source"]["threads"]) == \
+            ("folded", "config", "default")
     assert report["variants"]["gluon"]["reference"] == "plain-gluon"
     assert {t["variant"] + "/" + t["base"] for t in report["targets"]} == \
         {"none/plain-none", "gluon/plain-gluon", "gluon/none",
          "none/fastest setting", "gluon/fastest setting"}
     for layouts in report["layouts_by_process"].values():
-        assert {layout[0] for layout in layouts.values()} <= {"native", "folded"}
+        assert {layout[0] for layout in layouts.values()} == {"folded"}
 
 
 def test_bn_floor_rows_and_profile():
@@ -160,6 +167,14 @@ def test_bad_arguments_are_refused():
         bench.parse_args(["--variants", "gluon,groupnorm"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--variants", ","])
+
+
+@pytest.mark.parametrize("override,said", [("trainer.max_stpes=3", "Did you mean trainer.max_steps?"),
+                                           ("lr=abc", "lr takes a number")])
+def test_a_bad_run_override_is_refused_before_anything_is_measured(override, said, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(["--run-override", override])
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
 
 
 def test_summary_best_against_best_and_targets():

@@ -13,7 +13,8 @@ Loops, all measured side by side:
                         (bnexp/training/trainer.py) on the network of `bnexp.nn.build`,
                         including its periodic read of the accumulated training metrics,
                         with the pooling layout and BN formulation bnexp's tuning chose
-                        here for that thread count. Any registered normalization can be
+                        here for that thread count, for the run `--run-override` describes
+                        (default: the default run). Any registered normalization can be
                         named (`--variants gluon,group,renorm`), with its default settings
                         (bn.groups, bn.virtual_batch, ...); its x reference is gluon BN.
   plain-none,           a textbook hybridized Gluon LeNet (nn.MaxPool2D, gluon BatchNorm or
@@ -47,6 +48,7 @@ from pathlib import Path
 from bnexp import options
 from bnexp.command_name import invoked_as
 from bnexp.config import ENGINE_CHOICES, probe_seconds_problem
+from bnexp.errors import UserError
 from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ThreadPolicy
 
@@ -100,7 +102,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="trainer.max_steps of the memory run (120: includes the first "
                         "full test-set evaluation at step 117)")
     p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Hydra override for the bnexp.run subprocesses (repeatable)")
+                   help="Hydra override of the run bnexp is benchmarked for (repeatable): the "
+                        "bnexp.run subprocesses take them, and the tuner chooses the throughput "
+                        "loops' speed settings for that run (its length, its perf.* settings)")
     p.add_argument("--skip-throughput", action="store_true", help="only the subprocess measurements")
     p.add_argument("--run-timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="kill a bnexp.run subprocess still going after this long (default 3600)")
@@ -132,6 +136,11 @@ def checked(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Na
         p.error(f"--variants: unknown variant {', '.join(unknown) or '(none given)'}; choose from "
                 + ", ".join(CHOICES))
     args.variants = list(dict.fromkeys(names))
+    try:  # checked now, not after minutes of throughput measurements
+        from bnexp.preflight import check_command_line
+        check_command_line(args.run_override)
+    except UserError as err:
+        p.error(f"--run-override: {err}")
     args.engines = [e for e in args.engines.split(",") if e]
     if not args.engines or any(e not in ENGINE_CHOICES for e in args.engines):
         p.error(f"--engines: choose from {', '.join(ENGINE_CHOICES)}, separated by commas")
@@ -143,17 +152,20 @@ def checked(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Na
 
 def tuned_settings(args: argparse.Namespace) -> tuple[list[tuple[int, str]], dict, dict]:
     """The process settings to time (thread count x engine), each bnexp loop's (pool,
-    bn_impl) in each as bnexp's tuning chooses them there (measuring now if this machine has
-    not been measured yet), and the tuner's own choice for each loop (everything "auto")."""
+    bn_impl) in each as bnexp's tuning chooses them there for the run `--run-override`
+    describes (measuring now if this machine has not been measured yet), and the tuner's
+    own choice for each loop (everything "auto")."""
     from bnexp import tuning
     from bnexp.bench.compare import process_key
     from bnexp.validate import compose
 
-    probe = [] if args.probe_seconds is None else [f"perf.probe_seconds={args.probe_seconds}"]
-
     def choose(variant: str, threads: str, engine: str) -> tuning.Choice:
-        cfg = compose([f"bn={variant}", f"ctx={args.ctx}", f"trainer.batch_size={args.batch_size}",
-                       f"perf.threads={threads}", f"perf.engine={engine}", *probe])
+        own = {"bn": variant, "ctx": args.ctx, "trainer.batch_size": args.batch_size,
+               "perf.threads": threads, "perf.engine": engine}
+        if args.probe_seconds is not None:
+            own["perf.probe_seconds"] = args.probe_seconds
+        run = [o for o in args.run_override if o.split("=", 1)[0].lstrip("+~") not in own]
+        cfg = compose([*run, *(f"{key}={value}" for key, value in own.items())])
         return tuning.choose(cfg, ThreadPolicy.resolve(threads))
 
     counts = ThreadPolicy.resolve().candidates() if args.threads == "auto" else args.threads
