@@ -6,8 +6,16 @@ import shutil
 import numpy as np
 import pytest
 
-from bnexp import data
+from bnexp import data, data_copies
 from bnexp.errors import DataError
+
+
+@pytest.fixture(autouse=True)
+def own_copies(tmp_path, monkeypatch):
+    """Each test its own folder of decompressed copies (bnexp/data_copies.py): the copies of
+    one test's dataset folder never answer for another's, nor replace the user's."""
+    monkeypatch.setattr(data_copies, "COPIES_DIR", tmp_path / "copies")
+    return tmp_path / "copies"
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +86,65 @@ def test_broken_copy_is_refused_naming_the_file(fashion_root, tmp_path, case):
     message = str(err.value)
     assert str(target) in message and words in message
     assert "make data" in message  # says how to get good data
+
+
+def count_decompressions(monkeypatch) -> list:
+    opened = []
+
+    def gzip_open(path, *args):
+        opened.append(path)
+        return gzip.GzipFile(path, *args)
+    monkeypatch.setattr(data.gzip, "open", gzip_open)
+    return opened
+
+
+def test_a_verified_copy_is_read_instead_of_decompressing(fashion_root, own_copies, monkeypatch):
+    first = data.load(fashion_root)
+    copies = sorted(own_copies.iterdir())
+    assert len(copies) == 4 and own_copies.stat().st_mode & 0o777 == 0o700
+    assert not any(c.stat().st_mode & 0o022 for c in copies)  # this user's alone
+    opened = count_decompressions(monkeypatch)
+    again = data.load(fashion_root)
+    assert opened == []
+    np.testing.assert_array_equal(again.train.images, first.train.images)
+    np.testing.assert_array_equal(again.test.labels, first.test.labels)
+
+
+@pytest.mark.parametrize("spoil", ["one byte changed", "writable by others", "cut short"])
+def test_a_copy_that_is_not_whole_or_not_private_is_not_read(fashion_root, own_copies,
+                                                              monkeypatch, spoil):
+    reference = data.load(fashion_root)
+    copy, = own_copies.glob("t10k-images-idx3-ubyte.*")
+    blob = bytearray(copy.read_bytes())
+    if spoil == "one byte changed":
+        blob[5000] ^= 1
+        copy.write_bytes(bytes(blob))
+    elif spoil == "writable by others":
+        copy.chmod(0o666)
+    else:
+        copy.write_bytes(bytes(blob[:-1]))
+    opened = count_decompressions(monkeypatch)
+    again = data.load(fashion_root)
+    assert [p.name for p in opened] == ["t10k-images-idx3-ubyte.gz"]  # decompressed anew
+    np.testing.assert_array_equal(again.test.images, reference.test.images)
+    assert data_copies.read(copy, data.FILES["test_images"].size,
+                            data.FILES["test_images"].sha256) is not None  # and kept again
+
+
+def test_a_file_changed_after_its_copy_was_made_is_verified_again(fashion_root, tmp_path):
+    root = copy_dataset(fashion_root, tmp_path / "fm")
+    data.load(root)
+    target = root / data.FILES["test_images"].name
+    rewrite(target, set_byte(5000, 7))
+    with pytest.raises(DataError, match="SHA-256") as err:
+        data.load(root)
+    assert str(target) in str(err.value)
+
+
+def test_a_copies_folder_that_cannot_be_made_only_costs_time(fashion_root, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(data_copies, "COPIES_DIR", tmp_path / "file" / "copies")
+    assert data.load(fashion_root).train.images.shape == (60000, 28, 28)
 
 
 def test_root_that_is_not_a_directory(tmp_path):
