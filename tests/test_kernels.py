@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from bnexp.nn.norm import kernels
 from conftest import QUICK, REPO, run_cli
 
 NO_COMPILER = {"CXX": "/nonexistent/g++"}
@@ -55,6 +56,44 @@ def test_a_library_built_for_this_cpu_is_used_without_a_compiler(tmp_path):
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(tmp_path / built.name)
+
+
+# A scratch layer with the compiled formulation, hybridized (mx.sym) and not (mx.nd): forward,
+# backward and the moving statistics, with the operator's functions made by `loader`.
+SAME_AS_MXNET = """
+import sys
+import mxnet as mx, numpy as np
+from bnexp.nn.norm import kernels
+from bnexp.nn.norm.scratch import scratch
+if sys.argv[1] == "mxnet":
+    kernels.load_library = lambda path: mx.library.load(str(path), verbose=False)
+for hybrid in (False, True):
+    x = mx.nd.array(np.random.default_rng(0).normal(2.0, 3.0, (8, 3, 5, 5)))
+    layer = scratch(3, formulation="compiled")
+    layer.initialize()
+    if hybrid:
+        layer.hybridize()
+    layer(x)  # (inference mode: nothing updated) the deferred shapes
+    x.attach_grad()
+    with mx.autograd.record():
+        y = layer(x)
+        loss = (y * y).sum()
+    loss.backward()
+    for a in (y, x.grad, *(p.data() for p in layer.collect_params().values())):
+        print(a.asnumpy().tobytes().hex())
+for f in (mx.nd.bnexp_batch_norm, mx.sym.bnexp_batch_norm):
+    print(f.__name__, f.__doc__)
+"""
+
+
+@pytest.mark.skipif(kernels.unavailable_reason() is not None, reason="no compiled operator here")
+def test_the_operator_is_loaded_as_mx_library_load_loads_it():
+    """bnexp makes only the library's own operator function (kernels.load_library), not
+    all of MXNet's again: the same functions, the same numbers, both ways."""
+    runs = [subprocess.run([sys.executable, "-c", SAME_AS_MXNET, loader], cwd=REPO,
+                           capture_output=True, text=True, timeout=120) for loader in ("bnexp", "mxnet")]
+    assert all(run.returncode == 0 for run in runs), [run.stderr[-2000:] for run in runs]
+    assert runs[0].stdout == runs[1].stdout and "bnexp_batch_norm" in runs[0].stdout
 
 
 def test_on_a_gpu_the_compiled_formulation_is_never_chosen_and_refused_by_name():
