@@ -108,6 +108,19 @@ def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
     assert len(json.loads(cache.read_text())["entries"]) == 1  # rebuilt, valid again
 
 
+def test_given_threads_and_engine_are_not_raced_alone(cache, monkeypatch):
+    """With the process given, the probe goes straight to the layouts: a race of one option
+    would decide nothing."""
+    races = []
+    race = probe.Probe.race
+    monkeypatch.setattr(probe.Probe, "race", lambda self, options: races.append(options) or race(self, options))
+    cfg = config("bn=scratch", SMALL, "ctx=cpu", BRIEF, LONG, "perf.threads=1", "perf.engine=naive")
+    choice = tuning.choose(cfg, ThreadPolicy.resolve(cfg.perf.threads, environ={}))
+    assert choice.source["bn_impl"] == "probe" and choice.source["pool"] == "probe"
+    assert races and all(len(options) > 1 for options in races)
+    assert {probe.Option.from_key(key).pool for key in choice.timings} == {"native", "folded"}
+
+
 def test_outdated_entries_are_ignored(cache, monkeypatch):
     cfg = config("bn=none", SMALL, "ctx=cpu", LONG)
     setting = machine.setting_of(cfg)

@@ -148,8 +148,8 @@ def too_short(setting: dict, processes: list, wanted: list, seconds: float, step
     PRIOR_MS_PER_IMAGE)."""
     measured = cache.fastest_step(setting)
     ms = measured or PRIOR_MS_PER_IMAGE * setting["batch_per_device"]
-    options = len(processes) + sum(len({layout[i] for layout in wanted}) > 1 and
-                                   len({layout[i] for layout in wanted}) for i in (0, 1))
+    layout_options = sum(n for n in (len({layout[i] for layout in wanted}) for i in (0, 1)) if n > 1)
+    options = (len(processes) if len(processes) > 1 or not layout_options else 0) + layout_options
     least = (len(processes) * WORKER_START_SECONDS / available_cores()
              + 2 * options * max(seconds, chunk * ms / 1000))
     expected = steps * ms / 1000

@@ -7,9 +7,10 @@ normalization's formulation can change within one. Each worker steps the run's o
 network through the Trainer's own `step` (bnexp/training/trainer.py): the batch gathered
 from device-resident images (synthetic, of the real shape), the metrics read every
 `trainer.log_every_steps` steps. The parent asks for blocks of about `seconds` of training,
-in two stages:
+in three stages:
 
-  1. every process (threads x engine), with the first layout;
+  1. every process (threads x engine), with the first layout (skipped where the threads
+     and engine are given: one process, which the next stages time);
   2. every formulation, in the fastest process;
   3. every pooling layout, there, with the fastest formulation
 (so their interactions are not measured: 4 + 3 + 2 options instead of 4 x 3 x 2).
@@ -167,12 +168,14 @@ def measure(setting: dict, processes: list[tuple[int, str]], wanted: list[tuple[
     def best() -> Option:
         return decide({o.key: statistics.median(v) for o, v in measured.items()})
 
+    first = [Option(t, e, *wanted[0]) for t, e in processes]
     try:
-        measured.update(probe.race([Option(t, e, *wanted[0]) for t, e in processes]))
+        if len(first) > 1 or len(wanted) == 1:  # one process: the layouts' races time it
+            measured.update(probe.race(first))
         for part in (1, 0):  # the formulations, then the pooling layouts
             choices = list(dict.fromkeys(layout[part] for layout in wanted))
             if len(choices) > 1 and not probe.spent():
-                b = best()
+                b = best() if measured else first[0]
                 measured.update(probe.race([Option(b.threads, b.engine, *(
                     (b.pool, c) if part else (c, b.formulation))) for c in choices]))
     except (OSError, ValueError, KeyError) as err:
