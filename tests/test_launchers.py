@@ -264,3 +264,26 @@ def test_a_second_launch_never_trains_into_a_running_jobs_folder(tmp_path):
     assert log.count("threads: 1, engine:") == 1  # one process trained here: the first
     assert json.loads((job / "metrics.json").read_text())["status"] == "interrupted"
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [job.name]
+
+
+def test_jobs_that_ended_without_a_result_are_waited_for_together(tmp_path, monkeypatch):
+    """hydra/launcher=slurm waits for every job, then once for the late result files of all
+    those that ended without one (killed, cancelled): submitit's own wait is per job, one
+    after another. Real submitit jobs (its local executor): two abort, one returns."""
+    import submitit
+    from hydra_plugins.bnexp_slurm_launcher.slurm_launcher import wait_for_all
+
+    executor = submitit.LocalExecutor(folder=tmp_path)
+    jobs = [executor.submit(os.abort), executor.submit(int, "7"), executor.submit(os.abort)]
+    for job in jobs:
+        job._results_timeout_s = 2   # submitit's 15 s, shortened
+    wait_for_all(jobs, poll_seconds=0.2)
+    assert all(job.done() for job in jobs)
+
+    def waits(seconds):
+        raise AssertionError("submitit waited for a result file on its own")
+    monkeypatch.setattr(submitit.core.core._time, "sleep", waits)
+    assert jobs[1].results() == [7]
+    for job in (jobs[0], jobs[2]):
+        with pytest.raises(submitit.core.utils.UncompletedJobError):
+            job.results()

@@ -57,6 +57,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             params.append((list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}",
                            Singleton.get_state()))
         jobs = executor.map_array(self, *zip(*params))
+        wait_for_all(jobs)
         return [self._outcome(job, list(overrides), num, sweep_dir)
                 for num, (job, overrides) in enumerate(zip(jobs, job_overrides),
                                                        start=initial_job_idx)]
@@ -78,6 +79,32 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         log.error("%s: %s; its record says %s. Continue the sweep with the same command and "
                   "hydra.sweep.dir=%s resume=auto", job_dir.name, reason, status, sweep_dir)
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=0.0)
+
+
+def wait_for_all(jobs: list, poll_seconds: float = 1.0) -> None:
+    """Until every job is done (submitit's check: its result file, else SLURM's state); then
+    one wait, shared, for the result files of those that ended without one. submitit's
+    `results()` waits for a late file (a slow shared file system) `_results_timeout_s`
+    (15 s in 1.5.x) itself, one job after another: 15 s more per killed job."""
+    import time
+
+    pending = list(jobs)
+    while pending:
+        pending = [job for job in pending if not job.done()]
+        if pending:
+            time.sleep(poll_seconds)
+    missing = [job for job in jobs if not job.paths.result_pickle.exists()]
+    deadline = time.monotonic() + max((job._results_timeout_s for job in missing), default=0)
+    while missing and time.monotonic() < deadline:
+        time.sleep(poll_seconds)
+        for job in missing:  # as submitit does: a chmod refreshes a network file system's cache
+            try:
+                job.paths.folder.chmod(job.paths.folder.stat().st_mode)
+            except OSError:
+                pass
+        missing = [job for job in missing if not job.paths.result_pickle.exists()]
+    for job in missing:
+        job._results_timeout_s = 0  # waited for above, with the others
 
 
 def _mark_failed(job_dir: Path, overrides: list[str], reason: str) -> str:
