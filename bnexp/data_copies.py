@@ -13,7 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from bnexp.files import private_reason, replaced_atomically, untrusted_reason
+from bnexp.files import private_reason, untrusted_reason
 
 COPIES_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bnexp" / "idx"
 
@@ -44,12 +44,17 @@ def read(copy: Path, size: int, sha256: str) -> bytes | None:
 def keep(copy: Path, raw: bytes) -> None:
     """Keep `raw` (verified) as `copy`, replacing the file's earlier copies, in a folder only
     this user can write; where that cannot be (a read-only home, a full disk) runs only
-    decompress again."""
+    decompress again. Renamed into place but not synced: a copy a crash left short or
+    garbled fails `read`'s checks and is made again."""
+    tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
     with contextlib.suppress(OSError):
         COPIES_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         if private_reason(COPIES_DIR, "folder"):
             return
         for old in COPIES_DIR.glob(copy.name.rsplit(".", 1)[0] + ".*"):
             old.unlink(missing_ok=True)
-        with replaced_atomically(copy) as tmp:
+        try:
             tmp.write_bytes(raw)
+            os.replace(tmp, copy)
+        finally:
+            tmp.unlink(missing_ok=True)

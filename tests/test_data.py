@@ -11,9 +11,17 @@ from bnexp.errors import DataError
 
 
 @pytest.fixture(autouse=True)
+def no_copies(tmp_path, monkeypatch):
+    """No decompressed copies (bnexp/data_copies.py) are kept where a test does not ask for
+    them (`own_copies`): a folder that cannot be made. The copies of one test's dataset folder
+    never answer for another's, nor replace the user's."""
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setattr(data_copies, "COPIES_DIR", tmp_path / "not-a-folder" / "copies")
+
+
+@pytest.fixture
 def own_copies(tmp_path, monkeypatch):
-    """Each test its own folder of decompressed copies (bnexp/data_copies.py): the copies of
-    one test's dataset folder never answer for another's, nor replace the user's."""
+    """A folder of decompressed copies of this test's own."""
     monkeypatch.setattr(data_copies, "COPIES_DIR", tmp_path / "copies")
     return tmp_path / "copies"
 
@@ -43,7 +51,7 @@ def rewrite(path, change):
     with gzip.open(path, "rb") as f:
         raw = bytearray(f.read())
     change(raw)
-    with gzip.open(path, "wb") as f:
+    with gzip.open(path, "wb", compresslevel=1) as f:  # (the content is what is checked)
         f.write(bytes(raw))
 
 
@@ -131,7 +139,7 @@ def test_a_copy_that_is_not_whole_or_not_private_is_not_read(fashion_root, own_c
                             data.FILES["test_images"].sha256) is not None  # and kept again
 
 
-def test_a_file_changed_after_its_copy_was_made_is_verified_again(fashion_root, tmp_path):
+def test_a_file_changed_after_its_copy_was_made_is_verified_again(fashion_root, tmp_path, own_copies):
     root = copy_dataset(fashion_root, tmp_path / "fm")
     data.load(root)
     target = root / data.FILES["test_images"].name
@@ -141,10 +149,10 @@ def test_a_file_changed_after_its_copy_was_made_is_verified_again(fashion_root, 
     assert str(target) in str(err.value)
 
 
-def test_a_copies_folder_that_cannot_be_made_only_costs_time(fashion_root, tmp_path, monkeypatch):
-    (tmp_path / "file").write_text("")
-    monkeypatch.setattr(data_copies, "COPIES_DIR", tmp_path / "file" / "copies")
+def test_a_copies_folder_that_cannot_be_made_only_costs_time(fashion_root):
+    """(`no_copies`: the folder is below a file.)"""
     assert data.load(fashion_root).train.images.shape == (60000, 28, 28)
+    assert not data_copies.COPIES_DIR.exists()
 
 
 def test_root_that_is_not_a_directory(tmp_path):
