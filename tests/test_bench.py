@@ -128,6 +128,7 @@ def test_plain_loop_trains(fashion_root):
     assert runner.last_loss < first - 0.3, (first, runner.last_loss)
 
 
+@pytest.mark.slow
 def test_source_loop_trains(fashion_root):
     """The source tutorial's loop, as the bench times it (its DataLoader, its from-scratch
     BN function, its hand-written SGD): its loss falls too."""

@@ -13,8 +13,9 @@ import pytest
 from conftest import REPO, run_cli
 
 BNEXP = Path(sys.executable).parent / "bnexp"  # installed by `pip install -e .` (make install)
-pytestmark = pytest.mark.skipif(not BNEXP.exists(), reason=f"no console script {BNEXP}: "
-                                "reinstall with `make install` (pyproject.toml [project.scripts])")
+pytestmark = [pytest.mark.slow,  # every test runs the command
+              pytest.mark.skipif(not BNEXP.exists(), reason=f"no console script {BNEXP}: "
+                                 "reinstall with `make install` (pyproject.toml [project.scripts])")]
 
 
 def bnexp(*args: str, cwd: Path = REPO, **env) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ from conftest import REPO
 LINE = re.compile(r"^\[\s*(ok|warn|FAIL)\] (\S.*)$")
 
 
+@pytest.mark.slow
 def test_doctor_passes_here():
     result = subprocess.run([sys.executable, "-m", "bnexp.doctor"], cwd=REPO, capture_output=True,
                             text=True, timeout=120)

@@ -19,6 +19,7 @@ BROKEN_COMPILER = {"CXX": "/bin/false"}  # exists, fails on everything
     (NO_COMPILER, "perf.bn_impl=compiled needs a C++ compiler (g++)"),
     (BROKEN_COMPILER, "perf.bn_impl=compiled: building batch_norm.cc with /bin/false failed"),
 ])
+@pytest.mark.slow
 def test_asking_for_it_where_it_cannot_be_built_is_one_clear_line(env, said, tmp_path):
     proc = run_cli("bn=scratch", "perf.bn_impl=compiled", "perf.threads=1", *QUICK,
                    f"hydra.run.dir={tmp_path / 'run'}",
@@ -86,6 +87,7 @@ for f in (mx.nd.bnexp_batch_norm, mx.sym.bnexp_batch_norm):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(kernels.unavailable_reason() is not None, reason="no compiled operator here")
 def test_the_operator_is_loaded_as_mx_library_load_loads_it():
     """bnexp makes only the library's own operator function (kernels.load_library), not

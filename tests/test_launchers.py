@@ -168,6 +168,7 @@ def test_importing_bnexp_changes_nothing():
     assert python(code, env) == "None False"
 
 
+@pytest.mark.slow
 def test_the_count_bnexp_chose_does_not_leak_into_children():
     """MXNet gets bnexp's count while it is imported; afterwards the environment is the
     user's again, so a child process (a SLURM job from a login node, a joblib worker)
@@ -179,6 +180,7 @@ def test_the_count_bnexp_chose_does_not_leak_into_children():
     assert python(code, {**env, "OMP_NUM_THREADS": "3"}) == "3 1"
 
 
+@pytest.mark.slow
 def test_job_folders_are_named_by_the_swept_keys(tmp_path: Path):
     """bn=none,seed=1 -- not every fixed override; those go to sweep.yaml once. A repeated
     value still gets a folder of its own, and a resumed sweep finds its folders again, also
@@ -266,6 +268,7 @@ def test_a_second_launch_never_trains_into_a_running_jobs_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [job.name]
 
 
+@pytest.mark.slow
 def test_jobs_that_ended_without_a_result_are_waited_for_together(tmp_path, monkeypatch):
     """hydra/launcher=slurm waits for every job, then once for the late result files of all
     those that ended without one (killed, cancelled): submitit's own wait is per job, one

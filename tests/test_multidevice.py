@@ -209,6 +209,7 @@ def test_two_cpu_contexts_train_with_per_device_bn(tmp_path, variant):
     assert acc2 == pytest.approx(acc1, abs=0.1)
 
 
+@pytest.mark.slow
 def test_batch_must_split_evenly(tmp_path):
     result = run_cli("ctx='cpu:0,cpu:1,cpu:2'", "trainer.max_steps=1",
                      f"hydra.run.dir={tmp_path / 'odd'}")

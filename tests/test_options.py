@@ -86,6 +86,7 @@ def test_a_setting_the_option_does_not_have_is_an_error():
         config("bn=group", "momentum=0.99")
 
 
+@pytest.mark.slow
 def test_cfg_job_shows_only_the_options_own_settings():
     out = run_cli("bn=scratch", "--cfg", "job").stdout
     bn = yaml.safe_load(out)["bn"]

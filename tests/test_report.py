@@ -300,6 +300,7 @@ def test_every_seed_counts(tmp_path: Path, case, config, why, bound, sample, int
         assert "(bounds on this sample, not confidence bounds) [2.7, ∞) |" in md
 
 
+@pytest.mark.slow
 def test_targets_from_the_command_line_are_recomputed_from_the_curves(tmp_path: Path):
     make_job(tmp_path, "none", 0.2, 0, [0.5, 0.7, 0.76])
     make_job(tmp_path, "gluon", 0.2, 0, [0.74, 0.76, 0.9])
@@ -334,6 +335,7 @@ def test_old_metrics_files_still_read(tmp_path: Path):
     assert row["completed"] == "1" and num(row["steps_to_0.70_mean"]) == 100
 
 
+@pytest.mark.slow
 def test_report_without_lr_sweep_and_cli(tmp_path: Path):
     make_job(tmp_path, "none", 0.2, 0, [0.5, 0.7])
     make_job(tmp_path, "gluon", 0.2, 0, [0.8, 0.9])
@@ -359,6 +361,7 @@ def test_report_without_lr_sweep_and_cli(tmp_path: Path):
     assert len(no_runs.stderr.strip().splitlines()) == 1 and not (empty / "summary.md").exists()
 
 
+@pytest.mark.slow
 def test_help_lists_the_studies():
     from bnexp.report.studies import sections
     studies = sections()

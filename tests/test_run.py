@@ -217,6 +217,7 @@ def test_the_engine_and_the_wait_policy_change_no_number(tmp_path):
     assert runs["naive"] == runs["threaded"]
 
 
+@pytest.mark.slow
 def test_mxnet_is_imported_with_sleeping_openmp_threads_unless_the_user_says_otherwise():
     """OMP_WAIT_POLICY holds PASSIVE at the moment MXNet (and with it libgomp, which reads it
     once) is loaded, and is put back as the user had it afterwards; a user's own

@@ -41,6 +41,7 @@ def forbid_probe(monkeypatch):
     monkeypatch.setattr(tuning, "measure", fail)
 
 
+@pytest.mark.slow
 def test_probe_then_cache(cache, monkeypatch):
     """Every process (threads x engine) with the first layout; every formulation, then every
     pooling layout, in the fastest; the choice is the fastest option measured."""
@@ -96,6 +97,7 @@ def test_what_runs_sustained_sets_the_expected_length(cache, monkeypatch):
     assert tuning.too_short(setting, [(1, "naive"), (2, "naive")], [("native", "")], 0.3, 1500, 10) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", ["{not json", '{"entries": [1, 2]}', '{"other": 1}', ""])
 def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,7 @@ def test_corrupt_cache_is_ignored_and_rebuilt(cache, content, caplog):
     assert len(json.loads(cache.read_text())["entries"]) == 1  # rebuilt, valid again
 
 
+@pytest.mark.slow
 def test_given_threads_and_engine_are_not_raced_alone(cache, monkeypatch):
     """With the process given, the probe goes straight to the layouts: a race of one option
     would decide nothing."""
@@ -175,6 +178,7 @@ def test_thread_candidates_stay_within_the_budget(budget, expected):
     assert ThreadPolicy(budget, "cores", None).candidates() == expected
 
 
+@pytest.mark.slow
 def test_joblib_budget_limits_the_choice(cache):
     policy = ThreadPolicy.resolve(environ={BUDGET_VAR: "1"})
     assert (policy.budget, policy.budget_from) == (1, "launcher")
