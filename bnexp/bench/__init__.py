@@ -13,9 +13,10 @@ Loops, all measured side by side:
                         (bnexp/training/trainer.py) on the network of `bnexp.nn.build`,
                         including its periodic read of the accumulated training metrics,
                         with the pooling layout and BN formulation bnexp's tuning chose
-                        here for that thread count, for the run `--run-override` describes
-                        (default: the default run). Any registered normalization can be
-                        named (`--variants gluon,group,renorm`), with its default settings
+                        here for that thread count, for a run of the length and perf.*
+                        settings `--run-override` gives (default: the default run's).
+                        Any registered normalization can be named
+                        (`--variants gluon,group,renorm`), with its default settings
                         (bn.groups, bn.virtual_batch, ...); its x reference is gluon BN.
   plain-none,           a textbook hybridized Gluon LeNet (nn.MaxPool2D, gluon BatchNorm or
   plain-gluon           none), contiguous slices of the in-memory data, gluon.Trainer:
@@ -103,8 +104,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "full test-set evaluation at step 117)")
     p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
                    help="Hydra override of the run bnexp is benchmarked for (repeatable): the "
-                        "bnexp.run subprocesses take them, and the tuner chooses the throughput "
-                        "loops' speed settings for that run (its length, its perf.* settings)")
+                        "bnexp.run subprocesses take them all; the throughput loops' tuning takes "
+                        "the run's length (trainer.epochs, max_steps, max_images) and perf.* settings")
     p.add_argument("--skip-throughput", action="store_true", help="only the subprocess measurements")
     p.add_argument("--run-timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="kill a bnexp.run subprocess still going after this long (default 3600)")
@@ -150,6 +151,13 @@ def checked(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Na
     return args
 
 
+def tuner_reads(key: str) -> bool:
+    """Whether a --run-override key is one the throughput loops' tuning follows: the run's
+    length and its speed settings. The loops themselves are the bench's (its variants, LeNet,
+    --batch-size), whatever network or optimizer the run is given."""
+    return key.startswith("perf.") or key in ("trainer.epochs", "trainer.max_steps", "trainer.max_images")
+
+
 def tuned_settings(args: argparse.Namespace) -> tuple[list[tuple[int, str]], dict, dict]:
     """The process settings to time (thread count x engine), each bnexp loop's (pool,
     bn_impl) in each as bnexp's tuning chooses them there for the run `--run-override`
@@ -164,7 +172,8 @@ def tuned_settings(args: argparse.Namespace) -> tuple[list[tuple[int, str]], dic
                "perf.threads": threads, "perf.engine": engine}
         if args.probe_seconds is not None:
             own["perf.probe_seconds"] = args.probe_seconds
-        run = [o for o in args.run_override if o.split("=", 1)[0].lstrip("+~") not in own]
+        run = [o for o in args.run_override if tuner_reads(o.split("=", 1)[0].lstrip("+~"))
+               and o.split("=", 1)[0].lstrip("+~") not in own]
         cfg = compose([*run, *(f"{key}={value}" for key, value in own.items())])
         return tuning.choose(cfg, ThreadPolicy.resolve(threads))
 
