@@ -75,7 +75,7 @@ FILES = {
 }
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # package dataset-fashion-mnist
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bnexp" / "fashion-mnist"
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp" / "fashion-mnist"
 # The official files, in Zalando's repository (its S3 website mirror has no HTTPS).
 OFFICIAL_URL = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
 MAX_DOWNLOAD = 64 << 20  # bytes per file; the largest official one is 26 MB
