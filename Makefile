@@ -105,7 +105,7 @@ PYTEST  = $(PY) -m pytest -n $(WORKERS) --dist loadscope
 test: data ## run the test suite on every core (~8 min on 2 cores; WORKERS=0 for one process, ARGS=... for pytest)
 	$(PYTEST) $(ARGS)
 
-test-fast: data ## the tests not marked slow (no real CLI sweeps nor long training), on every core
+test-fast: data ## the tests not marked slow (no CLI, speed probe or MXNet-importing subprocess, no long training; ~1 min on 2 cores)
 	$(PYTEST) -m "not slow" $(ARGS)
 
 sweep: data ## the convergence factorial (bn x init x optimizer, each arm at its own lr, 10 seeds: 80 jobs, 28 min on 2 cores) and its report

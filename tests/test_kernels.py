@@ -139,6 +139,7 @@ def plant(path, marker, tmp_path) -> None:
                     "-o", str(path)], check=True, capture_output=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_a_library_planted_in_a_shared_folder_is_never_loaded(tmp_path):
     """BNEXP_KERNEL_DIR writable by others (the shared folder the docs once suggested): a
     library under the predictable name there is not loaded; the private folder's is."""

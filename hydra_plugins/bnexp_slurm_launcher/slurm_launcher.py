@@ -94,7 +94,8 @@ def wait_for_all(jobs: list, poll_seconds: float = 1.0) -> None:
         if pending:
             time.sleep(poll_seconds)
     missing = [job for job in jobs if not job.paths.result_pickle.exists()]
-    deadline = time.monotonic() + max((job._results_timeout_s for job in missing), default=0)
+    deadline = time.monotonic() + max((getattr(job, "_results_timeout_s", 15) for job in missing),
+                                      default=0)
     while missing and time.monotonic() < deadline:
         time.sleep(poll_seconds)
         for job in missing:  # as submitit does: a chmod refreshes a network file system's cache

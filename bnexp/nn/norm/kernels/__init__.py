@@ -217,9 +217,8 @@ def load_library(path: Path) -> None:
     for module, make in (("mxnet.ndarray", _make_ndarray_function),
                          ("mxnet.symbol", _make_symbol_function)):
         function = make(handle, OPERATOR, OPERATOR)
-        function.__module__ = module
+        function.__module__ = module.split(".")[1]   # as MXNet's _init_op_module sets it
         op = sys.modules[f"{module}.op"]
         setattr(op, OPERATOR, function)
         op.__all__.append(OPERATOR)
         setattr(sys.modules[module], OPERATOR, function)
-
