@@ -290,3 +290,24 @@ def test_jobs_that_ended_without_a_result_are_waited_for_together(tmp_path, monk
     for job in (jobs[0], jobs[2]):
         with pytest.raises(submitit.core.utils.UncompletedJobError):
             job.results()
+
+
+MOUNTS = """/dev/vda / ext4 rw 0 0
+server:/export /mnt/shared nfs4 rw 0 0
+tmpfs /mnt/shared/scratch tmpfs rw 0 0
+server:/a\\040b /mnt/a\\040b nfs rw 0 0
+server:/c /mnt/hidden nfs rw 0 0
+/dev/vdb /mnt/hidden ext4 rw 0 0
+"""
+
+
+@pytest.mark.parametrize("folder,local", [("/home/u/sweep", True), ("/mnt/shared/sweep", False),
+                                          ("/mnt/shared/scratch/sweep", True), ("/mnt/a b/sweep", False),
+                                          ("/mnt/hidden/sweep", True), ("/mnt/sharedx", True)])
+def test_the_result_files_are_waited_for_only_on_a_shared_file_system(folder, local):
+    """A job's result file on a file system of this machine is there at once or never: the
+    launcher waits for late ones only on another kind (NFS, Lustre, ...), by the deepest mount
+    holding the folder in /proc/self/mounts."""
+    from hydra_plugins.bnexp_slurm_launcher.slurm_launcher import local_file_system
+    assert local_file_system(Path(folder), MOUNTS) is local
+    assert local_file_system(Path(folder), "") is False  # nothing known: wait

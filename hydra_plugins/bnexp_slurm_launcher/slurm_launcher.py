@@ -81,11 +81,34 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=0.0)
 
 
+# File systems of one machine: a file a job wrote there is visible at once, or never will be.
+LOCAL_FILE_SYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "zfs", "tmpfs", "ramfs",
+                      "overlay"}
+
+
+def local_file_system(folder: Path, mounts: str | None = None) -> bool:
+    """Whether `folder` is on a file system of this machine only, by its mount in
+    /proc/self/mounts (`mounts`: that file's text); False where that cannot be told."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return False
+    path = str(folder.resolve())
+    entries = [(fields[1].replace("\\040", " "), fields[2])  # (a space is \040 there)
+               for fields in map(str.split, mounts.splitlines()) if len(fields) >= 3]
+    holding = [(point, kind) for point, kind in entries
+               if path == point or path.startswith(point.rstrip("/") + "/")]
+    # the deepest mount holding the folder; of two at one point, the later (it hides the other)
+    return bool(holding) and sorted(holding, key=lambda entry: len(entry[0]))[-1][1] in LOCAL_FILE_SYSTEMS
+
+
 def wait_for_all(jobs: list, poll_seconds: float = 1.0) -> None:
     """Until every job is done (submitit's check: its result file, else SLURM's state); then
-    one wait, shared, for the result files of those that ended without one. submitit's
-    `results()` waits for a late file (a slow shared file system) `_results_timeout_s`
-    (15 s in 1.5.x) itself, one job after another: 15 s more per killed job."""
+    one wait, shared, for the result files of those that ended without one -- none on a local
+    file system. submitit's `results()` waits for a late file (a slow shared file system)
+    `_results_timeout_s` (15 s in 1.5.x) itself, one job after another: 15 s more per
+    killed job."""
     import time
 
     pending = list(jobs)
@@ -94,8 +117,9 @@ def wait_for_all(jobs: list, poll_seconds: float = 1.0) -> None:
         if pending:
             time.sleep(poll_seconds)
     missing = [job for job in jobs if not job.paths.result_pickle.exists()]
-    deadline = time.monotonic() + max((getattr(job, "_results_timeout_s", 15) for job in missing),
-                                      default=0)
+    shared = not missing or not local_file_system(missing[0].paths.folder)
+    deadline = time.monotonic() + shared * max(
+        (getattr(job, "_results_timeout_s", 15) for job in missing), default=0)
     while missing and time.monotonic() < deadline:
         time.sleep(poll_seconds)
         for job in missing:  # as submitit does: a chmod refreshes a network file system's cache
