@@ -35,7 +35,7 @@ import numpy as np
 from bnexp.command_name import invoked_as
 from bnexp.errors import DataError
 from bnexp import data_copies as copies
-from bnexp.files import replaced_atomically
+from bnexp.files import replaced_atomically, user_cache
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
@@ -75,7 +75,7 @@ FILES = {
 }
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # package dataset-fashion-mnist
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp" / "fashion-mnist"
+CACHE_DIR = user_cache() / "fashion-mnist"
 # The official files, in Zalando's repository (its S3 website mirror has no HTTPS).
 OFFICIAL_URL = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
 MAX_DOWNLOAD = 64 << 20  # bytes per file; the largest official one is 26 MB

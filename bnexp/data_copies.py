@@ -15,9 +15,9 @@ import os
 import time
 from pathlib import Path
 
-from bnexp.files import private_reason, untrusted_reason
+from bnexp.files import private_reason, untrusted_reason, user_cache
 
-COPIES_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp" / "idx"
+COPIES_DIR = user_cache() / "idx"
 STALE_SECONDS = 600  # a temporary file this old was left by a process killed while writing
 
 

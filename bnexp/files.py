@@ -66,6 +66,12 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def user_cache() -> Path:
+    """bnexp's folder in this user's cache: $XDG_CACHE_HOME/bnexp, else ~/.cache/bnexp (an
+    empty XDG_CACHE_HOME counts as unset, as the XDG specification says)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp"
+
+
 def untrusted_reason(path: Path) -> str | None:
     """Why `path` (a file this process would load state or code from) cannot be trusted,
     or None if it can: it and its folder must belong to this user and be writable by

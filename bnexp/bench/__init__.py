@@ -167,14 +167,15 @@ def tuned_settings(args: argparse.Namespace) -> tuple[list[tuple[int, str]], dic
     from bnexp.bench.compare import process_key
     from bnexp.validate import compose
 
+    run = {o.split("=", 1)[0].lstrip("+~"): o for o in args.run_override}
+
     def choose(variant: str, threads: str, engine: str) -> tuning.Choice:
         own = {"bn": variant, "ctx": args.ctx, "trainer.batch_size": args.batch_size,
                "perf.threads": threads, "perf.engine": engine}
         if args.probe_seconds is not None:
             own["perf.probe_seconds"] = args.probe_seconds
-        run = [o for o in args.run_override if tuner_reads(o.split("=", 1)[0].lstrip("+~"))
-               and o.split("=", 1)[0].lstrip("+~") not in own]
-        cfg = compose([*run, *(f"{key}={value}" for key, value in own.items())])
+        given = [o for key, o in run.items() if tuner_reads(key) and key not in own]
+        cfg = compose([*given, *(f"{key}={value}" for key, value in own.items())])
         return tuning.choose(cfg, ThreadPolicy.resolve(threads))
 
     counts = ThreadPolicy.resolve().candidates() if args.threads == "auto" else args.threads

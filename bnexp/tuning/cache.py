@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from bnexp.files import write_json_atomic
+from bnexp.files import user_cache, write_json_atomic
 from bnexp.runtime.threads import available_cores
 from bnexp.tuning.machine import PROBE_VERSION, this_machine
 
@@ -33,7 +33,7 @@ FAILED_PROBE_SECONDS = 3600  # a failed probe is not tried again for this long
 def cache_dir() -> Path:
     if os.environ.get("BNEXP_CACHE_DIR"):
         return Path(os.environ["BNEXP_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp"
+    return user_cache()
 
 
 def read_file() -> dict:

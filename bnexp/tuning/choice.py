@@ -13,7 +13,7 @@ from bnexp.runtime import mxnet_import
 from bnexp.runtime.threads import ENGINE_VAR, ENGINES, ThreadPolicy, available_cores
 from bnexp.tuning import cache
 from bnexp.tuning.machine import formulations_of, setting_key, setting_of
-from bnexp.tuning.probe import SHARE, Option, decide, layouts, measure
+from bnexp.tuning.probe import SHARE, Option, decide, layouts, measure, races_processes
 from bnexp.validate import label
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def too_short(setting: dict, processes: list, wanted: list, seconds: float, step
     measured = cache.fastest_step(setting)
     ms = measured or PRIOR_MS_PER_IMAGE * setting["batch_per_device"]
     layout_options = sum(n for n in (len({layout[i] for layout in wanted}) for i in (0, 1)) if n > 1)
-    options = (len(processes) if len(processes) > 1 or not layout_options else 0) + layout_options
+    options = races_processes(processes, wanted) * len(processes) + layout_options
     least = (len(processes) * WORKER_START_SECONDS / available_cores()
              + 2 * options * max(seconds, chunk * ms / 1000))
     expected = steps * ms / 1000

@@ -79,6 +79,12 @@ def layouts(formulations: tuple[str, ...], pool: str = "auto") -> list[tuple[str
     return [(p, f) for p in pools for f in formulations or ("",)]
 
 
+def races_processes(processes: list[tuple[int, str]], wanted: list[tuple[str, str]]) -> bool:
+    """Whether `measure` races the processes (stage 1): not where there is one process and
+    layouts to race, whose races time it."""
+    return len(processes) > 1 or len(wanted) == 1
+
+
 def decide(timings: dict[str, float]) -> Option:
     """The fastest option, or one with fewer threads within MARGIN of it (the cores it
     leaves are free for others)."""
@@ -170,7 +176,7 @@ def measure(setting: dict, processes: list[tuple[int, str]], wanted: list[tuple[
 
     first = [Option(t, e, *wanted[0]) for t, e in processes]
     try:
-        if len(first) > 1 or len(wanted) == 1:  # one process: the layouts' races time it
+        if races_processes(processes, wanted):
             measured.update(probe.race(first))
         for part in (1, 0):  # the formulations, then the pooling layouts
             choices = list(dict.fromkeys(layout[part] for layout in wanted))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bnexp.cpu import IDENTITY_FIELDS, cpuinfo
 from bnexp.errors import UserError
-from bnexp.files import private_reason, untrusted_reason
+from bnexp.files import private_reason, untrusted_reason, user_cache
 
 SOURCE = Path(__file__).resolve().parent / "batch_norm.cc"
 OPERATOR = "bnexp_batch_norm"
@@ -59,7 +59,7 @@ def mxnet_dir() -> Path | None:
 
 
 def default_kernel_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnexp" / "kernels"
+    return user_cache() / "kernels"
 
 
 def kernel_dir() -> Path:
