@@ -102,7 +102,7 @@ run: data ## train with the default config (add ARGS="bn=gluon lr=0.1" for overr
 # (tests/conftest.py). WORKERS=0 runs it in this process, one test after another.
 WORKERS ?= auto
 PYTEST  = $(PY) -m pytest -n $(WORKERS) --dist loadscope
-test: data ## run the test suite on every core (~6.2 min on 2 cores; WORKERS=0 for one process, ARGS=... for pytest)
+test: data ## run the test suite on every core (~6.5 min on 2 cores; WORKERS=0 for one process, ARGS=... for pytest)
 	$(PYTEST) $(ARGS)
 
 test-fast: data ## the tests not marked slow (no CLI, speed probe or MXNet-importing subprocess, no long training; ~1 min on 2 cores)
